@@ -1,0 +1,247 @@
+//! [`IndexBuilder`]: catalog -> on-disk index (offline).
+//!
+//! Steps: embed every product (batched, length-sorted, with a progress bar),
+//! build the HNSW graph, index the text with tantivy, write products, vectors and
+//! manifest into a staging directory, fsync, and swap it in
+//! ([`crate::store::Staging`]). A failure at any step leaves an existing index at
+//! the destination untouched.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::catalog::Product;
+use crate::encoder::{Encoder, EncoderOptions, DEFAULT_BATCH_SIZE};
+use crate::error::{Error, Result};
+use crate::store::{
+    self, HnswSettings, Manifest, ModelRecord, Staging, VectorFile, FORMAT_VERSION,
+};
+use crate::text::TextIndex;
+use crate::vector::{HnswIndex, HnswParams};
+
+/// The text a product is embedded from: the title, then brand and category path
+/// when present. Descriptions are left out: they are long and would dilute the
+/// title, which is what shoppers' queries match (and would be truncated anyway).
+pub fn embedding_text(p: &Product) -> String {
+    let mut s = p.title.clone();
+    if let Some(b) = &p.brand {
+        if !p.title.to_lowercase().contains(&b.to_lowercase()) {
+            s.push_str(" | ");
+            s.push_str(b);
+        }
+    }
+    if !p.category.is_empty() {
+        s.push_str(" | ");
+        s.push_str(&p.category.join(" > "));
+    }
+    s
+}
+
+/// What a build did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BuildSummary {
+    /// Where the index is.
+    pub index: PathBuf,
+    /// Number of products indexed.
+    pub products: usize,
+    /// Embedding dimension.
+    pub dim: usize,
+    /// Seconds spent embedding.
+    pub encode_secs: f64,
+    /// Seconds spent building the HNSW graph.
+    pub hnsw_secs: f64,
+    /// Seconds spent on the keyword index.
+    pub text_secs: f64,
+    /// Wall-clock seconds in all (model load and writing included).
+    pub total_secs: f64,
+    /// Size of the index directory in bytes.
+    pub bytes: u64,
+}
+
+/// Builds an index directory from products.
+#[derive(Debug, Clone)]
+pub struct IndexBuilder {
+    dest: PathBuf,
+    encoder: EncoderOptions,
+    hnsw: HnswParams,
+    batch_size: usize,
+    progress: bool,
+    source: String,
+}
+
+impl IndexBuilder {
+    /// A builder writing to `dest` with the model in `model_dir`.
+    pub fn new(dest: impl Into<PathBuf>, model_dir: impl Into<PathBuf>) -> Self {
+        IndexBuilder {
+            dest: dest.into(),
+            encoder: EncoderOptions::new(model_dir),
+            hnsw: HnswParams::default(),
+            batch_size: DEFAULT_BATCH_SIZE,
+            progress: false,
+            source: String::new(),
+        }
+    }
+
+    /// Encoder options (device, max tokens).
+    pub fn encoder_options(mut self, opts: EncoderOptions) -> Self {
+        self.encoder = opts;
+        self
+    }
+
+    /// HNSW parameters.
+    pub fn hnsw(mut self, params: HnswParams) -> Self {
+        self.hnsw = params;
+        self
+    }
+
+    /// Texts per encoder forward pass.
+    pub fn batch_size(mut self, n: usize) -> Self {
+        self.batch_size = n.max(1);
+        self
+    }
+
+    /// Shows progress bars with ETA on standard error.
+    pub fn progress(mut self, yes: bool) -> Self {
+        self.progress = yes;
+        self
+    }
+
+    /// Records where the products came from (shown in the manifest).
+    pub fn source(mut self, source: impl Into<String>) -> Self {
+        self.source = source.into();
+        self
+    }
+
+    fn bar(&self, len: usize, what: &str) -> ProgressBar {
+        let target = if self.progress {
+            ProgressDrawTarget::stderr()
+        } else {
+            ProgressDrawTarget::hidden()
+        };
+        let bar = ProgressBar::with_draw_target(Some(len as u64), target);
+        if let Ok(style) = ProgressStyle::with_template(
+            "{prefix:>10} [{bar:30}] {pos}/{len} ({per_sec}, ETA {eta})",
+        ) {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        bar.set_prefix(what.to_string());
+        bar
+    }
+
+    /// Builds the index for `products` and publishes it at the destination.
+    pub fn build(&self, products: &[Product]) -> Result<BuildSummary> {
+        let start = Instant::now();
+        self.hnsw.validate()?;
+        if products.is_empty() {
+            return Err(Error::invalid("catalog", "no products to index"));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for p in products {
+            crate::catalog::validate_product(p)
+                .map_err(|e| Error::invalid(format!("product {:?}", p.id), e.to_string()))?;
+            if !seen.insert(p.id.as_str()) {
+                return Err(Error::invalid(
+                    "product id",
+                    format!("{:?} appears twice", p.id),
+                ));
+            }
+        }
+        let encoder = Encoder::load(&self.encoder)?;
+        let info = encoder.info().clone();
+        let staging = Staging::new(&self.dest)?;
+        let dir = staging.path().to_path_buf();
+
+        // 1. Embeddings.
+        let t = Instant::now();
+        let texts: Vec<String> = products.iter().map(embedding_text).collect();
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let bar = self.bar(products.len(), "encoding");
+        let vectors =
+            encoder.embed_many(&refs, self.batch_size, &|n| bar.set_position(n as u64))?;
+        bar.finish();
+        let encode_secs = t.elapsed().as_secs_f64();
+
+        // 2. HNSW graph.
+        let t = Instant::now();
+        let bar = self.bar(products.len(), "hnsw");
+        let hnsw = HnswIndex::build(&vectors, info.dim, self.hnsw, &|n| {
+            bar.set_position(n as u64)
+        })?;
+        bar.finish();
+        let hnsw_dir = dir.join(store::HNSW_DIR);
+        std::fs::create_dir(&hnsw_dir).map_err(|e| Error::io(&hnsw_dir, e))?;
+        hnsw.save(&hnsw_dir, store::HNSW_BASENAME)?;
+        let hnsw_secs = t.elapsed().as_secs_f64();
+
+        // 3. Keyword index.
+        let t = Instant::now();
+        let bar = self.bar(products.len(), "keywords");
+        TextIndex::build(products, Some(&dir.join(store::TEXT_DIR)), &|n| {
+            bar.set_position(n as u64)
+        })?;
+        bar.finish();
+        let text_secs = t.elapsed().as_secs_f64();
+
+        // 4. Products, vectors, manifest.
+        store::write_products(&dir.join(store::PRODUCTS), products)?;
+        VectorFile::write(&dir.join(store::VECTORS), &vectors)?;
+        let mut files = BTreeMap::new();
+        for rel in [store::PRODUCTS.to_string(), store::VECTORS.to_string()]
+            .into_iter()
+            .chain(list_files(&hnsw_dir, store::HNSW_DIR)?)
+        {
+            files.insert(rel.clone(), store::checksum_file(&dir.join(&rel))?);
+        }
+        let manifest = Manifest {
+            format_version: FORMAT_VERSION,
+            shelfrank_version: env!("CARGO_PKG_VERSION").to_string(),
+            created_unix: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
+            products: products.len(),
+            source: self.source.clone(),
+            model: ModelRecord {
+                name: info.name.clone(),
+                path: info.path.to_string_lossy().into_owned(),
+                dim: info.dim,
+                pooling: info.pooling.name().to_string(),
+                max_tokens: info.max_tokens,
+                sha256: info.sha256.clone(),
+            },
+            hnsw: HnswSettings {
+                m: self.hnsw.m,
+                ef_construction: self.hnsw.ef_construction,
+                ef_search: self.hnsw.ef_search,
+            },
+            files,
+        };
+        manifest.write(&dir)?;
+        staging.publish()?;
+        Ok(BuildSummary {
+            index: self.dest.clone(),
+            products: products.len(),
+            dim: info.dim,
+            encode_secs,
+            hnsw_secs,
+            text_secs,
+            total_secs: start.elapsed().as_secs_f64(),
+            bytes: store::dir_size(&self.dest),
+        })
+    }
+}
+
+/// Relative paths (`prefix/name`) of the files directly in `dir`, sorted.
+fn list_files(dir: &Path, prefix: &str) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
+        let entry = entry.map_err(|e| Error::io(dir, e))?;
+        if entry.file_type().map(|t| t.is_file()).unwrap_or(false) {
+            out.push(format!("{prefix}/{}", entry.file_name().to_string_lossy()));
+        }
+    }
+    out.sort();
+    Ok(out)
+}

@@ -1,0 +1,306 @@
+//! Dense text encoder: a BERT sentence encoder run with candle.
+//!
+//! The only module that names candle. [`Encoder::load`] reads a Hugging Face model
+//! directory (`config.json`, `tokenizer.json`, `model.safetensors`, optional
+//! `1_Pooling/config.json` and `sentence_bert_config.json`), runs candle's BERT
+//! (`candle_transformers::models::bert`, a port of Hugging Face's `BertModel`),
+//! pools the token states as the model's pooling config says and L2-normalises the
+//! result, which is what sentence-transformers does for all-MiniLM-L6-v2
+//! (`Transformer -> Pooling(mean) -> Normalize`).
+//!
+//! Batches are built from texts of similar token length ([`Encoder::embed_many`]
+//! sorts by length) so that little work goes into padding.
+
+mod device;
+mod pooling;
+mod tiny;
+
+pub use device::{DeviceSpec, CUDA_COMPILED};
+pub use pooling::Pooling;
+pub use tiny::create_tiny_model;
+
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+use candle_transformers::models::bert::{BertModel, Config as BertConfig};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use tokenizers::{Tokenizer, TruncationParams};
+
+use crate::error::{Error, Result};
+
+/// Files every model directory must have.
+const REQUIRED_FILES: [&str; 3] = ["config.json", "tokenizer.json", "model.safetensors"];
+
+/// Default batch size for bulk encoding: sentence-transformers' default (32).
+pub const DEFAULT_BATCH_SIZE: usize = 32;
+
+/// Used when the model directory states no maximum sequence length: BERT's
+/// position table size (512) is the hard limit; 256 is what sentence-transformers
+/// uses for all-MiniLM-L6-v2.
+const FALLBACK_MAX_TOKENS: usize = 256;
+
+/// How to load an encoder.
+#[derive(Debug, Clone)]
+pub struct EncoderOptions {
+    /// The model directory.
+    pub model_dir: PathBuf,
+    /// Where to run it.
+    pub device: DeviceSpec,
+    /// Maximum tokens per text (longer texts are truncated). `None`: the model's
+    /// `sentence_bert_config.json` `max_seq_length`, else 256, never more than the
+    /// model's position table.
+    pub max_tokens: Option<usize>,
+}
+
+impl EncoderOptions {
+    /// Options for `model_dir` on the CPU with the model's own token limit.
+    pub fn new(model_dir: impl Into<PathBuf>) -> Self {
+        EncoderOptions {
+            model_dir: model_dir.into(),
+            device: DeviceSpec::Cpu,
+            max_tokens: None,
+        }
+    }
+}
+
+/// What identifies a model: recorded in an index's manifest and compared on open.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelInfo {
+    /// Name (the directory's name).
+    pub name: String,
+    /// Absolute path of the directory.
+    pub path: PathBuf,
+    /// Embedding dimension.
+    pub dim: usize,
+    /// Pooling.
+    pub pooling: Pooling,
+    /// Maximum tokens per text.
+    pub max_tokens: usize,
+    /// SHA-256 of `model.safetensors`, hex.
+    pub sha256: String,
+}
+
+/// A loaded sentence encoder. Thread-safe: share one behind an `Arc`.
+pub struct Encoder {
+    model: BertModel,
+    tokenizer: Tokenizer,
+    device: Device,
+    info: ModelInfo,
+}
+
+impl std::fmt::Debug for Encoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Encoder")
+            .field("info", &self.info)
+            .field("device", &self.device)
+            .finish()
+    }
+}
+
+fn candle_err(e: candle_core::Error) -> Error {
+    Error::Encoder(e.to_string())
+}
+
+#[derive(Deserialize)]
+struct SentenceBertConfig {
+    max_seq_length: Option<usize>,
+}
+
+impl Encoder {
+    /// Loads the model directory named in `opts`.
+    pub fn load(opts: &EncoderOptions) -> Result<Self> {
+        let dir = &opts.model_dir;
+        if !dir.is_dir() {
+            return Err(Error::ModelNotFound {
+                path: dir.clone(),
+                missing: "directory".into(),
+            });
+        }
+        for f in REQUIRED_FILES {
+            if !dir.join(f).is_file() {
+                return Err(Error::ModelNotFound {
+                    path: dir.clone(),
+                    missing: f.into(),
+                });
+            }
+        }
+        let invalid = |file: &str, reason: String| Error::InvalidModel {
+            path: dir.join(file),
+            reason,
+        };
+        let config_path = dir.join("config.json");
+        let config_text =
+            std::fs::read_to_string(&config_path).map_err(|e| Error::io(&config_path, e))?;
+        let config: BertConfig = serde_json::from_str(&config_text)
+            .map_err(|e| invalid("config.json", format!("not a BERT config: {e}")))?;
+        let pooling = Pooling::from_model_dir(dir)?;
+
+        let model_limit = config.max_position_embeddings;
+        let st_limit = match std::fs::read_to_string(dir.join("sentence_bert_config.json")) {
+            Ok(text) => serde_json::from_str::<SentenceBertConfig>(&text)
+                .ok()
+                .and_then(|c| c.max_seq_length),
+            Err(_) => None,
+        };
+        let max_tokens = opts
+            .max_tokens
+            .or(st_limit)
+            .unwrap_or(FALLBACK_MAX_TOKENS)
+            .min(model_limit);
+        if max_tokens < 2 {
+            return Err(Error::invalid(
+                "max tokens",
+                format!("{max_tokens} leaves no room for [CLS] and [SEP]"),
+            ));
+        }
+
+        let mut tokenizer = Tokenizer::from_file(dir.join("tokenizer.json"))
+            .map_err(|e| invalid("tokenizer.json", e.to_string()))?;
+        tokenizer
+            .with_truncation(Some(TruncationParams {
+                max_length: max_tokens,
+                ..Default::default()
+            }))
+            .map_err(|e| invalid("tokenizer.json", e.to_string()))?;
+        tokenizer.with_padding(None);
+
+        let device = opts.device.to_candle()?;
+        let weights_path = dir.join("model.safetensors");
+        let weights = std::fs::read(&weights_path).map_err(|e| Error::io(&weights_path, e))?;
+        let sha256 = hex(&Sha256::digest(&weights));
+        let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, &device)
+            .map_err(|e| invalid("model.safetensors", e.to_string()))?;
+        let model = BertModel::load(vb, &config).map_err(|e| {
+            invalid(
+                "model.safetensors",
+                format!("weights do not fit config.json: {e}"),
+            )
+        })?;
+
+        let abs = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.clone());
+        let name = abs
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "model".into());
+        Ok(Encoder {
+            model,
+            tokenizer,
+            device,
+            info: ModelInfo {
+                name,
+                path: abs,
+                dim: config.hidden_size,
+                pooling,
+                max_tokens,
+                sha256,
+            },
+        })
+    }
+
+    /// The model's identity.
+    pub fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    /// Embedding dimension.
+    pub fn dim(&self) -> usize {
+        self.info.dim
+    }
+
+    /// Token ids of `text` after truncation, with `[CLS]`/`[SEP]`.
+    pub fn tokenize(&self, text: &str) -> Result<Vec<u32>> {
+        let enc = self
+            .tokenizer
+            .encode(text, true)
+            .map_err(|e| Error::Tokenizer(e.to_string()))?;
+        Ok(enc.get_ids().to_vec())
+    }
+
+    /// Embeds one text.
+    pub fn embed(&self, text: &str) -> Result<Vec<f32>> {
+        let mut v = self.embed_batch(&[text])?;
+        v.pop().ok_or_else(|| Error::Encoder("empty output".into()))
+    }
+
+    /// Embeds `texts` in one forward pass (padded to the longest).
+    pub fn embed_batch(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
+        let ids = texts
+            .iter()
+            .map(|t| self.tokenize(t))
+            .collect::<Result<Vec<_>>>()?;
+        self.forward_ids(&ids)
+    }
+
+    /// Embeds any number of texts in batches of `batch_size`, grouping texts of
+    /// similar length; results are in input order. `progress` is called with the
+    /// number of texts done so far.
+    pub fn embed_many(
+        &self,
+        texts: &[&str],
+        batch_size: usize,
+        progress: &dyn Fn(usize),
+    ) -> Result<Vec<Vec<f32>>> {
+        let batch_size = batch_size.max(1);
+        let ids = texts
+            .iter()
+            .map(|t| self.tokenize(t))
+            .collect::<Result<Vec<_>>>()?;
+        let mut order: Vec<usize> = (0..texts.len()).collect();
+        order.sort_by_key(|&i| ids[i].len());
+        let mut out: Vec<Vec<f32>> = vec![Vec::new(); texts.len()];
+        let mut done = 0;
+        for chunk in order.chunks(batch_size) {
+            let batch: Vec<Vec<u32>> = chunk.iter().map(|&i| ids[i].clone()).collect();
+            let vecs = self.forward_ids(&batch)?;
+            for (&i, v) in chunk.iter().zip(vecs) {
+                out[i] = v;
+            }
+            done += chunk.len();
+            progress(done);
+        }
+        Ok(out)
+    }
+
+    /// Runs the model on pre-tokenised inputs, padding to the longest.
+    fn forward_ids(&self, ids: &[Vec<u32>]) -> Result<Vec<Vec<f32>>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let batch = ids.len();
+        let seq = ids.iter().map(Vec::len).max().unwrap_or(0).max(1);
+        let mut flat_ids = vec![0u32; batch * seq];
+        let mut flat_mask = vec![0u32; batch * seq];
+        for (b, row) in ids.iter().enumerate() {
+            flat_ids[b * seq..b * seq + row.len()].copy_from_slice(row);
+            for m in &mut flat_mask[b * seq..b * seq + row.len()] {
+                *m = 1;
+            }
+        }
+        let run = || -> candle_core::Result<Vec<Vec<f32>>> {
+            let input = Tensor::from_vec(flat_ids, (batch, seq), &self.device)?;
+            let mask = Tensor::from_vec(flat_mask, (batch, seq), &self.device)?;
+            let types = input.zeros_like()?;
+            let hidden = self.model.forward(&input, &types, Some(&mask))?;
+            let pooled = self.info.pooling.apply(&hidden, &mask)?;
+            pooling::l2_normalize(&pooled)?.to_vec2::<f32>()
+        };
+        run().map_err(candle_err)
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The model directory used when none is given: `models/all-MiniLM-L6-v2`, where
+/// `scripts/fetch-model.sh` puts it.
+pub fn default_model_dir() -> PathBuf {
+    PathBuf::from("models").join("all-MiniLM-L6-v2")
+}
+
+/// True when `dir` looks like a model directory (has the required files).
+pub fn is_model_dir(dir: &Path) -> bool {
+    REQUIRED_FILES.iter().all(|f| dir.join(f).is_file())
+}

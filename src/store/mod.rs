@@ -1,0 +1,449 @@
+//! On-disk layout of an index directory, its manifest, atomic publication and the
+//! memory-mapped vector file.
+//!
+//! An index directory holds:
+//!
+//! | path | content |
+//! | --- | --- |
+//! | `manifest.json` | format version, model, build settings, size and CRC-32 of every other file |
+//! | `products.bin` | the catalog's products, bincode (standard config, serde) |
+//! | `vectors.f32` | the L2-normalised embeddings, a row-major little-endian `f32` matrix, `count x dim` |
+//! | `hnsw/` | the HNSW graph and its copy of the vectors, as dumped by hnsw_rs |
+//! | `text/` | the tantivy keyword index (tantivy checks its own files) |
+//!
+//! Writes never touch a published index: a build writes into a staging directory
+//! next to the destination, fsyncs every file, then swaps it in with renames
+//! ([`Staging::publish`]). This is the only module with `unsafe` (the mmap).
+
+mod manifest;
+mod mmap;
+
+pub use manifest::{FileEntry, HnswSettings, Manifest, ModelRecord, FORMAT_VERSION};
+pub use mmap::VectorFile;
+
+use std::fs::{self, File};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use crate::catalog::Product;
+use crate::error::{Error, Result};
+
+/// File name of the manifest inside an index directory.
+pub const MANIFEST: &str = "manifest.json";
+/// File name of the product metadata.
+pub const PRODUCTS: &str = "products.bin";
+/// File name of the raw embedding matrix.
+pub const VECTORS: &str = "vectors.f32";
+/// Sub-directory of the HNSW dump.
+pub const HNSW_DIR: &str = "hnsw";
+/// Base name of the HNSW dump files inside [`HNSW_DIR`].
+pub const HNSW_BASENAME: &str = "graph";
+/// Sub-directory of the tantivy index.
+pub const TEXT_DIR: &str = "text";
+
+/// The on-disk form of a product in `products.bin`: every field always present
+/// (bincode is not self-describing, so the JSON form's skipped fields cannot be
+/// used), and decoupled from the public [`Product`] type so that the format only
+/// changes with [`FORMAT_VERSION`].
+#[derive(serde::Serialize, serde::Deserialize)]
+struct StoredProduct {
+    id: String,
+    title: String,
+    description: Option<String>,
+    category: Vec<String>,
+    brand: Option<String>,
+    price: Option<f64>,
+    attributes: Vec<(String, String)>,
+    popularity: Option<f64>,
+}
+
+/// Writes the products file.
+pub fn write_products(path: &Path, products: &[Product]) -> Result<()> {
+    let stored: Vec<StoredProduct> = products
+        .iter()
+        .map(|p| StoredProduct {
+            id: p.id.clone(),
+            title: p.title.clone(),
+            description: p.description.clone(),
+            category: p.category.clone(),
+            brand: p.brand.clone(),
+            price: p.price,
+            attributes: p
+                .attributes
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            popularity: p.popularity,
+        })
+        .collect();
+    write_bincode(path, &stored)
+}
+
+/// Reads the products file written by [`write_products`].
+pub fn read_products(path: &Path) -> Result<Vec<Product>> {
+    let stored: Vec<StoredProduct> = read_bincode(path)?;
+    Ok(stored
+        .into_iter()
+        .map(|s| Product {
+            id: s.id,
+            title: s.title,
+            description: s.description,
+            category: s.category,
+            brand: s.brand,
+            price: s.price,
+            attributes: s.attributes.into_iter().collect(),
+            popularity: s.popularity,
+        })
+        .collect())
+}
+
+/// Bincode configuration used for every bincode file of the index.
+fn bincode_config() -> bincode::config::Configuration {
+    bincode::config::standard()
+}
+
+/// Serialises `value` with bincode into `path` (inside a staging directory) and fsyncs it.
+pub fn write_bincode<T: serde::Serialize>(path: &Path, value: &T) -> Result<()> {
+    let bytes = bincode::serde::encode_to_vec(value, bincode_config())
+        .map_err(|e| Error::invalid("metadata", format!("cannot serialise: {e}")))?;
+    write_file_synced(path, &bytes)
+}
+
+/// Reads a bincode file written by [`write_bincode`]; a short or malformed file is a
+/// [`Error::CorruptIndex`].
+pub fn read_bincode<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
+    let bytes = fs::read(path).map_err(|e| Error::io(path, e))?;
+    let (value, used) = bincode::serde::decode_from_slice(&bytes, bincode_config())
+        .map_err(|e| Error::corrupt(path, format!("cannot decode: {e}")))?;
+    if used != bytes.len() {
+        return Err(Error::corrupt(
+            path,
+            format!("{} trailing bytes after the data", bytes.len() - used),
+        ));
+    }
+    Ok(value)
+}
+
+/// Writes `bytes` to `path` and fsyncs the file.
+pub fn write_file_synced(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut f = File::create(path).map_err(|e| Error::io(path, e))?;
+    f.write_all(bytes).map_err(|e| Error::io(path, e))?;
+    f.sync_all().map_err(|e| Error::io(path, e))
+}
+
+/// Writes `bytes` to `path` atomically: a temporary file in the same directory,
+/// fsync, rename, fsync of the directory. Readers see the old or the new content,
+/// never a mix.
+pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = parent_dir(path);
+    let mut tmp = tempfile::NamedTempFile::new_in(&dir).map_err(|e| Error::io(&dir, e))?;
+    tmp.write_all(bytes).map_err(|e| Error::io(tmp.path(), e))?;
+    tmp.as_file()
+        .sync_all()
+        .map_err(|e| Error::io(tmp.path(), e))?;
+    tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
+    sync_dir(&dir)
+}
+
+fn parent_dir(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// fsyncs a directory so that renames inside it are durable. A no-op where the
+/// platform cannot open directories.
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    #[cfg(unix)]
+    {
+        let f = File::open(dir).map_err(|e| Error::io(dir, e))?;
+        f.sync_all().map_err(|e| Error::io(dir, e))?;
+    }
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
+}
+
+/// fsyncs every file below `dir` and the directories themselves.
+pub fn sync_tree(dir: &Path) -> Result<()> {
+    for entry in fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
+        let entry = entry.map_err(|e| Error::io(dir, e))?;
+        let path = entry.path();
+        let kind = entry.file_type().map_err(|e| Error::io(&path, e))?;
+        if kind.is_dir() {
+            sync_tree(&path)?;
+        } else if kind.is_file() {
+            let f = File::open(&path).map_err(|e| Error::io(&path, e))?;
+            f.sync_all().map_err(|e| Error::io(&path, e))?;
+        }
+    }
+    sync_dir(dir)
+}
+
+/// Size and CRC-32 of a file, streamed.
+pub fn checksum_file(path: &Path) -> Result<FileEntry> {
+    let mut f = File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut hasher = crc32fast::Hasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut bytes = 0u64;
+    loop {
+        let n = f.read(&mut buf).map_err(|e| Error::io(path, e))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        bytes += n as u64;
+    }
+    Ok(FileEntry {
+        bytes,
+        crc32: hasher.finalize(),
+    })
+}
+
+/// Checks a file against its manifest entry: a missing, truncated or altered file
+/// is a [`Error::CorruptIndex`] naming it.
+pub fn verify_file(path: &Path, expected: &FileEntry) -> Result<()> {
+    let meta =
+        fs::metadata(path).map_err(|e| Error::corrupt(path, format!("cannot read it: {e}")))?;
+    if meta.len() != expected.bytes {
+        return Err(Error::corrupt(
+            path,
+            format!(
+                "size is {} bytes, the manifest says {} (truncated or replaced)",
+                meta.len(),
+                expected.bytes
+            ),
+        ));
+    }
+    let actual = checksum_file(path)?;
+    if actual.crc32 != expected.crc32 {
+        return Err(Error::corrupt(
+            path,
+            format!(
+                "CRC-32 is {:08x}, the manifest says {:08x}",
+                actual.crc32, expected.crc32
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Total size in bytes of the files below `dir`.
+pub fn dir_size(dir: &Path) -> u64 {
+    let mut total = 0;
+    if let Ok(entries) = fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            match entry.file_type() {
+                Ok(t) if t.is_dir() => total += dir_size(&entry.path()),
+                Ok(_) => total += entry.metadata().map(|m| m.len()).unwrap_or(0),
+                Err(_) => {}
+            }
+        }
+    }
+    total
+}
+
+/// A directory being written next to its final destination.
+///
+/// Dropping a `Staging` that was not published removes it, so an interrupted or
+/// failed build leaves the previous index untouched and no debris behind (a killed
+/// process may leave a `.name.staging-*` directory, which the next build of the
+/// same destination removes).
+#[derive(Debug)]
+pub struct Staging {
+    path: PathBuf,
+    dest: PathBuf,
+    published: bool,
+}
+
+impl Staging {
+    /// Creates an empty staging directory beside `dest`.
+    pub fn new(dest: &Path) -> Result<Self> {
+        let parent = parent_dir(dest);
+        fs::create_dir_all(&parent).map_err(|e| Error::io(&parent, e))?;
+        let name = dest
+            .file_name()
+            .ok_or_else(|| {
+                Error::invalid("index path", format!("{} has no file name", dest.display()))
+            })?
+            .to_string_lossy()
+            .into_owned();
+        remove_stale(&parent, &name);
+        let path = parent.join(format!(".{name}.staging-{}", std::process::id()));
+        if path.exists() {
+            fs::remove_dir_all(&path).map_err(|e| Error::io(&path, e))?;
+        }
+        fs::create_dir(&path).map_err(|e| Error::io(&path, e))?;
+        Ok(Staging {
+            path,
+            dest: dest.to_path_buf(),
+            published: false,
+        })
+    }
+
+    /// The staging directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// fsyncs everything and moves the staging directory to the destination. An
+    /// existing index at the destination is moved aside first and deleted only
+    /// once the new one is in place.
+    pub fn publish(mut self) -> Result<()> {
+        sync_tree(&self.path)?;
+        let parent = parent_dir(&self.dest);
+        let old = if self.dest.exists() {
+            if !self.dest.join(MANIFEST).exists()
+                && fs::read_dir(&self.dest)
+                    .map(|mut d| d.next().is_some())
+                    .unwrap_or(false)
+            {
+                return Err(Error::invalid(
+                    "index path",
+                    format!(
+                        "{} exists and is not a shelfrank index; refusing to replace it",
+                        self.dest.display()
+                    ),
+                ));
+            }
+            let name = self
+                .dest
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let old = parent.join(format!(".{name}.old-{}", std::process::id()));
+            fs::rename(&self.dest, &old).map_err(|e| Error::io(&self.dest, e))?;
+            Some(old)
+        } else {
+            None
+        };
+        if let Err(e) = fs::rename(&self.path, &self.dest) {
+            // Put the previous index back before reporting.
+            if let Some(old) = &old {
+                let _ = fs::rename(old, &self.dest);
+            }
+            return Err(Error::io(&self.dest, e));
+        }
+        self.published = true;
+        sync_dir(&parent)?;
+        if let Some(old) = old {
+            let _ = fs::remove_dir_all(old);
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        if !self.published {
+            let _ = fs::remove_dir_all(&self.path);
+        }
+    }
+}
+
+/// Removes staging and old directories of `name` left by processes that no longer
+/// run.
+fn remove_stale(parent: &Path, name: &str) {
+    let Ok(entries) = fs::read_dir(parent) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let file = entry.file_name().to_string_lossy().into_owned();
+        let rest = file
+            .strip_prefix(&format!(".{name}.staging-"))
+            .or_else(|| file.strip_prefix(&format!(".{name}.old-")));
+        if let Some(pid) = rest.and_then(|p| p.parse::<u32>().ok()) {
+            if !process_alive(pid) {
+                let _ = fs::remove_dir_all(entry.path());
+            }
+        }
+    }
+}
+
+fn process_alive(pid: u32) -> bool {
+    if pid == std::process::id() {
+        return true;
+    }
+    #[cfg(target_os = "linux")]
+    {
+        Path::new(&format!("/proc/{pid}")).exists()
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn staging_dropped_without_publish_leaves_nothing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dest = tmp.path().join("idx");
+        {
+            let s = Staging::new(&dest).unwrap();
+            fs::write(s.path().join("a"), b"x").unwrap();
+        }
+        assert!(!dest.exists());
+        assert_eq!(fs::read_dir(tmp.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn publish_replaces_existing_index() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dest = tmp.path().join("idx");
+        fs::create_dir(&dest).unwrap();
+        fs::write(dest.join(MANIFEST), b"old").unwrap();
+        let s = Staging::new(&dest).unwrap();
+        fs::write(s.path().join(MANIFEST), b"new").unwrap();
+        s.publish().unwrap();
+        assert_eq!(fs::read(dest.join(MANIFEST)).unwrap(), b"new");
+        assert_eq!(fs::read_dir(tmp.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn publish_refuses_to_replace_a_foreign_directory() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dest = tmp.path().join("docs");
+        fs::create_dir(&dest).unwrap();
+        fs::write(dest.join("precious.txt"), b"keep").unwrap();
+        let s = Staging::new(&dest).unwrap();
+        let err = s.publish().unwrap_err();
+        assert!(err.to_string().contains("not a shelfrank index"), "{err}");
+        assert_eq!(fs::read(dest.join("precious.txt")).unwrap(), b"keep");
+    }
+
+    #[test]
+    fn verify_detects_truncation_and_bit_flips() {
+        let tmp = tempfile::tempdir().unwrap();
+        let p = tmp.path().join("f");
+        fs::write(&p, b"hello world").unwrap();
+        let entry = checksum_file(&p).unwrap();
+        verify_file(&p, &entry).unwrap();
+        fs::write(&p, b"hello worle").unwrap();
+        let err = verify_file(&p, &entry).unwrap_err().to_string();
+        assert!(err.contains("CRC-32"), "{err}");
+        fs::write(&p, b"hello").unwrap();
+        let err = verify_file(&p, &entry).unwrap_err().to_string();
+        assert!(err.contains("truncated"), "{err}");
+    }
+
+    #[test]
+    fn bincode_round_trip_and_trailing_garbage() {
+        let tmp = tempfile::tempdir().unwrap();
+        let p = tmp.path().join("b");
+        write_bincode(&p, &vec![1u32, 2, 3]).unwrap();
+        let v: Vec<u32> = read_bincode(&p).unwrap();
+        assert_eq!(v, vec![1, 2, 3]);
+        let mut bytes = fs::read(&p).unwrap();
+        bytes.push(7);
+        fs::write(&p, bytes).unwrap();
+        assert!(matches!(
+            read_bincode::<Vec<u32>>(&p),
+            Err(Error::CorruptIndex { .. })
+        ));
+    }
+}

@@ -1,0 +1,323 @@
+//! Keyword retrieval: BM25 over title, description, category, brand and
+//! attribute values, with English stemming.
+//!
+//! The only module that names tantivy. Queries are never parsed as a query
+//! language: the shopper's text goes through the same analyzer as the documents
+//! (split on non-alphanumerics, lower-cased, English stop words removed, Snowball
+//! English stemmer), and each resulting term becomes a `SHOULD` clause on every
+//! field, so quotes, colons, brackets, `AND`, emoji or 10,000 characters are all
+//! just words (or nothing) and can never be a syntax error.
+//!
+//! Scoring is tantivy's BM25 (k1 = 1.2, b = 0.75; Robertson & Zaragoza, "The
+//! Probabilistic Relevance Framework: BM25 and Beyond", 2009) summed over fields,
+//! with the title's clauses boosted by [`TITLE_BOOST`].
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::Arc;
+
+use tantivy::collector::{FilterCollector, TopDocs};
+use tantivy::query::{BooleanQuery, BoostQuery, Occur, Query, TermQuery};
+use tantivy::schema::{
+    Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, Value, FAST, STORED, STRING,
+};
+use tantivy::tokenizer::{
+    Language, LowerCaser, RemoveLongFilter, SimpleTokenizer, Stemmer, StopWordFilter, TextAnalyzer,
+};
+use tantivy::{doc, Index, IndexReader, ReloadPolicy, TantivyDocument, Term};
+
+use crate::catalog::Product;
+use crate::error::{Error, Result};
+
+/// Weight of a title match relative to a match in another field. Titles are
+/// written to describe the product; descriptions and attributes are noisier. 2.0 is
+/// the usual e-commerce starting point (Elasticsearch's `title^2` examples).
+pub const TITLE_BOOST: f32 = 2.0;
+
+/// At most this many distinct query terms are used; the rest of a very long query
+/// is ignored. A shopper's query has a handful; this bounds the cost of pasted text.
+pub const MAX_QUERY_TERMS: usize = 64;
+
+/// Name under which the analyzer is registered with tantivy.
+const ANALYZER: &str = "shelfrank_en";
+
+/// Tokens longer than this many bytes are dropped (tantivy's default for `en_stem`).
+const MAX_TOKEN_BYTES: usize = 40;
+
+/// Memory budget of the index writer (tantivy's minimum is 15 MB per thread).
+const WRITER_MEMORY: usize = 64 << 20;
+
+/// One keyword hit: product ordinal and BM25 score.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TextHit {
+    /// The product's ordinal in the index.
+    pub ord: u32,
+    /// BM25 score (sum over fields, title boosted).
+    pub score: f32,
+}
+
+#[derive(Clone, Copy)]
+struct Fields {
+    id: Field,
+    ord: Field,
+    title: Field,
+    description: Field,
+    category: Field,
+    brand: Field,
+    attributes: Field,
+}
+
+/// The keyword index.
+#[derive(Clone)]
+pub struct TextIndex {
+    index: Index,
+    reader: IndexReader,
+    fields: Fields,
+}
+
+impl std::fmt::Debug for TextIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TextIndex")
+            .field("docs", &self.reader.searcher().num_docs())
+            .finish()
+    }
+}
+
+fn schema() -> (Schema, Fields) {
+    let mut b = Schema::builder();
+    let text = TextOptions::default().set_indexing_options(
+        TextFieldIndexing::default()
+            .set_tokenizer(ANALYZER)
+            .set_index_option(IndexRecordOption::WithFreqs),
+    );
+    let fields = Fields {
+        id: b.add_text_field("id", STRING | STORED),
+        ord: b.add_u64_field("ord", FAST),
+        title: b.add_text_field("title", text.clone()),
+        description: b.add_text_field("description", text.clone()),
+        category: b.add_text_field("category", text.clone()),
+        brand: b.add_text_field("brand", text.clone()),
+        attributes: b.add_text_field("attributes", text),
+    };
+    (b.build(), fields)
+}
+
+fn analyzer() -> TextAnalyzer {
+    let builder = TextAnalyzer::builder(SimpleTokenizer::default())
+        .filter(RemoveLongFilter::limit(MAX_TOKEN_BYTES))
+        .filter(LowerCaser);
+    match StopWordFilter::new(Language::English) {
+        Some(stop) => builder
+            .filter(stop)
+            .filter(Stemmer::new(Language::English))
+            .build(),
+        None => builder.filter(Stemmer::new(Language::English)).build(),
+    }
+}
+
+fn tv(e: tantivy::TantivyError) -> Error {
+    Error::TextIndex(e.to_string())
+}
+
+impl TextIndex {
+    /// Indexes `products` (ordinal = position) in `dir`, or in memory when `dir` is
+    /// `None`. `progress` is called with the number of products added so far.
+    pub fn build(
+        products: &[Product],
+        dir: Option<&Path>,
+        progress: &dyn Fn(usize),
+    ) -> Result<Self> {
+        let (schema, fields) = schema();
+        let index = match dir {
+            Some(d) => {
+                std::fs::create_dir_all(d).map_err(|e| Error::io(d, e))?;
+                Index::create_in_dir(d, schema).map_err(tv)?
+            }
+            None => Index::create_in_ram(schema),
+        };
+        index.tokenizers().register(ANALYZER, analyzer());
+        let mut writer = index
+            .writer_with_num_threads::<TantivyDocument>(1, WRITER_MEMORY)
+            .map_err(tv)?;
+        for (ord, p) in products.iter().enumerate() {
+            let mut d = doc!(
+                fields.id => p.id.as_str(),
+                fields.ord => ord as u64,
+                fields.title => p.title.as_str(),
+            );
+            if let Some(desc) = &p.description {
+                d.add_text(fields.description, desc);
+            }
+            if !p.category.is_empty() {
+                d.add_text(fields.category, p.category.join(" "));
+            }
+            if let Some(brand) = &p.brand {
+                d.add_text(fields.brand, brand);
+            }
+            if !p.attributes.is_empty() {
+                let values: Vec<&str> = p.attributes.values().map(String::as_str).collect();
+                d.add_text(fields.attributes, values.join(" "));
+            }
+            writer.add_document(d).map_err(tv)?;
+            if ord % 1000 == 999 {
+                progress(ord + 1);
+            }
+        }
+        writer.commit().map_err(tv)?;
+        writer.wait_merging_threads().map_err(tv)?;
+        progress(products.len());
+        Self::from_index(index, fields)
+    }
+
+    /// Opens the index written by [`TextIndex::build`] in `dir`.
+    pub fn open(dir: &Path) -> Result<Self> {
+        let index = Index::open_in_dir(dir)
+            .map_err(|e| Error::corrupt(dir, format!("cannot open the keyword index: {e}")))?;
+        let (expected, fields) = schema();
+        if index.schema() != expected {
+            return Err(Error::corrupt(
+                dir,
+                "the keyword index has an unexpected schema",
+            ));
+        }
+        index.tokenizers().register(ANALYZER, analyzer());
+        Self::from_index(index, fields)
+    }
+
+    fn from_index(index: Index, fields: Fields) -> Result<Self> {
+        let reader = index
+            .reader_builder()
+            .reload_policy(ReloadPolicy::Manual)
+            .try_into()
+            .map_err(tv)?;
+        Ok(TextIndex {
+            index,
+            reader,
+            fields,
+        })
+    }
+
+    /// Number of indexed products.
+    pub fn len(&self) -> u64 {
+        self.reader.searcher().num_docs()
+    }
+
+    /// True when no product is indexed.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The distinct analysed terms of `text`, in order of first appearance, at most
+    /// [`MAX_QUERY_TERMS`].
+    pub fn analyze(&self, text: &str) -> Vec<String> {
+        let mut analyzer = analyzer();
+        let mut stream = analyzer.token_stream(text);
+        let mut seen = HashSet::new();
+        let mut terms = Vec::new();
+        while stream.advance() {
+            let t = stream.token().text.clone();
+            if seen.insert(t.clone()) {
+                terms.push(t);
+                if terms.len() == MAX_QUERY_TERMS {
+                    break;
+                }
+            }
+        }
+        terms
+    }
+
+    fn build_query(&self, terms: &[String]) -> BooleanQuery {
+        let f = self.fields;
+        let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+        for t in terms {
+            for (field, boost) in [
+                (f.title, TITLE_BOOST),
+                (f.description, 1.0),
+                (f.category, 1.0),
+                (f.brand, 1.0),
+                (f.attributes, 1.0),
+            ] {
+                let q = TermQuery::new(
+                    Term::from_field_text(field, t),
+                    IndexRecordOption::WithFreqs,
+                );
+                let q: Box<dyn Query> = if boost != 1.0 {
+                    Box::new(BoostQuery::new(Box::new(q), boost))
+                } else {
+                    Box::new(q)
+                };
+                clauses.push((Occur::Should, q));
+            }
+        }
+        BooleanQuery::new(clauses)
+    }
+
+    /// BM25 top-`k` for `text`, best first. With `allowed` (indexed by ordinal),
+    /// only products whose entry is true are collected, inside the search, so `k`
+    /// hits come back whenever `k` matching products exist.
+    pub fn search(
+        &self,
+        text: &str,
+        k: usize,
+        allowed: Option<Arc<Vec<bool>>>,
+    ) -> Result<Vec<TextHit>> {
+        if k == 0 {
+            return Ok(Vec::new());
+        }
+        let terms = self.analyze(text);
+        if terms.is_empty() {
+            return Ok(Vec::new());
+        }
+        let query = self.build_query(&terms);
+        let searcher = self.reader.searcher();
+        let top = TopDocs::with_limit(k);
+        let docs = match allowed {
+            Some(mask) => {
+                let filter = FilterCollector::new(
+                    "ord".to_string(),
+                    move |ord: u64| mask.get(ord as usize).copied().unwrap_or(false),
+                    top,
+                );
+                searcher.search(&query, &filter).map_err(tv)?
+            }
+            None => searcher.search(&query, &top).map_err(tv)?,
+        };
+        let mut hits = Vec::with_capacity(docs.len());
+        for (score, addr) in docs {
+            let seg = searcher.segment_reader(addr.segment_ord);
+            let column = seg.fast_fields().u64("ord").map_err(tv)?;
+            let ord = column
+                .first(addr.doc_id)
+                .ok_or_else(|| Error::TextIndex(format!("document {addr:?} has no ordinal")))?;
+            hits.push(TextHit {
+                ord: ord as u32,
+                score,
+            });
+        }
+        // Equal scores: smaller ordinal first, so results are deterministic.
+        hits.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.ord.cmp(&b.ord)));
+        Ok(hits)
+    }
+
+    /// The stored id of the product with ordinal `ord` (used by consistency checks).
+    pub fn stored_id(&self, ord: u32) -> Result<Option<String>> {
+        let searcher = self.reader.searcher();
+        let q = tantivy::query::RangeQuery::new(
+            std::ops::Bound::Included(Term::from_field_u64(self.fields.ord, ord as u64)),
+            std::ops::Bound::Included(Term::from_field_u64(self.fields.ord, ord as u64)),
+        );
+        let docs = searcher.search(&q, &TopDocs::with_limit(1)).map_err(tv)?;
+        let Some((_, addr)) = docs.first() else {
+            return Ok(None);
+        };
+        let d: TantivyDocument = searcher.doc(*addr).map_err(tv)?;
+        Ok(d.get_first(self.fields.id)
+            .and_then(|v| v.as_str())
+            .map(str::to_string))
+    }
+
+    #[allow(dead_code)]
+    fn index(&self) -> &Index {
+        &self.index
+    }
+}

@@ -1,0 +1,276 @@
+//! The HNSW graph (hnsw_rs), its parameters, persistence and filtered search.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::Path;
+
+use hnsw_rs::api::AnnT;
+use hnsw_rs::hnsw::Hnsw;
+use hnsw_rs::hnswio::HnswIo;
+use hnsw_rs::prelude::Distance;
+use serde::{Deserialize, Serialize};
+
+use super::{flat, Neighbor};
+use crate::error::{Error, Result};
+
+/// Inner-product distance `1 - a.b` for unit vectors, clamped at 0.
+///
+/// hnsw_rs's own `DistDot` asserts that `a.b <= 1`, which rounding can break for
+/// (near-)identical vectors; clamping keeps the ordering and never panics.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct UnitDot;
+
+impl Distance<f32> for UnitDot {
+    fn eval(&self, va: &[f32], vb: &[f32]) -> f32 {
+        (1.0 - flat::dot(va, vb)).max(0.0)
+    }
+}
+
+/// HNSW build and search parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HnswParams {
+    /// Links per node and layer (M). 16 is the usual default of HNSW libraries
+    /// (hnswlib, Qdrant, LanceDB) and a good fit for 384-d sentence embeddings.
+    pub m: usize,
+    /// Candidate list size while building. 200 follows hnswlib's recommendation.
+    pub ef_construction: usize,
+    /// Candidate list size while searching (raised to k when smaller). Chosen from
+    /// the ef/recall table in README.md (Home Depot embeddings).
+    pub ef_search: usize,
+}
+
+impl Default for HnswParams {
+    fn default() -> Self {
+        HnswParams {
+            m: 16,
+            ef_construction: 200,
+            ef_search: 128,
+        }
+    }
+}
+
+impl HnswParams {
+    /// Checks the ranges hnsw_rs accepts (it exits the process on M > 256).
+    pub fn validate(&self) -> Result<()> {
+        if self.m < 2 || self.m > 255 {
+            return Err(Error::invalid(
+                "hnsw M",
+                format!("{} is outside 2..=255", self.m),
+            ));
+        }
+        if self.ef_construction < 1 || self.ef_construction > 10_000 {
+            return Err(Error::invalid(
+                "hnsw ef_construction",
+                format!("{} is outside 1..=10000", self.ef_construction),
+            ));
+        }
+        if self.ef_search < 1 || self.ef_search > 100_000 {
+            return Err(Error::invalid(
+                "hnsw ef_search",
+                format!("{} is outside 1..=100000", self.ef_search),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Maximum number of layers (hnsw_rs's upper bound is 16).
+const MAX_LAYERS: usize = 16;
+
+type Graph<'a> = Hnsw<'a, f32, UnitDot>;
+
+self_cell::self_cell!(
+    /// A graph reloaded from disk borrows from its loader; keep both together.
+    struct Loaded {
+        owner: HnswIo,
+        #[not_covariant]
+        dependent: Graph,
+    }
+);
+
+enum Inner {
+    Built(Graph<'static>),
+    Loaded(Loaded),
+}
+
+/// An HNSW graph over unit vectors; rows are product ordinals.
+pub struct HnswIndex {
+    inner: Inner,
+    dim: usize,
+    len: usize,
+    params: HnswParams,
+}
+
+impl std::fmt::Debug for HnswIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HnswIndex")
+            .field("dim", &self.dim)
+            .field("len", &self.len)
+            .field("params", &self.params)
+            .finish()
+    }
+}
+
+impl HnswIndex {
+    /// Builds a graph over `vectors` (all `dim` long), inserting in parallel.
+    /// `progress` is called with the number of vectors inserted so far.
+    pub fn build(
+        vectors: &[Vec<f32>],
+        dim: usize,
+        params: HnswParams,
+        progress: &dyn Fn(usize),
+    ) -> Result<Self> {
+        params.validate()?;
+        if let Some((i, v)) = vectors.iter().enumerate().find(|(_, v)| v.len() != dim) {
+            return Err(Error::invalid(
+                "vectors",
+                format!("row {i} has {} dims, expected {dim}", v.len()),
+            ));
+        }
+        let graph: Graph<'static> = Hnsw::new(
+            params.m,
+            vectors.len().max(1),
+            MAX_LAYERS,
+            params.ef_construction,
+            UnitDot,
+        );
+        // Insert in chunks so that progress can be reported.
+        const CHUNK: usize = 2048;
+        let mut done = 0;
+        for (c, chunk) in vectors.chunks(CHUNK).enumerate() {
+            let batch: Vec<(&[f32], usize)> = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, v)| (v.as_slice(), c * CHUNK + i))
+                .collect();
+            graph.parallel_insert_slice(&batch);
+            done += chunk.len();
+            progress(done);
+        }
+        Ok(HnswIndex {
+            inner: Inner::Built(graph),
+            dim,
+            len: vectors.len(),
+            params,
+        })
+    }
+
+    /// Writes the graph into `dir` (hnsw_rs's dump format, base name `basename`).
+    pub fn save(&self, dir: &Path, basename: &str) -> Result<()> {
+        let res = match &self.inner {
+            Inner::Built(g) => g.file_dump(dir, basename),
+            Inner::Loaded(l) => l.with_dependent(|_, g| g.file_dump(dir, basename)),
+        };
+        match res {
+            Ok(written) if written == basename => Ok(()),
+            Ok(other) => Err(Error::VectorIndex(format!(
+                "hnsw_rs wrote base name {other} instead of {basename} in {}",
+                dir.display()
+            ))),
+            Err(e) => Err(Error::VectorIndex(format!(
+                "cannot write the graph to {}: {e}",
+                dir.display()
+            ))),
+        }
+    }
+
+    /// Loads a graph written by [`HnswIndex::save`]. Callers verify the files'
+    /// checksums first; a failure or panic inside hnsw_rs is still reported as
+    /// [`Error::CorruptIndex`] rather than crashing.
+    pub fn load(
+        dir: &Path,
+        basename: &str,
+        dim: usize,
+        len: usize,
+        params: HnswParams,
+    ) -> Result<Self> {
+        let io = HnswIo::new(dir, basename);
+        let loaded = catch_unwind(AssertUnwindSafe(|| {
+            Loaded::try_new(io, |io| io.load_hnsw_with_dist::<f32, UnitDot>(UnitDot))
+        }));
+        let loaded = match loaded {
+            Ok(Ok(l)) => l,
+            Ok(Err(e)) => {
+                return Err(Error::corrupt(
+                    dir,
+                    format!("cannot load the HNSW graph: {e}"),
+                ))
+            }
+            Err(_) => return Err(Error::corrupt(dir, "the HNSW graph files are inconsistent")),
+        };
+        let (found_len, found_dim) = loaded.with_dependent(|_, g| {
+            (
+                g.get_nb_point(),
+                g.get_point_indexation().get_data_dimension(),
+            )
+        });
+        if found_len != len || (len > 0 && found_dim != dim) {
+            return Err(Error::corrupt(
+                dir,
+                format!("the HNSW graph holds {found_len} vectors of {found_dim} dims, the manifest says {len} of {dim}"),
+            ));
+        }
+        Ok(HnswIndex {
+            inner: Inner::Loaded(loaded),
+            dim,
+            len,
+            params,
+        })
+    }
+
+    /// Number of vectors.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when the graph holds no vector.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The parameters.
+    pub fn params(&self) -> HnswParams {
+        self.params
+    }
+
+    /// The `k` approximate nearest rows to `query`, best first. `ef` defaults to
+    /// the saved `ef_search`; it is raised to `k` when smaller. When `allowed` is
+    /// given, only rows for which it returns true are returned.
+    pub fn search(
+        &self,
+        query: &[f32],
+        k: usize,
+        ef: Option<usize>,
+        allowed: Option<&(dyn Fn(usize) -> bool + Sync)>,
+    ) -> Result<Vec<Neighbor>> {
+        if query.len() != self.dim {
+            return Err(Error::invalid(
+                "query vector",
+                format!("has {} dims, the index has {}", query.len(), self.dim),
+            ));
+        }
+        if k == 0 || self.len == 0 {
+            return Ok(Vec::new());
+        }
+        let ef = ef.unwrap_or(self.params.ef_search).max(k);
+        let filter = allowed.map(|f| move |id: &usize| f(*id));
+        let run = |g: &Graph<'_>| match &filter {
+            Some(f) => g.search_filter(query, k, ef, Some(f as &dyn hnsw_rs::filter::FilterT)),
+            None => g.search(query, k, ef),
+        };
+        let found = match &self.inner {
+            Inner::Built(g) => run(g),
+            Inner::Loaded(l) => l.with_dependent(|_, g| run(g)),
+        };
+        let mut out: Vec<Neighbor> = found
+            .into_iter()
+            .filter(|n| n.d_id < self.len)
+            .map(|n| Neighbor {
+                ord: n.d_id as u32,
+                score: 1.0 - n.distance,
+            })
+            .collect();
+        flat::sort_neighbors(&mut out);
+        out.truncate(k);
+        Ok(out)
+    }
+}

@@ -1,0 +1,24 @@
+//! Approximate nearest-neighbour search over L2-normalised embeddings.
+//!
+//! The only module that names hnsw_rs. [`HnswIndex`] wraps an HNSW graph (Malkov &
+//! Yashunin, "Efficient and robust approximate nearest neighbor search using
+//! Hierarchical Navigable Small World graphs", 2016) with inner-product distance;
+//! [`exact_search`] is the brute-force oracle it is tested against and the fallback
+//! for very selective filters, where a filtered graph walk would visit most of the
+//! graph anyway. Scores are cosine similarities (the vectors are unit length), so
+//! higher is better.
+
+mod flat;
+mod hnsw;
+
+pub use flat::{dot, exact_search, exact_search_filtered};
+pub use hnsw::{HnswIndex, HnswParams};
+
+/// One result: the row (product ordinal) and its cosine similarity to the query.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Neighbor {
+    /// Row of the vector, the product's ordinal in the index.
+    pub ord: u32,
+    /// Cosine similarity to the query, in [-1, 1].
+    pub score: f32,
+}

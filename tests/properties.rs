@@ -1,0 +1,127 @@
+//! Property tests: HNSW against exact search, arbitrary query text, encoder
+//! batching invariants.
+
+mod common;
+
+use std::sync::OnceLock;
+
+use proptest::prelude::*;
+use rand::{rngs::StdRng, Rng, SeedableRng};
+use shelfrank::encoder::{Encoder, EncoderOptions};
+use shelfrank::vector::{exact_search, HnswIndex, HnswParams};
+use shelfrank::{Engine, Mode, SearchRequest};
+
+fn random_unit_vectors(n: usize, dim: usize, seed: u64) -> Vec<Vec<f32>> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    (0..n)
+        .map(|_| {
+            // Sum of uniforms: a cheap, roughly Gaussian coordinate.
+            let v: Vec<f32> = (0..dim)
+                .map(|_| (0..4).map(|_| rng.gen::<f32>() - 0.5).sum())
+                .collect();
+            let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+            v.into_iter().map(|x| x / norm).collect()
+        })
+        .collect()
+}
+
+fn recall_at_10(n: usize, dim: usize, seed: u64) -> f64 {
+    let data = random_unit_vectors(n, dim, seed);
+    let queries = random_unit_vectors(100, dim, seed ^ 0xABCD);
+    let index = HnswIndex::build(&data, dim, HnswParams::default(), &|_| {}).unwrap();
+    let flat: Vec<f32> = data.iter().flatten().copied().collect();
+    let mut found = 0;
+    for q in &queries {
+        let truth: Vec<u32> = exact_search(&flat, dim, q, 10)
+            .iter()
+            .map(|n| n.ord)
+            .collect();
+        let got = index.search(q, 10, None, None).unwrap();
+        found += got.iter().filter(|n| truth.contains(&n.ord)).count();
+    }
+    found as f64 / (queries.len() * 10) as f64
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 3, ..ProptestConfig::default() })]
+    #[test]
+    fn hnsw_recall_at_10_is_at_least_095(seed in any::<u64>()) {
+        let r = recall_at_10(3000, 32, seed);
+        prop_assert!(r >= 0.95, "recall@10 = {r}");
+    }
+}
+
+#[test]
+fn hnsw_saved_and_loaded_gives_the_same_results() {
+    let dim = 16;
+    let data = random_unit_vectors(500, dim, 1);
+    let index = HnswIndex::build(&data, dim, HnswParams::default(), &|_| {}).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    index.save(tmp.path(), "g").unwrap();
+    let loaded = HnswIndex::load(tmp.path(), "g", dim, 500, HnswParams::default()).unwrap();
+    for q in random_unit_vectors(20, dim, 2) {
+        assert_eq!(
+            index.search(&q, 10, None, None).unwrap(),
+            loaded.search(&q, 10, None, None).unwrap()
+        );
+    }
+}
+
+fn engine() -> &'static Engine {
+    static ENGINE: OnceLock<(tempfile::TempDir, Engine)> = OnceLock::new();
+    &ENGINE
+        .get_or_init(|| {
+            let tmp = tempfile::tempdir().unwrap();
+            let index = common::build_index(tmp.path(), "idx");
+            let engine = Engine::open(&index).unwrap();
+            (tmp, engine)
+        })
+        .1
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+    #[test]
+    fn any_query_text_searches_without_error(q in any::<String>(), k in 1usize..50, mode in 0u8..3) {
+        let mode = [Mode::Bm25, Mode::Dense, Mode::Hybrid][mode as usize];
+        let hits = engine().search(&SearchRequest::new(q).mode(mode).k(k));
+        prop_assert!(hits.is_ok(), "{:?}", hits.err());
+        prop_assert!(hits.unwrap().len() <= k);
+    }
+
+    #[test]
+    fn query_syntax_characters_are_plain_text(words in proptest::collection::vec("[a-z]{1,8}|[\"():\\[\\]{}^~*?!+-]|AND|OR|NOT", 0..12)) {
+        let q = words.join(" ");
+        prop_assert!(engine().search(&SearchRequest::new(q).mode(Mode::Bm25)).is_ok());
+    }
+}
+
+fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+#[test]
+fn tiny_encoder_batches_agree_with_single_texts() {
+    let enc = Encoder::load(&EncoderOptions::new(common::TINY_MODEL)).unwrap();
+    let texts = [
+        "",
+        "rain shower head",
+        "Delta Vero Single-Handle Shower Faucet in Chrome",
+        "3/4 in. x 3 in. x 8 ft. MDF",
+        "💡",
+        &"drill ".repeat(200),
+    ];
+    let singles: Vec<Vec<f32>> = texts.iter().map(|t| enc.embed(t).unwrap()).collect();
+    for v in &singles {
+        let norm: f32 = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        assert!((norm - 1.0).abs() < 1e-4, "unit length, got {norm}");
+    }
+    for batch in [1, 2, 4, 32] {
+        let many = enc.embed_many(&texts, batch, &|_| {}).unwrap();
+        for (s, m) in singles.iter().zip(&many) {
+            assert!(cosine(s, m) >= 0.9999, "batch {batch}: {}", cosine(s, m));
+        }
+    }
+    // Truncation: the model's limit is 64 tokens.
+    assert_eq!(enc.tokenize(&"drill ".repeat(200)).unwrap().len(), 64);
+}
