@@ -1,1 +1,125 @@
-fn main() {}
+//! Criterion benches of the hot paths: encoding (batch 1 and 32), BM25 search,
+//! HNSW search and one end-to-end hybrid query.
+//!
+//! ```text
+//! cargo bench --bench search
+//! ```
+//!
+//! Inputs, from the environment:
+//! * `SHELFRANK_BENCH_MODEL`: model directory (default `models/all-MiniLM-L6-v2`
+//!   when present, else the tiny test model, whose timings mean little).
+//! * `SHELFRANK_BENCH_INDEX`: an index built with that model (default
+//!   `index/homedepot` when present; otherwise the fixture catalog is indexed into
+//!   a temporary directory).
+
+use std::hint::black_box;
+use std::path::{Path, PathBuf};
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use shelfrank::catalog::{read_catalog, ReadOptions};
+use shelfrank::encoder::{Encoder, EncoderOptions};
+use shelfrank::{Engine, IndexBuilder, Mode, SearchRequest};
+
+const QUERIES: [&str; 8] = [
+    "rain shower head",
+    "convection otr",
+    "emergency light",
+    "cordless drill 20v",
+    "1/2 in. pex pipe",
+    "white interior paint",
+    "gas grill",
+    "kitchen faucet pull down",
+];
+
+fn model_dir() -> PathBuf {
+    if let Some(p) = std::env::var_os("SHELFRANK_BENCH_MODEL") {
+        return p.into();
+    }
+    let real = Path::new("models/all-MiniLM-L6-v2");
+    if shelfrank::encoder::is_model_dir(real) {
+        real.into()
+    } else {
+        "fixtures/tiny-bert".into()
+    }
+}
+
+fn titles() -> Vec<String> {
+    let cat = read_catalog("fixtures/catalog.jsonl".as_ref(), &ReadOptions::default()).unwrap();
+    cat.products.into_iter().map(|p| p.title).collect()
+}
+
+fn bench_encode(c: &mut Criterion) {
+    let enc = Encoder::load(&EncoderOptions::new(model_dir())).unwrap();
+    let titles = titles();
+    let batch: Vec<&str> = titles.iter().take(32).map(String::as_str).collect();
+    let mut g = c.benchmark_group("encode");
+    g.sample_size(20);
+    g.bench_function("batch1_query", |b| {
+        b.iter(|| enc.embed(black_box("rain shower head")).unwrap())
+    });
+    g.bench_function("batch32_titles", |b| {
+        b.iter(|| enc.embed_batch(black_box(&batch)).unwrap())
+    });
+    g.finish();
+}
+
+fn engine() -> (Option<tempfile::TempDir>, Engine) {
+    let index = std::env::var_os("SHELFRANK_BENCH_INDEX")
+        .map(PathBuf::from)
+        .or_else(|| {
+            Some(PathBuf::from("index/homedepot")).filter(|p| p.join("manifest.json").exists())
+        });
+    match index {
+        Some(dir) => (None, Engine::open(dir).unwrap()),
+        None => {
+            let tmp = tempfile::tempdir().unwrap();
+            let dir = tmp.path().join("idx");
+            let cat =
+                read_catalog("fixtures/catalog.jsonl".as_ref(), &ReadOptions::default()).unwrap();
+            IndexBuilder::new(&dir, model_dir())
+                .build(&cat.products)
+                .unwrap();
+            (Some(tmp), Engine::open(&dir).unwrap())
+        }
+    }
+}
+
+fn bench_search(c: &mut Criterion) {
+    let (_tmp, engine) = engine();
+    let enc = engine.encoder().unwrap();
+    let qvecs: Vec<Vec<f32>> = QUERIES.iter().map(|q| enc.embed(q).unwrap()).collect();
+    let mut g = c.benchmark_group("search");
+    let mut i = 0;
+    g.bench_function("bm25_top100", |b| {
+        b.iter(|| {
+            i = (i + 1) % QUERIES.len();
+            let mut req = SearchRequest::new(QUERIES[i]).mode(Mode::Bm25).k(100);
+            req.candidates = Some(100);
+            engine.search(black_box(&req)).unwrap()
+        })
+    });
+    g.bench_function("hnsw_top100", |b| {
+        b.iter(|| {
+            i = (i + 1) % QUERIES.len();
+            engine
+                .hnsw_dense(
+                    black_box(&qvecs[i]),
+                    100,
+                    engine.manifest().hnsw.ef_search.max(100),
+                )
+                .unwrap()
+        })
+    });
+    g.bench_function("hybrid_end_to_end_uncached", |b| {
+        b.iter(|| {
+            i = (i + 1) % QUERIES.len();
+            engine
+                .search(black_box(&SearchRequest::new(QUERIES[i]).k(10)))
+                .unwrap()
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench_encode, bench_search);
+criterion_main!(benches);

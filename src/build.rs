@@ -6,7 +6,7 @@
 //! ([`crate::store::Staging`]). A failure at any step leaves an existing index at
 //! the destination untouched.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -48,6 +48,8 @@ pub struct BuildSummary {
     pub products: usize,
     /// Embedding dimension.
     pub dim: usize,
+    /// Products whose stored embedding was reused from the previous index.
+    pub reused_embeddings: usize,
     /// Seconds spent embedding.
     pub encode_secs: f64,
     /// Seconds spent building the HNSW graph.
@@ -69,6 +71,7 @@ pub struct IndexBuilder {
     batch_size: usize,
     progress: bool,
     source: String,
+    reuse: bool,
 }
 
 impl IndexBuilder {
@@ -81,6 +84,7 @@ impl IndexBuilder {
             batch_size: DEFAULT_BATCH_SIZE,
             progress: false,
             source: String::new(),
+            reuse: true,
         }
     }
 
@@ -106,6 +110,52 @@ impl IndexBuilder {
     pub fn progress(mut self, yes: bool) -> Self {
         self.progress = yes;
         self
+    }
+
+    /// Reuse the embeddings of an index already at the destination (default on):
+    /// a product whose id and embedding text are unchanged keeps its stored vector
+    /// when the old index was built with the same model (same weights checksum and
+    /// token limit), so rebuilding after a catalog update only encodes what
+    /// changed. Off: everything is encoded again.
+    pub fn reuse_embeddings(mut self, yes: bool) -> Self {
+        self.reuse = yes;
+        self
+    }
+
+    /// Vectors of the index at the destination, by product id, when reusable.
+    fn reusable(&self, info: &crate::encoder::ModelInfo) -> HashMap<String, (String, Vec<f32>)> {
+        let mut out = HashMap::new();
+        if !self.reuse {
+            return out;
+        }
+        let Ok(old) = Manifest::read(&self.dest) else {
+            return out;
+        };
+        if old.model.sha256 != info.sha256
+            || old.model.dim != info.dim
+            || old.model.max_tokens != info.max_tokens
+        {
+            return out;
+        }
+        let check = |rel: &str| match old.files.get(rel) {
+            Some(entry) => store::verify_file(&self.dest.join(rel), entry).is_ok(),
+            None => false,
+        };
+        if !check(store::PRODUCTS) || !check(store::VECTORS) {
+            return out;
+        }
+        let (Ok(products), Ok(vectors)) = (
+            store::read_products(&self.dest.join(store::PRODUCTS)),
+            VectorFile::open(&self.dest.join(store::VECTORS), old.products, old.model.dim),
+        ) else {
+            return out;
+        };
+        for (i, p) in products.iter().enumerate() {
+            if let Some(row) = vectors.row(i) {
+                out.insert(p.id.clone(), (embedding_text(p), row.to_vec()));
+            }
+        }
+        out
     }
 
     /// Records where the products came from (shown in the manifest).
@@ -156,11 +206,27 @@ impl IndexBuilder {
         // 1. Embeddings.
         let t = Instant::now();
         let texts: Vec<String> = products.iter().map(embedding_text).collect();
-        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-        let bar = self.bar(products.len(), "encoding");
-        let vectors =
-            encoder.embed_many(&refs, self.batch_size, &|n| bar.set_position(n as u64))?;
+        let mut old = self.reusable(&info);
+        let mut vectors: Vec<Vec<f32>> = Vec::with_capacity(products.len());
+        let mut todo: Vec<usize> = Vec::new();
+        for (i, (p, text)) in products.iter().zip(&texts).enumerate() {
+            match old.remove(&p.id) {
+                Some((old_text, v)) if &old_text == text => vectors.push(v),
+                _ => {
+                    vectors.push(Vec::new());
+                    todo.push(i);
+                }
+            }
+        }
+        drop(old);
+        let reused = products.len() - todo.len();
+        let refs: Vec<&str> = todo.iter().map(|&i| texts[i].as_str()).collect();
+        let bar = self.bar(refs.len(), "encoding");
+        let fresh = encoder.embed_many(&refs, self.batch_size, &|n| bar.set_position(n as u64))?;
         bar.finish();
+        for (i, v) in todo.into_iter().zip(fresh) {
+            vectors[i] = v;
+        }
         let encode_secs = t.elapsed().as_secs_f64();
 
         // 2. HNSW graph.
@@ -224,6 +290,7 @@ impl IndexBuilder {
             index: self.dest.clone(),
             products: products.len(),
             dim: info.dim,
+            reused_embeddings: reused,
             encode_secs,
             hnsw_secs,
             text_secs,

@@ -374,15 +374,17 @@ impl EngineBuilder {
             let enc = Encoder::load(&opts)?;
             let info = enc.info();
             if info.sha256 != manifest.model.sha256 || info.dim != dim {
-                return Err(Error::ModelMismatch {
-                    index: dir.clone(),
-                    built_name: manifest.model.name.clone(),
-                    built_dim: dim,
-                    built_sha: manifest.model.sha256.chars().take(12).collect(),
-                    given_name: info.name.clone(),
-                    given_dim: info.dim,
-                    given_sha: info.sha256.chars().take(12).collect(),
-                });
+                return Err(Error::ModelMismatch(Box::new(
+                    crate::error::ModelMismatch {
+                        index: dir.clone(),
+                        built_name: manifest.model.name.clone(),
+                        built_dim: dim,
+                        built_sha: manifest.model.sha256.chars().take(12).collect(),
+                        given_name: info.name.clone(),
+                        given_dim: info.dim,
+                        given_sha: info.sha256.chars().take(12).collect(),
+                    },
+                )));
             }
             Some(Arc::new(enc))
         };

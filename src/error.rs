@@ -9,6 +9,7 @@ use std::path::PathBuf;
 
 use crate::catalog::CatalogError;
 use crate::eval::EvalError;
+use crate::profile::events::EventError;
 
 /// `Result` with the crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -19,11 +20,15 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub enum Error {
     /// A catalog file could not be read or has a bad line.
     #[error(transparent)]
-    Catalog(#[from] CatalogError),
+    Catalog(Box<CatalogError>),
 
     /// A query, qrels or run file could not be read or written.
     #[error(transparent)]
-    Eval(#[from] EvalError),
+    Eval(Box<EvalError>),
+
+    /// An events file could not be read, or the event store failed.
+    #[error(transparent)]
+    Events(Box<EventError>),
 
     /// A file or directory could not be read or written.
     #[error("{path}: {source}")]
@@ -54,23 +59,8 @@ pub enum Error {
     },
 
     /// The index was built with another model than the one given to open it.
-    #[error("index {index} was built with model {built_name} (dim {built_dim}, sha256 {built_sha}), but the model given is {given_name} (dim {given_dim}, sha256 {given_sha})\nhint: open it with the model it was built with, or rebuild the index")]
-    ModelMismatch {
-        /// The index directory.
-        index: PathBuf,
-        /// Model name recorded in the index.
-        built_name: String,
-        /// Dimension recorded in the index.
-        built_dim: usize,
-        /// Weights checksum recorded in the index (first 12 hex digits).
-        built_sha: String,
-        /// Name of the model given.
-        given_name: String,
-        /// Its dimension.
-        given_dim: usize,
-        /// Its weights checksum (first 12 hex digits).
-        given_sha: String,
-    },
+    #[error("{0}")]
+    ModelMismatch(Box<ModelMismatch>),
 
     /// The requested device cannot be used.
     #[error("device {requested}: {reason}")]
@@ -141,6 +131,44 @@ pub enum Error {
     },
 }
 
+/// The model given to open an index differs from the one it was built with.
+#[derive(Debug, thiserror::Error)]
+#[error("index {index} was built with model {built_name} (dim {built_dim}, sha256 {built_sha}), but the model given is {given_name} (dim {given_dim}, sha256 {given_sha})\nhint: open it with the model it was built with, or rebuild the index")]
+pub struct ModelMismatch {
+    /// The index directory.
+    pub index: PathBuf,
+    /// Model name recorded in the index.
+    pub built_name: String,
+    /// Dimension recorded in the index.
+    pub built_dim: usize,
+    /// Weights checksum recorded in the index (first 12 hex digits).
+    pub built_sha: String,
+    /// Name of the model given.
+    pub given_name: String,
+    /// Its dimension.
+    pub given_dim: usize,
+    /// Its weights checksum (first 12 hex digits).
+    pub given_sha: String,
+}
+
+impl From<CatalogError> for Error {
+    fn from(e: CatalogError) -> Self {
+        Error::Catalog(Box::new(e))
+    }
+}
+
+impl From<EvalError> for Error {
+    fn from(e: EvalError) -> Self {
+        Error::Eval(Box::new(e))
+    }
+}
+
+impl From<EventError> for Error {
+    fn from(e: EventError) -> Self {
+        Error::Events(Box::new(e))
+    }
+}
+
 impl Error {
     /// True when the caller is at fault (bad request, bad input file, missing model
     /// or index they pointed at); false for I/O failures, corrupt data and backend
@@ -149,9 +177,10 @@ impl Error {
         match self {
             Error::Catalog(e) => e.is_caller_fault(),
             Error::Eval(e) => e.is_caller_fault(),
+            Error::Events(e) => e.is_caller_fault(),
             Error::ModelNotFound { .. }
             | Error::InvalidModel { .. }
-            | Error::ModelMismatch { .. }
+            | Error::ModelMismatch(_)
             | Error::Device { .. }
             | Error::IndexNotFound { .. }
             | Error::UnsupportedFormat { .. }

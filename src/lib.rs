@@ -48,6 +48,7 @@ pub mod engine;
 pub mod error;
 pub mod eval;
 pub mod fuse;
+pub mod profile;
 pub mod store;
 pub mod text;
 pub mod vector;

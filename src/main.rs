@@ -80,6 +80,10 @@ struct BuildArgs {
     /// HNSW candidate list size while searching (saved with the index).
     #[arg(long, default_value_t = HnswParams::default().ef_search)]
     hnsw_ef_search: usize,
+    /// Encode every product again instead of reusing unchanged products'
+    /// embeddings from an index already at --index.
+    #[arg(long)]
+    no_reuse: bool,
     /// No progress bars.
     #[arg(long, short)]
     quiet: bool,
@@ -301,16 +305,22 @@ fn build(a: BuildArgs) -> Result<()> {
             ef_search: a.hnsw_ef_search,
         })
         .batch_size(a.batch_size)
+        .reuse_embeddings(!a.no_reuse)
         .progress(!a.quiet)
         .source(a.catalog.display().to_string())
         .build(&cat.products)?;
     println!(
-        "built {} with {} products ({} dims) in {:.1}s (encoding {:.1}s, hnsw {:.1}s, keywords {:.1}s); index size {}",
+        "built {} with {} products ({} dims) in {:.1}s (encoding {:.1}s{}, hnsw {:.1}s, keywords {:.1}s); index size {}",
         summary.index.display(),
         summary.products,
         summary.dim,
         start.elapsed().as_secs_f64(),
         summary.encode_secs,
+        if summary.reused_embeddings > 0 {
+            format!(" with {} embeddings reused", summary.reused_embeddings)
+        } else {
+            String::new()
+        },
         summary.hnsw_secs,
         summary.text_secs,
         human_bytes(summary.bytes)
@@ -391,8 +401,8 @@ fn search(a: SearchArgs) -> Result<()> {
         ms
     );
     println!(
-        "{:>3}  {:>8}  {:<14} {:<14} {:<48} {}",
-        "#", "score", "bm25", "dense", "title", "id"
+        "{:>3}  {:>8}  {:<14} {:<14} {:<48} id",
+        "#", "score", "bm25", "dense", "title"
     );
     for (i, h) in hits.iter().enumerate() {
         let title: String = engine

@@ -140,7 +140,7 @@ fn opening_with_another_model_is_refused() {
         .model_dir(&other)
         .build()
         .unwrap_err();
-    assert!(matches!(err, Error::ModelMismatch { .. }), "{err}");
+    assert!(matches!(err, Error::ModelMismatch(_)), "{err}");
     assert!(err.to_string().contains("rebuild"), "{err}");
     // Keyword-only opening needs no model at all.
     let engine = EngineBuilder::new(&index)
@@ -167,4 +167,35 @@ fn cuda_without_the_feature_is_a_clear_error() {
         .unwrap_err();
     assert!(matches!(err, Error::Device { .. }), "{err}");
     assert!(err.to_string().contains("--features cuda"), "{err}");
+}
+
+#[test]
+fn rebuild_reuses_unchanged_embeddings_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    let index = common::build_index(tmp.path(), "idx");
+    let before = Engine::open(&index).unwrap();
+    let old_vec = before.embedding(1).unwrap().to_vec();
+    drop(before);
+    let mut products = common::products();
+    products[0].title = "Completely different title".into();
+    let summary = IndexBuilder::new(&index, common::TINY_MODEL)
+        .build(&products)
+        .unwrap();
+    assert_eq!(summary.reused_embeddings, products.len() - 1);
+    let after = Engine::open(&index).unwrap();
+    assert_eq!(after.embedding(1).unwrap(), &old_vec[..]);
+    let fresh = after
+        .encoder()
+        .unwrap()
+        .embed(&shelfrank::build::embedding_text(&products[0]))
+        .unwrap();
+    let stored = after.embedding(0).unwrap();
+    let cos: f32 = fresh.iter().zip(stored).map(|(a, b)| a * b).sum();
+    assert!(cos > 0.9999, "product 0 was re-encoded: {cos}");
+    // Opting out encodes everything.
+    let summary = IndexBuilder::new(&index, common::TINY_MODEL)
+        .reuse_embeddings(false)
+        .build(&products)
+        .unwrap();
+    assert_eq!(summary.reused_embeddings, 0);
 }

@@ -1,0 +1,1156 @@
+//! Shopper events (view, click, cart, purchase) and their JSONL reader.
+//!
+//! An [`Event`] says that a user did something with a catalog item at a time. Profiles are
+//! built from them, and they are kept durably by [`EventStore`](super::store::EventStore).
+//!
+//! # JSONL input
+//!
+//! One JSON object per line; blank lines are skipped and unknown fields are ignored:
+//!
+//! ```text
+//! {"user": "u17", "item": "100001", "kind": "purchase", "ts": "2011-10-02T10:32:00", "quantity": 2}
+//! {"user": 17, "item": 100002, "kind": "click", "ts": 1317551520, "query": "angle bracket", "position": 3}
+//! ```
+//!
+//! | field | accepted values |
+//! | --- | --- |
+//! | `user`, `item` | non-empty string, or an integer (turned into its decimal text); required |
+//! | `kind` | `view`, `click`, `cart` or `purchase` (ASCII case ignored); required |
+//! | `ts` | a timestamp string (see [`parse_timestamp`]) or an integer of Unix seconds; required |
+//! | `quantity` | any finite number (negative quantities are returns, as in the UCI Online Retail data), or a numeric string |
+//! | `query` | the search text that led to the event; blank means absent |
+//! | `position` | 0-based rank of the item in the results shown, a non-negative integer below 2^32 |
+//!
+//! `null` means absent for the optional fields. The item must be in the index's catalog. Every
+//! error names its place like `events.jsonl:12: field "ts": invalid timestamp "2011-13-45": ...`.
+//!
+//! # Time
+//!
+//! Timestamps are Unix seconds (`i64`, UTC). Zone-less times, such as the shop-local times of
+//! the UCI Online Retail data, are read as if they were UTC: profiles only compare event times
+//! with each other (recency, order), and for times from one shop treating them as UTC keeps
+//! both their order and their distances.
+
+use std::fmt;
+use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
+use std::str::FromStr;
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// What a user did with an item, from weakest to strongest signal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EventKind {
+    /// The item was shown to the user (an impression) or its page was opened.
+    View,
+    /// The user clicked the item in a result list.
+    Click,
+    /// The user put the item in the cart.
+    Cart,
+    /// The user bought the item.
+    Purchase,
+}
+
+impl EventKind {
+    /// Every kind, in order of increasing signal strength.
+    pub const ALL: [EventKind; 4] = [
+        EventKind::View,
+        EventKind::Click,
+        EventKind::Cart,
+        EventKind::Purchase,
+    ];
+
+    /// The kind's name as written in JSONL: `"view"`, `"click"`, `"cart"` or `"purchase"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::View => "view",
+            EventKind::Click => "click",
+            EventKind::Cart => "cart",
+            EventKind::Purchase => "purchase",
+        }
+    }
+}
+
+impl fmt::Display for EventKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The allowed kinds, for error messages.
+const KIND_LIST: &str = "view, click, cart, purchase";
+
+/// The error of parsing an [`EventKind`] from text that names no kind.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown event kind \"{found}\"; expected one of: {KIND_LIST}")]
+pub struct ParseEventKindError {
+    /// The text that was given (shortened if long).
+    pub found: String,
+}
+
+impl FromStr for EventKind {
+    type Err = ParseEventKindError;
+
+    /// Parses `view`, `click`, `cart` or `purchase`, ignoring ASCII case and surrounding
+    /// whitespace.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let t = s.trim();
+        EventKind::ALL
+            .into_iter()
+            .find(|k| k.as_str().eq_ignore_ascii_case(t))
+            .ok_or_else(|| ParseEventKindError { found: shorten(s) })
+    }
+}
+
+/// One thing a user did with a catalog item.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// The user's id.
+    pub user: String,
+    /// The item's product id in the catalog.
+    pub item: String,
+    /// What the user did.
+    pub kind: EventKind,
+    /// When, in Unix seconds (UTC; zone-less input times are read as UTC).
+    pub ts: i64,
+    /// How many items, for cart and purchase events; negative for returns.
+    pub quantity: Option<f64>,
+    /// The search text that led to the event, when known.
+    pub query: Option<String>,
+    /// The 0-based rank at which the item was shown for `query`, when known.
+    pub position: Option<u32>,
+}
+
+impl Event {
+    /// An event with no quantity, query or position.
+    pub fn new(user: impl Into<String>, item: impl Into<String>, kind: EventKind, ts: i64) -> Self {
+        Self {
+            user: user.into(),
+            item: item.into(),
+            kind,
+            ts,
+            quantity: None,
+            query: None,
+            position: None,
+        }
+    }
+}
+
+/// The timestamp forms [`parse_timestamp`] accepts, for its error message.
+pub const TIMESTAMP_FORMATS: &str = "expected RFC 3339 (2011-10-02T10:32:00Z, \
+     2011-10-02T10:32:00.5+01:00) or ISO 8601 without zone, read as UTC (2011-10-02T10:32:00, \
+     2011-10-02 10:32:00, 2011-10-02T10:32, fractional seconds allowed, or a date 2011-10-02 \
+     for midnight)";
+
+/// Zone-less date-time layouts, tried in order. `%.f` also matches no fraction at all.
+const NAIVE_LAYOUTS: [&str; 4] = [
+    "%Y-%m-%dT%H:%M:%S%.f",
+    "%Y-%m-%d %H:%M:%S%.f",
+    "%Y-%m-%dT%H:%M",
+    "%Y-%m-%d %H:%M",
+];
+
+/// Parses a timestamp into Unix seconds (fractions of a second are dropped, rounding down).
+///
+/// Accepted, after trimming surrounding whitespace:
+/// - RFC 3339 with a zone: `2011-10-02T10:32:00Z`, `2011-10-02T10:32:00+01:00`,
+///   `2011-10-02T10:32:00.250Z`;
+/// - ISO 8601 without a zone, read as UTC: `2011-10-02T10:32:00`, `2011-10-02 10:32:00`,
+///   `2011-10-02T10:32`, `2011-10-02 10:32`, with optional fractional seconds;
+/// - a bare date, `2011-10-02`, for midnight UTC.
+///
+/// Zone-less times are usually shop-local; they are only ever compared with each other, so
+/// reading them all as UTC keeps their order and spacing.
+///
+/// The error is the message `invalid timestamp "...": expected ...` listing these forms.
+pub fn parse_timestamp(s: &str) -> Result<i64, String> {
+    let t = s.trim();
+    if let Ok(dt) = DateTime::parse_from_rfc3339(t) {
+        return Ok(dt.timestamp());
+    }
+    for layout in NAIVE_LAYOUTS {
+        if let Ok(dt) = NaiveDateTime::parse_from_str(t, layout) {
+            return Ok(dt.and_utc().timestamp());
+        }
+    }
+    if let Ok(date) = NaiveDate::parse_from_str(t, "%Y-%m-%d") {
+        return Ok(date.and_time(chrono::NaiveTime::MIN).and_utc().timestamp());
+    }
+    Err(format!(
+        "invalid timestamp \"{}\": {TIMESTAMP_FORMATS}",
+        shorten(s)
+    ))
+}
+
+/// Formats Unix seconds as a zone-less UTC time, `2011-10-02T10:32:00`, which
+/// [`parse_timestamp`] reads back to the same value.
+///
+/// Values outside the calendar range (more than about 262,000 years from now) are written as
+/// the plain number.
+pub fn format_timestamp(ts: i64) -> String {
+    match DateTime::from_timestamp(ts, 0) {
+        Some(dt) => dt.format("%Y-%m-%dT%H:%M:%S").to_string(),
+        None => ts.to_string(),
+    }
+}
+
+/// The default for [`EventReadOptions::max_reported`]: enough reasons to see a pattern without
+/// flooding a terminal (the same as for catalogs).
+pub const DEFAULT_MAX_REPORTED: usize = 5;
+
+/// How to read an events file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventReadOptions {
+    /// Skip bad lines (counting them in [`EventBatch::skipped`]) instead of failing on the
+    /// first one. I/O errors always fail.
+    pub skip_invalid: bool,
+    /// How many skipped-line reasons to keep in [`EventBatch::problems`] (default
+    /// [`DEFAULT_MAX_REPORTED`]).
+    pub max_reported: usize,
+}
+
+impl Default for EventReadOptions {
+    fn default() -> Self {
+        Self {
+            skip_invalid: false,
+            max_reported: DEFAULT_MAX_REPORTED,
+        }
+    }
+}
+
+/// The events read from one file.
+#[derive(Debug, Default)]
+pub struct EventBatch {
+    /// The valid events, in file order.
+    pub events: Vec<Event>,
+    /// How many bad lines were skipped (only with [`EventReadOptions::skip_invalid`]).
+    pub skipped: usize,
+    /// Why the first skipped lines were skipped, at most
+    /// [`EventReadOptions::max_reported`] of them.
+    pub problems: Vec<EventError>,
+}
+
+/// An error reading events or using the event store, with the place it was found.
+///
+/// Displays as `SOURCE[:LINE]: [field "FIELD": ]REASON[; hint: HINT]`, for example
+/// `events.jsonl:12: field "kind": unknown event kind "buy"; expected one of: view, click, cart,
+/// purchase`.
+#[derive(Debug, thiserror::Error)]
+#[error("{prefix}{kind}{hint}", prefix = Location(self), hint = Hint(&self.kind))]
+pub struct EventError {
+    /// The file path (as given) or the name the caller passed for in-memory input; for the
+    /// store, the store file concerned.
+    pub source_name: String,
+    /// The 1-based physical line the problem is on, when it is tied to a line.
+    pub line: Option<usize>,
+    /// The event field concerned (`"ts"`, `"item"`), when there is one.
+    pub field: Option<String>,
+    /// What went wrong.
+    pub kind: EventErrorKind,
+}
+
+impl EventError {
+    /// Builds an error from its parts.
+    pub fn new(
+        source_name: impl Into<String>,
+        line: Option<usize>,
+        field: Option<String>,
+        kind: EventErrorKind,
+    ) -> Self {
+        Self {
+            source_name: source_name.into(),
+            line,
+            field,
+            kind,
+        }
+    }
+
+    /// The file path or source name the error was found in.
+    pub fn source_name(&self) -> &str {
+        &self.source_name
+    }
+
+    /// The 1-based physical line the problem is on, if it is tied to a line.
+    pub fn line(&self) -> Option<usize> {
+        self.line
+    }
+
+    /// The event field concerned, if any.
+    pub fn field(&self) -> Option<&str> {
+        self.field.as_deref()
+    }
+
+    /// What went wrong.
+    pub fn kind(&self) -> &EventErrorKind {
+        &self.kind
+    }
+
+    /// `true` when the input data or the caller is at fault (a server would answer 4xx);
+    /// `false` for I/O failures and damaged or unreadable store files (5xx).
+    pub fn is_caller_fault(&self) -> bool {
+        !matches!(
+            self.kind,
+            EventErrorKind::Io { .. }
+                | EventErrorKind::Corrupt { .. }
+                | EventErrorKind::UnsupportedVersion { .. }
+                | EventErrorKind::Unusable { .. }
+        )
+    }
+}
+
+/// The kinds of [`EventError`]. Each variant's `Display` is the reason part of the message.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EventErrorKind {
+    /// Opening, reading, writing or syncing a file failed. Always fatal.
+    #[error("cannot {action}: {source}")]
+    Io {
+        /// What was being done: `"read"`, `"write"`, `"fsync"`, ...
+        action: &'static str,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// A line is not valid JSON.
+    #[error("invalid JSON: {message}")]
+    InvalidJson {
+        /// The parser's message, with the column of the problem.
+        message: String,
+    },
+    /// A required field (`user`, `item`, `kind`, `ts`) is absent or null.
+    #[error("is required but missing")]
+    MissingField,
+    /// A user or item id is empty (or only whitespace).
+    #[error("must not be empty")]
+    EmptyField,
+    /// A value has the wrong JSON type or cannot be read as the field's type.
+    #[error("expected {expected}, got {found}")]
+    WrongType {
+        /// What the field accepts, e.g. `"a string or an integer"`.
+        expected: &'static str,
+        /// The offending value as it appeared in the input (shortened if long).
+        found: String,
+    },
+    /// The `kind` names no event kind.
+    #[error("unknown event kind \"{found}\"; expected one of: {KIND_LIST}")]
+    UnknownKind {
+        /// The offending text (shortened if long).
+        found: String,
+    },
+    /// The `ts` string is not a timestamp [`parse_timestamp`] accepts.
+    #[error("invalid timestamp \"{found}\": {TIMESTAMP_FORMATS}")]
+    InvalidTimestamp {
+        /// The offending text (shortened if long).
+        found: String,
+    },
+    /// A quantity is NaN or infinite.
+    #[error("must be a finite number, got {value}")]
+    InvalidNumber {
+        /// The offending value.
+        value: f64,
+    },
+    /// The item is not a product of the index's catalog.
+    #[error("unknown item id \"{item}\" (not in the index's catalog)")]
+    UnknownItem {
+        /// The item id (shortened if long).
+        item: String,
+    },
+    /// The line is not valid UTF-8.
+    #[error("invalid UTF-8 byte 0x{byte:02X} at byte {column} of the line")]
+    InvalidUtf8 {
+        /// The first byte that is not valid UTF-8.
+        byte: u8,
+        /// Its 1-based byte position within the line.
+        column: usize,
+    },
+    /// An event given to the store encodes to a record over the size limit.
+    #[error("the event encodes to {bytes} bytes, over the limit of {max} bytes per record")]
+    TooLarge {
+        /// The encoded size.
+        bytes: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A store file is damaged: a bad record followed by good ones, a bad checksum in the
+    /// snapshot, or bytes that do not decode. Nothing was changed on disk.
+    #[error("corrupt at byte {offset}: {reason}")]
+    Corrupt {
+        /// The byte offset in the file where the damage starts.
+        offset: u64,
+        /// What is wrong there.
+        reason: String,
+    },
+    /// A store file was written by a newer (or unknown) version of the format.
+    #[error("format version {found} is not supported (this build reads version {supported})")]
+    UnsupportedVersion {
+        /// The version in the file.
+        found: u32,
+        /// The version this build reads and writes.
+        supported: u32,
+    },
+    /// An earlier write to the store failed in a way that leaves the open handle out of step
+    /// with the files, so it takes no more writes.
+    #[error("the store takes no more writes after an earlier failure ({reason})")]
+    Unusable {
+        /// The earlier failure.
+        reason: String,
+    },
+}
+
+impl EventErrorKind {
+    /// A suggestion for fixing this kind of error, if there is a useful one.
+    pub fn hint(&self) -> Option<&'static str> {
+        match self {
+            Self::InvalidUtf8 { .. } => Some("event files must be UTF-8"),
+            Self::InvalidTimestamp { .. } => Some("a JSON integer is read as Unix seconds"),
+            Self::UnknownItem { .. } => Some(
+                "events must refer to products of the catalog the index was built from; \
+                 skip such lines with skip_invalid",
+            ),
+            Self::Corrupt { .. } => Some(
+                "the file was damaged outside a normal crash (disk error or an edit); it was \
+                 left as it is: restore the store directory from a backup, or move it away to \
+                 start an empty store",
+            ),
+            Self::UnsupportedVersion { .. } => {
+                Some("open the store with the shelfrank version that wrote it")
+            }
+            Self::Unusable { .. } => Some("open the store again"),
+            _ => None,
+        }
+    }
+}
+
+/// Renders the `SOURCE[:LINE]: [field "FIELD": ]` prefix of an [`EventError`].
+struct Location<'a>(&'a EventError);
+
+impl fmt::Display for Location<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let err = self.0;
+        f.write_str(&err.source_name)?;
+        if let Some(line) = err.line {
+            write!(f, ":{line}")?;
+        }
+        f.write_str(": ")?;
+        if let Some(field) = &err.field {
+            write!(f, "field \"{field}\": ")?;
+        }
+        Ok(())
+    }
+}
+
+/// Renders the `; hint: ...` suffix of an [`EventError`], or nothing.
+struct Hint<'a>(&'a EventErrorKind);
+
+impl fmt::Display for Hint<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0.hint() {
+            Some(hint) => write!(f, "; hint: {hint}"),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Longest excerpt of input kept in an error message, in characters.
+const EXCERPT_CHARS: usize = 60;
+
+/// Shortens `s` to [`EXCERPT_CHARS`] characters for an error message.
+fn shorten(s: &str) -> String {
+    match s.char_indices().nth(EXCERPT_CHARS) {
+        Some((cut, _)) => format!("{}...", &s[..cut]),
+        None => s.to_owned(),
+    }
+}
+
+/// Read buffer size: many lines per refill.
+const READ_BUFFER_BYTES: usize = 64 * 1024;
+
+/// Reads an events JSONL file (see the [module docs](self) for the fields).
+///
+/// `known_item` says whether an item id is in the index's catalog; events for other items are
+/// errors. Without [`EventReadOptions::skip_invalid`] the first bad line is the `Err`; with it,
+/// bad lines are counted and the first few kept in [`EventBatch::problems`]. I/O errors are
+/// always the `Err`.
+pub fn read_events(
+    path: &Path,
+    opts: &EventReadOptions,
+    known_item: &dyn Fn(&str) -> bool,
+) -> Result<EventBatch, EventError> {
+    let name = path.display().to_string();
+    let file = std::fs::File::open(path).map_err(|source| {
+        EventError::new(
+            name.as_str(),
+            None,
+            None,
+            EventErrorKind::Io {
+                action: "open",
+                source,
+            },
+        )
+    })?;
+    read_events_from(file, &name, opts, known_item)
+}
+
+/// Reads events JSONL from any reader; `source_name` is used in error messages. Otherwise the
+/// same as [`read_events`].
+pub fn read_events_from(
+    reader: impl Read,
+    source_name: &str,
+    opts: &EventReadOptions,
+    known_item: &dyn Fn(&str) -> bool,
+) -> Result<EventBatch, EventError> {
+    let mut reader = BufReader::with_capacity(READ_BUFFER_BYTES, reader);
+    let mut batch = EventBatch::default();
+    let mut buf = Vec::new();
+    let mut line = 0usize;
+    loop {
+        buf.clear();
+        let n = reader.read_until(b'\n', &mut buf).map_err(|source| {
+            EventError::new(
+                source_name,
+                Some(line + 1),
+                None,
+                EventErrorKind::Io {
+                    action: "read",
+                    source,
+                },
+            )
+        })?;
+        if n == 0 {
+            return Ok(batch);
+        }
+        line += 1;
+        let mut bytes = strip_line_ending(&buf);
+        if line == 1 {
+            bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+        }
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let parsed = parse_line(bytes).and_then(|event| {
+            if known_item(&event.item) {
+                Ok(event)
+            } else {
+                Err(RowError::field(
+                    "item",
+                    EventErrorKind::UnknownItem {
+                        item: shorten(&event.item),
+                    },
+                ))
+            }
+        });
+        match parsed {
+            Ok(event) => batch.events.push(event),
+            Err(e) => {
+                let err = EventError::new(source_name, Some(line), e.field, e.kind);
+                if !opts.skip_invalid {
+                    return Err(err);
+                }
+                batch.skipped += 1;
+                if batch.problems.len() < opts.max_reported {
+                    batch.problems.push(err);
+                }
+            }
+        }
+    }
+}
+
+/// A problem with one line, before the source and line number are attached.
+struct RowError {
+    field: Option<String>,
+    kind: EventErrorKind,
+}
+
+impl RowError {
+    fn line(kind: EventErrorKind) -> Self {
+        Self { field: None, kind }
+    }
+
+    fn field(field: &str, kind: EventErrorKind) -> Self {
+        Self {
+            field: Some(field.to_owned()),
+            kind,
+        }
+    }
+}
+
+/// Drops a trailing `\n` or `\r\n`.
+fn strip_line_ending(line: &[u8]) -> &[u8] {
+    let line = line.strip_suffix(b"\n").unwrap_or(line);
+    line.strip_suffix(b"\r").unwrap_or(line)
+}
+
+/// Parses one non-blank line into an event.
+fn parse_line(bytes: &[u8]) -> Result<Event, RowError> {
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        let at = e.valid_up_to();
+        RowError::line(EventErrorKind::InvalidUtf8 {
+            byte: bytes.get(at).copied().unwrap_or(0),
+            column: at + 1,
+        })
+    })?;
+    let value: Value = serde_json::from_str(text).map_err(json_error)?;
+    let Value::Object(mut obj) = value else {
+        return Err(RowError::line(EventErrorKind::WrongType {
+            expected: "a JSON object",
+            found: excerpt(&value),
+        }));
+    };
+    Ok(Event {
+        user: id_field("user", obj.remove("user"))?,
+        item: id_field("item", obj.remove("item"))?,
+        kind: kind_field(obj.remove("kind"))?,
+        ts: ts_field(obj.remove("ts"))?,
+        quantity: quantity_field(obj.remove("quantity"))?,
+        query: query_field(obj.remove("query"))?,
+        position: position_field(obj.remove("position"))?,
+    })
+}
+
+/// Turns a serde_json error into [`EventErrorKind::InvalidJson`], replacing its "at line 1
+/// column N" (always line 1 here) with just the column.
+fn json_error(e: serde_json::Error) -> RowError {
+    let mut message = e.to_string();
+    if let Some(at) = message.rfind(" at line ") {
+        message.truncate(at);
+    }
+    message.push_str(&format!(" at column {}", e.column()));
+    RowError::line(EventErrorKind::InvalidJson { message })
+}
+
+/// A value's JSON text, shortened, for an error message.
+fn excerpt(value: &Value) -> String {
+    shorten(&value.to_string())
+}
+
+/// A wrong-type error for `field`.
+fn wrong_type(field: &str, expected: &'static str, found: &Value) -> RowError {
+    RowError::field(
+        field,
+        EventErrorKind::WrongType {
+            expected,
+            found: excerpt(found),
+        },
+    )
+}
+
+/// Takes a required field, treating `null` as missing.
+fn required(field: &str, value: Option<Value>) -> Result<Value, RowError> {
+    match value {
+        None | Some(Value::Null) => Err(RowError::field(field, EventErrorKind::MissingField)),
+        Some(v) => Ok(v),
+    }
+}
+
+/// A user or item id: a non-empty string (trimmed), or an integer as decimal text.
+fn id_field(field: &str, value: Option<Value>) -> Result<String, RowError> {
+    match required(field, value)? {
+        Value::String(s) => {
+            let t = s.trim();
+            if t.is_empty() {
+                Err(RowError::field(field, EventErrorKind::EmptyField))
+            } else if t.len() == s.len() {
+                Ok(s)
+            } else {
+                Ok(t.to_owned())
+            }
+        }
+        Value::Number(n) if n.is_i64() || n.is_u64() => Ok(n.to_string()),
+        other => Err(wrong_type(field, "a string or an integer", &other)),
+    }
+}
+
+/// The event kind.
+fn kind_field(value: Option<Value>) -> Result<EventKind, RowError> {
+    match required("kind", value)? {
+        Value::String(s) => s.parse().map_err(|e: ParseEventKindError| {
+            RowError::field("kind", EventErrorKind::UnknownKind { found: e.found })
+        }),
+        other => Err(wrong_type("kind", "a string", &other)),
+    }
+}
+
+/// The timestamp: a string [`parse_timestamp`] accepts, or an integer of Unix seconds.
+fn ts_field(value: Option<Value>) -> Result<i64, RowError> {
+    const EXPECTED: &str = "a timestamp string or an integer (Unix seconds)";
+    match required("ts", value)? {
+        Value::String(s) => parse_timestamp(&s).map_err(|_| {
+            RowError::field(
+                "ts",
+                EventErrorKind::InvalidTimestamp { found: shorten(&s) },
+            )
+        }),
+        Value::Number(n) => match n.as_i64() {
+            Some(ts) => Ok(ts),
+            None => Err(wrong_type("ts", EXPECTED, &Value::Number(n))),
+        },
+        other => Err(wrong_type("ts", EXPECTED, &other)),
+    }
+}
+
+/// The quantity: a finite number or a numeric string; null and blank strings are absent.
+fn quantity_field(value: Option<Value>) -> Result<Option<f64>, RowError> {
+    const EXPECTED: &str = "a number";
+    let q = match value {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::Number(n)) => match n.as_f64() {
+            Some(q) => q,
+            None => return Err(wrong_type("quantity", EXPECTED, &Value::Number(n))),
+        },
+        Some(Value::String(s)) if s.trim().is_empty() => return Ok(None),
+        Some(Value::String(s)) => match s.trim().parse::<f64>() {
+            Ok(q) => q,
+            Err(_) => return Err(wrong_type("quantity", EXPECTED, &Value::String(s))),
+        },
+        Some(other) => return Err(wrong_type("quantity", EXPECTED, &other)),
+    };
+    if q.is_finite() {
+        Ok(Some(q))
+    } else {
+        Err(RowError::field(
+            "quantity",
+            EventErrorKind::InvalidNumber { value: q },
+        ))
+    }
+}
+
+/// The query: a string; null and blank strings are absent.
+fn query_field(value: Option<Value>) -> Result<Option<String>, RowError> {
+    match value {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => {
+            let t = s.trim();
+            Ok((!t.is_empty()).then(|| t.to_owned()))
+        }
+        Some(other) => Err(wrong_type("query", "a string", &other)),
+    }
+}
+
+/// The position: a non-negative integer below 2^32 (or such an integer as a string); null
+/// and blank strings are absent.
+fn position_field(value: Option<Value>) -> Result<Option<u32>, RowError> {
+    const EXPECTED: &str = "a non-negative integer below 2^32";
+    match value {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => match n.as_u64().and_then(|p| u32::try_from(p).ok()) {
+            Some(p) => Ok(Some(p)),
+            None => Err(wrong_type("position", EXPECTED, &Value::Number(n))),
+        },
+        Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
+        Some(Value::String(s)) => match s.trim().parse::<u32>() {
+            Ok(p) => Ok(Some(p)),
+            Err(_) => Err(wrong_type("position", EXPECTED, &Value::String(s))),
+        },
+        Some(other) => Err(wrong_type("position", EXPECTED, &other)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every item is known.
+    fn any_item(_: &str) -> bool {
+        true
+    }
+
+    fn read_with(input: &[u8], opts: &EventReadOptions) -> Result<EventBatch, EventError> {
+        read_events_from(input, "e.jsonl", opts, &|item| item != "gone")
+    }
+
+    fn read(input: &str) -> Result<EventBatch, EventError> {
+        read_with(input.as_bytes(), &EventReadOptions::default())
+    }
+
+    /// Reads `input`, expecting an error at `line` for `field`, and returns the error.
+    fn read_err(input: &str, line: usize, field: Option<&str>) -> EventError {
+        let err = read(input).unwrap_err();
+        assert_eq!(err.line(), Some(line), "{err}");
+        assert_eq!(err.field(), field, "{err}");
+        assert_eq!(err.source_name(), "e.jsonl");
+        assert!(err.is_caller_fault(), "{err}");
+        err
+    }
+
+    const OK: &str = r#"{"user": "u1", "item": "i1", "kind": "view", "ts": "2011-10-02T10:32:00"}"#;
+
+    /// 2011-10-02T10:32:00Z in Unix seconds.
+    const TS: i64 = 1_317_551_520;
+
+    #[test]
+    fn reads_all_fields() {
+        let input = r#"{"user": " u1 ", "item": "i1", "kind": "Purchase", "ts": "2011-10-02T10:32:00Z", "quantity": -2.5, "query": " angle bracket ", "position": 3, "extra": [1]}"#;
+        let batch = read(input).unwrap();
+        assert_eq!(batch.skipped, 0);
+        assert_eq!(
+            batch.events,
+            [Event {
+                user: "u1".into(),
+                item: "i1".into(),
+                kind: EventKind::Purchase,
+                ts: TS,
+                quantity: Some(-2.5),
+                query: Some("angle bracket".into()),
+                position: Some(3),
+            }]
+        );
+    }
+
+    #[test]
+    fn integer_ids_and_ts_and_optional_nulls() {
+        let input = r#"{"user": 17, "item": 100001, "kind": "cart", "ts": 1317551520, "quantity": null, "query": "  ", "position": null}"#;
+        let e = &read(input).unwrap().events[0];
+        assert_eq!(*e, Event::new("17", "100001", EventKind::Cart, TS));
+        let input = r#"{"user": "u", "item": "i", "kind": "cart", "ts": -5, "quantity": "3", "position": "4"}"#;
+        let e = &read(input).unwrap().events[0];
+        assert_eq!((e.ts, e.quantity, e.position), (-5, Some(3.0), Some(4)));
+    }
+
+    #[test]
+    fn blank_lines_crlf_and_bom() {
+        let input = format!("\u{feff}{OK}\r\n\r\n   \n{OK}\n\n");
+        let batch = read(&input).unwrap();
+        assert_eq!(batch.events.len(), 2);
+        assert_eq!(read("").unwrap().events.len(), 0);
+    }
+
+    #[test]
+    fn bad_json_names_line_and_column() {
+        let err = read_err(&format!("{OK}\n{{\"user\": \n"), 2, None);
+        match err.kind {
+            EventErrorKind::InvalidJson { ref message } => {
+                assert!(message.contains("at column"), "{message}");
+                assert!(!message.contains("line"), "{message}");
+            }
+            ref other => panic!("expected InvalidJson, got {other:?}"),
+        }
+        let err = read_err("[1, 2]", 1, None);
+        assert!(matches!(
+            err.kind,
+            EventErrorKind::WrongType { expected: "a JSON object", ref found } if found == "[1,2]"
+        ));
+    }
+
+    #[test]
+    fn missing_empty_or_mistyped_user_and_item() {
+        let err = read_err(r#"{"item": "i", "kind": "view", "ts": 1}"#, 1, Some("user"));
+        assert!(matches!(err.kind, EventErrorKind::MissingField));
+        assert_eq!(
+            err.to_string(),
+            "e.jsonl:1: field \"user\": is required but missing"
+        );
+        let err = read_err(
+            r#"{"user": "u", "item": null, "kind": "view", "ts": 1}"#,
+            1,
+            Some("item"),
+        );
+        assert!(matches!(err.kind, EventErrorKind::MissingField));
+        let err = read_err(
+            r#"{"user": " ", "item": "i", "kind": "view", "ts": 1}"#,
+            1,
+            Some("user"),
+        );
+        assert!(matches!(err.kind, EventErrorKind::EmptyField));
+        let err = read_err(
+            r#"{"user": "u", "item": 1.5, "kind": "view", "ts": 1}"#,
+            1,
+            Some("item"),
+        );
+        assert!(matches!(err.kind, EventErrorKind::WrongType { .. }));
+        for field in ["kind", "ts"] {
+            let line = OK.replace(&format!("\"{field}\""), "\"other\"");
+            let err = read_err(&line, 1, Some(field));
+            assert!(matches!(err.kind, EventErrorKind::MissingField), "{err}");
+        }
+    }
+
+    #[test]
+    fn unknown_kind_lists_allowed_kinds() {
+        let err = read_err(&OK.replace("view", "buy"), 1, Some("kind"));
+        assert_eq!(
+            err.to_string(),
+            "e.jsonl:1: field \"kind\": unknown event kind \"buy\"; expected one of: view, \
+             click, cart, purchase"
+        );
+        let err = read_err(&OK.replace("\"view\"", "3"), 1, Some("kind"));
+        assert!(matches!(err.kind, EventErrorKind::WrongType { .. }));
+    }
+
+    #[test]
+    fn kind_from_str_and_display() {
+        for kind in EventKind::ALL {
+            assert_eq!(kind.to_string().parse::<EventKind>(), Ok(kind));
+            assert_eq!(
+                serde_json::to_string(&kind).unwrap(),
+                format!("\"{}\"", kind.as_str())
+            );
+        }
+        assert_eq!(" CLICK ".parse::<EventKind>(), Ok(EventKind::Click));
+        let err = "like".parse::<EventKind>().unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "unknown event kind \"like\"; expected one of: view, click, cart, purchase"
+        );
+    }
+
+    #[test]
+    fn bad_ts() {
+        let err = read_err(
+            &OK.replace("2011-10-02T10:32:00", "2011-13-45"),
+            1,
+            Some("ts"),
+        );
+        let text = err.to_string();
+        assert!(
+            text.starts_with(
+                "e.jsonl:1: field \"ts\": invalid timestamp \"2011-13-45\": expected RFC 3339 ("
+            ),
+            "{text}"
+        );
+        assert!(text.contains("or ISO 8601 without zone"), "{text}");
+        assert!(
+            text.ends_with("hint: a JSON integer is read as Unix seconds"),
+            "{text}"
+        );
+        for bad in ["1.5", "true", "18446744073709551615"] {
+            let err = read_err(&OK.replace("\"2011-10-02T10:32:00\"", bad), 1, Some("ts"));
+            assert!(
+                matches!(err.kind, EventErrorKind::WrongType { .. }),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn bad_quantity_and_position() {
+        let with = |extra: &str| OK.replace('}', &format!(", {extra}}}"));
+        let err = read_err(&with(r#""quantity": "NaN""#), 1, Some("quantity"));
+        assert!(
+            matches!(err.kind, EventErrorKind::InvalidNumber { .. }),
+            "{err}"
+        );
+        let err = read_err(&with(r#""quantity": "lots""#), 1, Some("quantity"));
+        assert!(
+            matches!(err.kind, EventErrorKind::WrongType { .. }),
+            "{err}"
+        );
+        for bad in ["-1", "1.5", "4294967296", "\"x\"", "[]"] {
+            let err = read_err(&with(&format!("\"position\": {bad}")), 1, Some("position"));
+            assert!(
+                matches!(err.kind, EventErrorKind::WrongType { .. }),
+                "{err}"
+            );
+        }
+        let err = read_err(&with(r#""query": 5"#), 1, Some("query"));
+        assert!(
+            matches!(err.kind, EventErrorKind::WrongType { .. }),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn unknown_item() {
+        let err = read_err(
+            &format!("{OK}\n{}", OK.replace("\"i1\"", "\"gone\"")),
+            2,
+            Some("item"),
+        );
+        assert!(matches!(err.kind, EventErrorKind::UnknownItem { ref item } if item == "gone"));
+        assert!(
+            err.to_string().starts_with(
+                "e.jsonl:2: field \"item\": unknown item id \"gone\" (not in the index's catalog)"
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn invalid_utf8_names_line_and_byte() {
+        let mut input = format!("{OK}\n").into_bytes();
+        input.extend_from_slice(b"{\"user\": \"caf\xE9\"}\n");
+        let err = read_with(&input, &EventReadOptions::default()).unwrap_err();
+        assert_eq!(err.line(), Some(2));
+        assert!(matches!(
+            err.kind,
+            EventErrorKind::InvalidUtf8 {
+                byte: 0xE9,
+                column: 14
+            }
+        ));
+        assert_eq!(
+            err.to_string(),
+            "e.jsonl:2: invalid UTF-8 byte 0xE9 at byte 14 of the line; hint: event files must \
+             be UTF-8"
+        );
+    }
+
+    #[test]
+    fn skip_invalid_counts_and_keeps_first_problems() {
+        let bad = [
+            "not json".to_owned(),
+            OK.replace("view", "buy"),
+            OK.replace("i1", "gone"),
+            OK.replace("2011", "x"),
+        ];
+        let input = format!("{OK}\n{}\n{OK}\n{}\n", bad.join("\n"), bad.join("\n"));
+        let opts = EventReadOptions {
+            skip_invalid: true,
+            max_reported: 3,
+        };
+        let batch = read_with(input.as_bytes(), &opts).unwrap();
+        assert_eq!(batch.events.len(), 2);
+        assert_eq!(batch.skipped, 8);
+        let lines: Vec<_> = batch.problems.iter().map(|p| p.line()).collect();
+        assert_eq!(lines, [Some(2), Some(3), Some(4)]);
+        let none = EventReadOptions {
+            skip_invalid: true,
+            max_reported: 0,
+        };
+        let batch = read_with(input.as_bytes(), &none).unwrap();
+        assert_eq!((batch.skipped, batch.problems.len()), (8, 0));
+        assert_eq!(EventReadOptions::default().max_reported, 5);
+    }
+
+    #[test]
+    fn io_errors_are_fatal_and_system_faults() {
+        struct Failing;
+        impl Read for Failing {
+            fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
+                Err(std::io::Error::other("disk on fire"))
+            }
+        }
+        let opts = EventReadOptions {
+            skip_invalid: true,
+            ..EventReadOptions::default()
+        };
+        let err = read_events_from(Failing, "f.jsonl", &opts, &any_item).unwrap_err();
+        assert!(!err.is_caller_fault());
+        assert_eq!(err.to_string(), "f.jsonl:1: cannot read: disk on fire");
+        let missing = Path::new("/nonexistent/shelfrank/events.jsonl");
+        let err = read_events(missing, &opts, &any_item).unwrap_err();
+        assert!(matches!(
+            err.kind,
+            EventErrorKind::Io { action: "open", .. }
+        ));
+        assert_eq!(err.line(), None);
+    }
+
+    #[test]
+    fn read_events_from_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.jsonl");
+        std::fs::write(&path, format!("{OK}\n{OK}\n")).unwrap();
+        let batch = read_events(&path, &EventReadOptions::default(), &any_item).unwrap();
+        assert_eq!(batch.events.len(), 2);
+    }
+
+    #[test]
+    fn timestamp_forms() {
+        let cases = [
+            ("2011-10-02T10:32:00Z", TS),
+            ("2011-10-02T10:32:00z", TS),
+            ("2011-10-02T11:32:00+01:00", TS),
+            ("2011-10-02T05:32:00-05:00", TS),
+            ("2011-10-02T10:32:00.999Z", TS),
+            ("2011-10-02T10:32:00.5+00:00", TS),
+            ("2011-10-02T10:32:00", TS),
+            ("2011-10-02 10:32:00", TS),
+            ("2011-10-02T10:32:00.123456", TS),
+            ("2011-10-02 10:32:00.5", TS),
+            ("2011-10-02T10:32", TS),
+            ("2011-10-02 10:32", TS),
+            ("  2011-10-02T10:32:00  ", TS),
+            ("2011-10-02", TS - (10 * 60 + 32) * 60),
+            ("1970-01-01T00:00:00Z", 0),
+            ("1969-12-31T23:59:59", -1),
+        ];
+        for (text, want) in cases {
+            assert_eq!(parse_timestamp(text), Ok(want), "{text}");
+        }
+    }
+
+    #[test]
+    fn timestamps_keep_order() {
+        let texts = [
+            "2010-12-01 08:26",
+            "2010-12-01T08:26:00.5",
+            "2010-12-01T08:26:01",
+            "2010-12-02",
+            "2011-01-01T00:00:00+01:00",
+            "2011-01-01T00:00:00Z",
+        ];
+        let ts: Vec<i64> = texts.iter().map(|t| parse_timestamp(t).unwrap()).collect();
+        assert!(ts.windows(2).all(|w| w[0] <= w[1]), "{ts:?}");
+        assert!(ts[4] < ts[5]);
+    }
+
+    #[test]
+    fn bad_timestamps() {
+        for bad in [
+            "",
+            "2011-13-45",
+            "2011-02-30",
+            "2011-10-02T25:00:00",
+            "2011-10-02T10",
+            "02/10/2011 10:32",
+            "1317551520",
+            "2011-10-02T10:32:00+25:00",
+            "yesterday",
+        ] {
+            let err = parse_timestamp(bad).unwrap_err();
+            assert!(
+                err.starts_with(&format!("invalid timestamp \"{bad}\": expected RFC 3339 (")),
+                "{bad}: {err}"
+            );
+            assert!(err.contains("ISO 8601 without zone"), "{err}");
+        }
+    }
+
+    #[test]
+    fn format_round_trips() {
+        assert_eq!(format_timestamp(TS), "2011-10-02T10:32:00");
+        assert_eq!(format_timestamp(-1), "1969-12-31T23:59:59");
+        for ts in [0, TS, -86_400 * 365 * 100, 4_102_444_800] {
+            assert_eq!(parse_timestamp(&format_timestamp(ts)), Ok(ts));
+        }
+        assert_eq!(format_timestamp(i64::MAX), i64::MAX.to_string());
+    }
+
+    #[test]
+    fn error_display_and_fault() {
+        let err = EventError::new(
+            "events.jsonl",
+            Some(12),
+            Some("ts".into()),
+            EventErrorKind::InvalidTimestamp {
+                found: "2011-13-45".into(),
+            },
+        );
+        assert!(err
+            .to_string()
+            .starts_with("events.jsonl:12: field \"ts\": invalid timestamp \"2011-13-45\""));
+        assert!(err.is_caller_fault());
+        let corrupt = EventError::new(
+            "log.bin",
+            None,
+            None,
+            EventErrorKind::Corrupt {
+                offset: 40,
+                reason: "x".into(),
+            },
+        );
+        assert!(!corrupt.is_caller_fault());
+        assert!(corrupt
+            .to_string()
+            .starts_with("log.bin: corrupt at byte 40: x; hint: "));
+    }
+
+    #[test]
+    fn long_values_are_shortened() {
+        let long = "x".repeat(500);
+        let err = read_err(&OK.replace("view", &long), 1, Some("kind"));
+        assert!(err.to_string().len() < 200, "{err}");
+    }
+}

@@ -1,0 +1,214 @@
+//! The `shelfrank` binary as a user runs it: build, search, eval, and bad input.
+
+use std::path::Path;
+use std::process::Command;
+
+fn shelfrank(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_shelfrank"))
+        .args(args)
+        .output()
+        .expect("run shelfrank");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn build(index: &Path) {
+    let (ok, stdout, stderr) = shelfrank(&[
+        "build",
+        "--catalog",
+        "fixtures/catalog.jsonl",
+        "--index",
+        index.to_str().unwrap(),
+        "--model",
+        "fixtures/tiny-bert",
+        "--quiet",
+    ]);
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains("built") && stdout.contains("40 products"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("index size"), "{stdout}");
+}
+
+#[test]
+fn build_search_and_eval() {
+    let tmp = tempfile::tempdir().unwrap();
+    let index = tmp.path().join("idx");
+    build(&index);
+    let idx = index.to_str().unwrap();
+    let (ok, stdout, stderr) = shelfrank(&[
+        "search",
+        "rain shower head",
+        "--index",
+        idx,
+        "--mode",
+        "bm25",
+        "-k",
+        "3",
+    ]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("p002"), "{stdout}");
+    let (ok, stdout, stderr) = shelfrank(&[
+        "search",
+        "rain shower head",
+        "--index",
+        idx,
+        "--json",
+        "--category",
+        "Bath",
+    ]);
+    assert!(ok, "{stderr}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let hits = v["hits"].as_array().unwrap();
+    assert!(!hits.is_empty());
+    assert!(hits[0]["breakdown"]["fused"].is_number());
+    let out = tmp.path().join("eval");
+    let (ok, stdout, stderr) = shelfrank(&[
+        "eval",
+        "--index",
+        idx,
+        "--queries",
+        "fixtures/queries.tsv",
+        "--qrels",
+        "fixtures/qrels.txt",
+        "--modes",
+        "bm25,dense,hybrid,rrf,weighted:0.5",
+        "--out",
+        out.to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert!(ok, "{stderr}");
+    for m in [
+        "bm25",
+        "dense",
+        "hybrid",
+        "rrf",
+        "weighted:0.5",
+        "NDCG@10",
+        "Recall@100",
+        "MRR@10",
+    ] {
+        assert!(stdout.contains(m), "{m} missing from {stdout}");
+    }
+    assert!(out.join("report.json").is_file());
+    assert!(out.join("run.bm25.txt").is_file());
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    // BM25 finds the graded products of these easy fixture queries.
+    let bm25 = &report[0];
+    assert_eq!(bm25["mode"], "bm25");
+    assert!(bm25["ndcg_at_10"].as_f64().unwrap() > 0.8, "{bm25}");
+}
+
+#[test]
+fn bad_catalog_lines_name_file_line_and_field() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cat = tmp.path().join("bad.jsonl");
+    std::fs::write(
+        &cat,
+        "{\"id\":\"a\",\"title\":\"ok\"}\n{\"id\":\"b\",\"title\":\"x\",\"price\":-2}\n{\"id\":\"c\"}\n",
+    )
+    .unwrap();
+    let index = tmp.path().join("idx");
+    let args = |extra: &[&str]| {
+        let mut v = vec![
+            "build",
+            "--catalog",
+            cat.to_str().unwrap(),
+            "--index",
+            index.to_str().unwrap(),
+            "--model",
+            "fixtures/tiny-bert",
+            "--quiet",
+        ];
+        v.extend_from_slice(extra);
+        v.into_iter().map(String::from).collect::<Vec<_>>()
+    };
+    let a = args(&[]);
+    let (ok, _, stderr) = shelfrank(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(!ok);
+    assert!(
+        stderr.contains("bad.jsonl:2") && stderr.contains("price"),
+        "{stderr}"
+    );
+    assert!(!index.exists(), "no index is written on failure");
+    let a = args(&["--skip-invalid"]);
+    let (ok, stdout, stderr) = shelfrank(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(ok, "{stderr}");
+    assert!(stderr.contains("skipped 2 invalid lines"), "{stderr}");
+    assert!(
+        stderr.contains("bad.jsonl:3") && stderr.contains("title"),
+        "{stderr}"
+    );
+    assert!(stdout.contains("1 products"), "{stdout}");
+}
+
+#[test]
+fn latin1_catalog_needs_the_flag() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cat = tmp.path().join("latin1.jsonl");
+    let mut bytes = b"{\"id\":\"1\",\"title\":\"Caf".to_vec();
+    bytes.push(0xE9); // é in Latin-1
+    bytes.extend_from_slice(b" table\"}\n");
+    std::fs::write(&cat, bytes).unwrap();
+    let index = tmp.path().join("idx");
+    let (ok, _, stderr) = shelfrank(&[
+        "build",
+        "--catalog",
+        cat.to_str().unwrap(),
+        "--index",
+        index.to_str().unwrap(),
+        "--model",
+        "fixtures/tiny-bert",
+        "--quiet",
+    ]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("latin1.jsonl:1") && stderr.contains("--encoding latin1"),
+        "{stderr}"
+    );
+    let (ok, _, stderr) = shelfrank(&[
+        "build",
+        "--catalog",
+        cat.to_str().unwrap(),
+        "--index",
+        index.to_str().unwrap(),
+        "--model",
+        "fixtures/tiny-bert",
+        "--quiet",
+        "--encoding",
+        "latin1",
+    ]);
+    assert!(ok, "{stderr}");
+    let (ok, stdout, _) = shelfrank(&[
+        "search",
+        "café",
+        "--index",
+        index.to_str().unwrap(),
+        "--mode",
+        "bm25",
+        "--json",
+    ]);
+    assert!(ok);
+    assert!(stdout.contains("Café table"), "{stdout}");
+}
+
+#[test]
+fn missing_model_says_how_to_fetch_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (ok, _, stderr) = shelfrank(&[
+        "build",
+        "--catalog",
+        "fixtures/catalog.jsonl",
+        "--index",
+        tmp.path().join("i").to_str().unwrap(),
+        "--model",
+        tmp.path().join("none").to_str().unwrap(),
+    ]);
+    assert!(!ok);
+    assert!(stderr.contains("scripts/fetch-model.sh"), "{stderr}");
+}
