@@ -5,10 +5,10 @@
 //! `candidates` ([`crate::vector`]); both lists -> [`crate::fuse`] -> top-`k` hits
 //! with their score breakdown.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, RwLock};
 
 use serde::{Deserialize, Serialize};
 
@@ -16,6 +16,10 @@ use crate::catalog::Product;
 use crate::encoder::{DeviceSpec, Encoder, EncoderOptions};
 use crate::error::{Error, Result};
 use crate::fuse::{self, Candidate, Fused, Fusion};
+use crate::profile::events::{read_events, EventBatch, EventReadOptions};
+use crate::profile::{build_profile, Event, EventStore, ItemStats, Profile, ProfileConfig};
+use crate::rank::features::{self, CandidateInput, QueryContext};
+use crate::rank::{CtrHead, FallbackWeights, RerankMode, NUM_FEATURES, RANK_DIR};
 use crate::store::{self, Manifest, VectorFile};
 use crate::text::TextIndex;
 use crate::vector::{exact_search, exact_search_filtered, HnswIndex, HnswParams, Neighbor};
@@ -171,6 +175,19 @@ pub struct SearchRequest {
     /// A precomputed query embedding (skips the encoder), e.g. from a batch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub embedding: Option<Vec<f32>>,
+    /// The shopper, for personalised reranking. `None`: anonymous.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// Rank as of this time (Unix seconds): only events before it count. `None`:
+    /// now. Evaluation sets it to each task's time.
+    #[serde(default)]
+    pub as_of: Option<i64>,
+    /// How to rerank when a user is given.
+    #[serde(default)]
+    pub rerank: RerankMode,
+    /// Diversity weight in [0, 1] for the MMR pass over embeddings (0: off).
+    #[serde(default)]
+    pub diversity: f32,
 }
 
 impl SearchRequest {
@@ -185,7 +202,17 @@ impl SearchRequest {
             candidates: None,
             ef_search: None,
             embedding: None,
+            user: None,
+            as_of: None,
+            rerank: RerankMode::Auto,
+            diversity: 0.0,
         }
+    }
+
+    /// Personalises for `user`.
+    pub fn user(mut self, user: impl Into<String>) -> Self {
+        self.user = Some(user.into());
+        self
     }
 
     /// Sets the mode.
@@ -214,7 +241,7 @@ impl SearchRequest {
 }
 
 /// Why a hit ranks where it does.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ScoreBreakdown {
     /// BM25 score, when the keyword retriever found the product.
     pub bm25: Option<f32>,
@@ -227,6 +254,16 @@ pub struct ScoreBreakdown {
     pub dense_rank: Option<usize>,
     /// The fused score (equals the single retriever's score in bm25/dense mode).
     pub fused: f32,
+    /// The CTR head's probability, when it ranked this hit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ctr: Option<f32>,
+    /// The profile term (taste similarity and past interest), when personalised.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<f32>,
+    /// Each feature's approximate contribution to the head's logit (gradient x
+    /// normalised input), when the head ranked this hit.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub contributions: Vec<(String, f32)>,
 }
 
 /// One search result.
@@ -261,6 +298,7 @@ pub struct EngineBuilder {
     keyword_only: bool,
     fusion: Fusion,
     verify: bool,
+    load_head: bool,
 }
 
 impl EngineBuilder {
@@ -274,6 +312,7 @@ impl EngineBuilder {
             keyword_only: false,
             fusion: Fusion::default(),
             verify: true,
+            load_head: true,
         }
     }
 
@@ -307,6 +346,12 @@ impl EngineBuilder {
     /// you trust, e.g. just built).
     pub fn verify_checksums(mut self, yes: bool) -> Self {
         self.verify = yes;
+        self
+    }
+
+    /// Loads the trained CTR head from `INDEX/rank/` when there is one (default on).
+    pub fn load_head(mut self, yes: bool) -> Self {
+        self.load_head = yes;
         self
     }
 
@@ -388,11 +433,36 @@ impl EngineBuilder {
             }
             Some(Arc::new(enc))
         };
-        let by_id = products
+        let by_id: HashMap<String, u32> = products
             .iter()
             .enumerate()
             .map(|(i, p)| (p.id.clone(), i as u32))
             .collect();
+        let events = EventStore::open(&dir.join(EVENTS_DIR))?;
+        let stats = ItemStats::from_events(events.iter(), &|id: &str| by_id.get(id).copied());
+        let rank_dir = dir.join(RANK_DIR);
+        let mut head_warning = None;
+        let head = if !self.load_head || !rank_dir.join(crate::rank::head::WEIGHTS_FILE).exists() {
+            None
+        } else {
+            match CtrHead::load(&rank_dir) {
+                Ok(h) if h.feature_names() == crate::rank::FEATURE_NAMES => Some(h),
+                Ok(_) => {
+                    head_warning = Some(format!(
+                        "the CTR head in {} was trained on another feature set and is ignored; retrain it with `shelfrank train`",
+                        rank_dir.display()
+                    ));
+                    None
+                }
+                Err(e) => {
+                    head_warning = Some(format!(
+                        "the CTR head in {} cannot be loaded and is ignored ({e}); retrain it with `shelfrank train`",
+                        rank_dir.display()
+                    ));
+                    None
+                }
+            }
+        };
         Ok(Engine {
             dir,
             manifest,
@@ -403,6 +473,12 @@ impl EngineBuilder {
             vectors,
             encoder,
             fusion: self.fusion,
+            events: Mutex::new(events),
+            stats: RwLock::new(stats),
+            head,
+            head_warning,
+            profile_cfg: ProfileConfig::default(),
+            fallback: FallbackWeights::default(),
         })
     }
 }
@@ -420,6 +496,71 @@ pub struct Engine {
     vectors: VectorFile,
     encoder: Option<Arc<Encoder>>,
     fusion: Fusion,
+    events: Mutex<EventStore>,
+    stats: RwLock<ItemStats>,
+    head: Option<CtrHead>,
+    head_warning: Option<String>,
+    profile_cfg: ProfileConfig,
+    fallback: FallbackWeights,
+}
+
+/// Directory of the event store inside an index.
+pub const EVENTS_DIR: &str = "events";
+
+/// Candidates reranked for a personalised request when the request does not say.
+pub const DEFAULT_RERANK_DEPTH: usize = 200;
+
+/// Extra candidates taken from the shopper's own past items that match the query
+/// (BM25 restricted to those items), so that a repurchase is always in reach even
+/// for a broad query.
+pub const PERSONAL_CANDIDATES: usize = 50;
+
+/// One candidate of a personalised ranking, with its features.
+#[derive(Debug, Clone)]
+pub struct ScoredCandidate {
+    /// Product ordinal.
+    pub ord: u32,
+    /// Retrieval inputs.
+    pub fused: Fused,
+    /// Features ([`crate::rank::FEATURE_NAMES`] order).
+    pub features: [f32; NUM_FEATURES],
+}
+
+/// What [`Engine::import_events`] did.
+#[derive(Debug, Clone, Serialize)]
+pub struct ImportSummary {
+    /// Events stored.
+    pub imported: usize,
+    /// Lines skipped (with `skip_invalid`).
+    pub skipped: usize,
+    /// The first reasons, as text.
+    pub problems: Vec<String>,
+}
+
+/// A candidate found by another engine, for [`Engine::rerank`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExternalCandidate {
+    /// Product id.
+    pub id: String,
+    /// The other engine's score (higher is better), if it has one.
+    #[serde(default)]
+    pub score: Option<f32>,
+}
+
+/// The answer of [`Engine::rerank`].
+#[derive(Debug, Clone, Serialize)]
+pub struct RerankResponse {
+    /// The reranked hits.
+    pub hits: Vec<Hit>,
+    /// Candidate ids not in this index (reported, not fatal).
+    pub unknown: Vec<String>,
+}
+
+fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
 }
 
 impl Engine {
@@ -654,16 +795,498 @@ impl Engine {
                         dense: f.dense.map(|x| x.0),
                         dense_rank: f.dense.map(|x| x.1),
                         fused: f.score,
+                        ..ScoreBreakdown::default()
                     },
                 })
             })
             .collect()
     }
 
-    /// Searches: retrieval, fusion, top-k.
+    /// Searches: retrieval, fusion, top-k; with a user, personalised reranking
+    /// from the index's event store as of `req.as_of` (default now).
     pub fn search(&self, req: &SearchRequest) -> Result<Vec<Hit>> {
+        if req.user.is_some() && req.rerank != RerankMode::Off {
+            let (as_of, profile) = self.request_profile(req)?;
+            // Cold start (unknown shopper, or no history before `as_of`): the
+            // non-personalised order, no error.
+            if profile.as_ref().is_some_and(|p| !p.is_empty()) {
+                let stats = self.read_stats()?;
+                return self.personalize(req, profile.as_ref(), &stats, as_of);
+            }
+            self.check(req)?;
+        }
         let cands = self.retrieve(req)?;
         Ok(self.fuse(req, &cands))
+    }
+
+    // ---- events and profiles -------------------------------------------------
+
+    /// The request's time (default now) and its shopper's profile at that time.
+    fn request_profile(&self, req: &SearchRequest) -> Result<(i64, Option<Profile>)> {
+        let as_of = req.as_of.unwrap_or_else(now_unix);
+        let profile = req
+            .user
+            .as_deref()
+            .map(|u| self.profile(u, as_of))
+            .transpose()?;
+        Ok((as_of, profile))
+    }
+
+    fn read_stats(&self) -> Result<std::sync::RwLockReadGuard<'_, ItemStats>> {
+        self.stats
+            .read()
+            .map_err(|_| Error::invalid("engine", "item statistics lock poisoned"))
+    }
+
+    fn lock_events(&self) -> Result<std::sync::MutexGuard<'_, EventStore>> {
+        self.events.lock().map_err(|_| {
+            Error::invalid(
+                "engine",
+                "event store lock poisoned by a panic in another thread",
+            )
+        })
+    }
+
+    /// Records one event: it is durable (fsynced) when this returns, and the
+    /// shopper's profile reflects it at once.
+    pub fn record(&self, event: Event) -> Result<()> {
+        self.record_many(std::slice::from_ref(&event))
+    }
+
+    /// Records events (one fsync for all). Unknown item ids are refused.
+    pub fn record_many(&self, events: &[Event]) -> Result<()> {
+        for e in events {
+            if !self.by_id.contains_key(&e.item) {
+                return Err(Error::invalid(
+                    "event item",
+                    format!("unknown item id {:?} (not in this index's catalog)", e.item),
+                ));
+            }
+        }
+        let mut store = self.lock_events()?;
+        store.append(events)?;
+        let mut stats = self
+            .stats
+            .write()
+            .map_err(|_| Error::invalid("engine", "item statistics lock poisoned"))?;
+        for e in events {
+            if let Some(&o) = self.by_id.get(&e.item) {
+                stats.add(o, e.ts);
+            }
+        }
+        Ok(())
+    }
+
+    /// Loads an events JSONL file into the store (see [`read_events`]).
+    pub fn import_events(&self, path: &Path, opts: &EventReadOptions) -> Result<ImportSummary> {
+        let EventBatch {
+            events,
+            skipped,
+            problems,
+        } = read_events(path, opts, &|id: &str| self.by_id.contains_key(id))?;
+        for chunk in events.chunks(10_000) {
+            self.record_many(chunk)?;
+        }
+        Ok(ImportSummary {
+            imported: events.len(),
+            skipped,
+            problems: problems.iter().map(|p| p.to_string()).collect(),
+        })
+    }
+
+    /// Removes everything stored about `user`; returns how many events were removed.
+    pub fn forget(&self, user: &str) -> Result<usize> {
+        let mut store = self.lock_events()?;
+        let gone: Vec<(String, i64)> = store
+            .user_events(user)
+            .iter()
+            .map(|e| (e.item.clone(), e.ts))
+            .collect();
+        let n = store.forget(user)?;
+        let mut stats = self
+            .stats
+            .write()
+            .map_err(|_| Error::invalid("engine", "item statistics lock poisoned"))?;
+        for (item, ts) in gone {
+            if let Some(&o) = self.by_id.get(&item) {
+                stats.remove(o, ts);
+            }
+        }
+        Ok(n)
+    }
+
+    /// Number of stored events.
+    pub fn event_count(&self) -> Result<usize> {
+        Ok(self.lock_events()?.len())
+    }
+
+    /// `user`'s profile from the stored events before `as_of`. Unknown users get
+    /// an empty profile (cold start).
+    pub fn profile(&self, user: &str, as_of: i64) -> Result<Profile> {
+        let store = self.lock_events()?;
+        Ok(self.profile_from(user, store.user_events(user), as_of))
+    }
+
+    /// A profile from the given events (sorted by time) before `as_of`.
+    pub fn profile_from(&self, user: &str, events: &[Event], as_of: i64) -> Profile {
+        build_profile(
+            user,
+            events,
+            as_of,
+            &self.profile_cfg,
+            &|id: &str| self.by_id.get(id).copied(),
+            &|o: u32| self.products.get(o as usize),
+            &|o: u32| self.vectors.row(o as usize),
+        )
+    }
+
+    /// Item statistics over the given events (for evaluation with external logs).
+    pub fn item_stats<'e>(&self, events: impl IntoIterator<Item = &'e Event>) -> ItemStats {
+        ItemStats::from_events(events, &|id: &str| self.by_id.get(id).copied())
+    }
+
+    /// The product ordinal of `id`.
+    pub fn ord_of(&self, id: &str) -> Option<u32> {
+        self.by_id.get(id).copied()
+    }
+
+    /// The trained CTR head, if any.
+    pub fn head(&self) -> Option<&CtrHead> {
+        self.head.as_ref()
+    }
+
+    /// Why a head found in the index was not loaded (trained for another feature
+    /// set, or unreadable), if that happened. Reranking then uses the fallback.
+    pub fn head_warning(&self) -> Option<&str> {
+        self.head_warning.as_deref()
+    }
+
+    // ---- personalised ranking -------------------------------------------------
+
+    fn query_vec(&self, req: &SearchRequest) -> Result<Option<Vec<f32>>> {
+        match (&req.embedding, &self.encoder) {
+            (Some(v), _) => Ok(Some(v.clone())),
+            (None, Some(enc)) => Ok(Some(enc.embed(&req.query)?)),
+            (None, None) => Ok(None),
+        }
+    }
+
+    /// The analysed title terms of `ord`, in order (repeats kept).
+    fn title_seq(&self, ord: u32) -> Vec<String> {
+        self.products
+            .get(ord as usize)
+            .map(|p| self.text.analyze_all(&p.title))
+            .unwrap_or_default()
+    }
+
+    fn featurize(
+        &self,
+        req: &SearchRequest,
+        query_vec: Option<&[f32]>,
+        fused: Vec<Fused>,
+        profile: Option<&Profile>,
+        stats: &ItemStats,
+        as_of: i64,
+    ) -> Vec<ScoredCandidate> {
+        let ordered_terms = self.text.analyze(&req.query);
+        let terms: HashSet<String> = ordered_terms.iter().cloned().collect();
+        let max_bm25 = fused
+            .iter()
+            .filter_map(|f| f.bm25.map(|b| b.0))
+            .fold(0.0f32, f32::max);
+        let max_dense = fused
+            .iter()
+            .map(|f| features::dense_score(query_vec, self.vectors.row(f.ord as usize)))
+            .fold(f32::NEG_INFINITY, f32::max);
+        let ctx = QueryContext {
+            terms: &terms,
+            ordered_terms: &ordered_terms,
+            query_vec,
+            profile,
+            stats,
+            as_of,
+            max_bm25,
+            max_dense: if max_dense.is_finite() {
+                max_dense
+            } else {
+                0.0
+            },
+        };
+        fused
+            .into_iter()
+            .filter_map(|f| {
+                let product = self.products.get(f.ord as usize)?;
+                let title_seq = self.title_seq(f.ord);
+                let title_terms: HashSet<String> = title_seq.iter().cloned().collect();
+                let input = CandidateInput {
+                    ord: f.ord,
+                    product,
+                    embedding: self.vectors.row(f.ord as usize),
+                    bm25: f.bm25,
+                    dense_rank: f.dense.map(|d| d.1),
+                    fused: f.score,
+                    title_terms: &title_terms,
+                    title_seq: &title_seq,
+                };
+                Some(ScoredCandidate {
+                    ord: f.ord,
+                    fused: f,
+                    features: features::compute(&ctx, &input),
+                })
+            })
+            .collect()
+    }
+
+    /// The candidates of a personalised request with their features: the
+    /// non-personalised hybrid top-`depth` plus the shopper's own past items that
+    /// match the query. Training and evaluation use this directly.
+    pub fn personal_candidates(
+        &self,
+        req: &SearchRequest,
+        profile: Option<&Profile>,
+        stats: &ItemStats,
+        as_of: i64,
+    ) -> Result<Vec<ScoredCandidate>> {
+        let depth = req.candidates.unwrap_or(DEFAULT_RERANK_DEPTH.max(req.k));
+        let query_vec = self.query_vec(req)?;
+        let mut base = req.clone();
+        base.mode = if query_vec.is_some() {
+            Mode::Hybrid
+        } else {
+            Mode::Bm25
+        };
+        base.candidates = Some(depth);
+        base.embedding = query_vec.clone();
+        let lists = self.retrieve(&base)?;
+        let fusion = req.fusion.unwrap_or(self.fusion);
+        let mut fused = match base.mode {
+            Mode::Hybrid => fuse::fuse(&lists.bm25, &lists.dense, &fusion, depth),
+            _ => fuse::single(&lists.bm25, true, depth),
+        };
+        if let Some(p) = profile.filter(|p| !p.is_empty()) {
+            let mut mask = vec![false; self.products.len()];
+            for o in p.items.keys() {
+                if let Some(m) = mask.get_mut(*o as usize) {
+                    *m = true;
+                }
+            }
+            let mine = self
+                .text
+                .search(&req.query, PERSONAL_CANDIDATES, Some(Arc::new(mask)))?;
+            let have: HashSet<u32> = fused.iter().map(|f| f.ord).collect();
+            for h in mine.into_iter().filter(|h| !have.contains(&h.ord)) {
+                fused.push(Fused {
+                    ord: h.ord,
+                    score: 0.0,
+                    bm25: Some((h.score, usize::MAX)),
+                    dense: None,
+                });
+            }
+            // A rank from the restricted list is not a global rank.
+            for f in &mut fused {
+                if let Some((s, usize::MAX)) = f.bm25 {
+                    f.bm25 = Some((s, depth + 1));
+                }
+            }
+        }
+        Ok(self.featurize(req, query_vec.as_deref(), fused, profile, stats, as_of))
+    }
+
+    /// Features of the listed products as candidates for `req` (in that order):
+    /// BM25 is computed among them, the dense score exactly, and each one's list
+    /// position stands for its dense rank; the fused score is 0 (callers that have
+    /// a retrieval score set it).
+    pub fn candidates_for(
+        &self,
+        req: &SearchRequest,
+        ords: &[u32],
+        profile: Option<&Profile>,
+        stats: &ItemStats,
+        as_of: i64,
+    ) -> Result<Vec<ScoredCandidate>> {
+        let query_vec = self.query_vec(req)?;
+        let mut mask = vec![false; self.products.len()];
+        for &o in ords {
+            if let Some(m) = mask.get_mut(o as usize) {
+                *m = true;
+            }
+        }
+        let bm25 = self
+            .text
+            .search(&req.query, ords.len().max(1), Some(Arc::new(mask)))?;
+        let bm25: HashMap<u32, (f32, usize)> = bm25
+            .into_iter()
+            .enumerate()
+            .map(|(r, h)| (h.ord, (h.score, r + 1)))
+            .collect();
+        let fused: Vec<Fused> = ords
+            .iter()
+            .enumerate()
+            .map(|(r, &o)| Fused {
+                ord: o,
+                score: 0.0,
+                bm25: bm25.get(&o).copied(),
+                dense: Some((0.0, r + 1)),
+            })
+            .collect();
+        Ok(self.featurize(req, query_vec.as_deref(), fused, profile, stats, as_of))
+    }
+
+    /// Ranks a personalised request with an explicit profile and statistics (the
+    /// engine's own store is not read). `mode` comes from `req.rerank`.
+    pub fn personalize(
+        &self,
+        req: &SearchRequest,
+        profile: Option<&Profile>,
+        stats: &ItemStats,
+        as_of: i64,
+    ) -> Result<Vec<Hit>> {
+        self.check(req)?;
+        let cands = self.personal_candidates(req, profile, stats, as_of)?;
+        self.rank_candidates(req, cands)
+    }
+
+    /// Scores candidates by `req.rerank`, applies the diversity pass, keeps `k`.
+    pub fn rank_candidates(
+        &self,
+        req: &SearchRequest,
+        cands: Vec<ScoredCandidate>,
+    ) -> Result<Vec<Hit>> {
+        if !(0.0..=1.0).contains(&req.diversity) {
+            return Err(Error::invalid(
+                "diversity",
+                format!("{} is outside 0..=1", req.diversity),
+            ));
+        }
+        let feats: Vec<[f32; NUM_FEATURES]> = cands.iter().map(|c| c.features).collect();
+        let (fallback, profile_terms) = crate::rank::fallback_scores(&feats, &self.fallback);
+        let use_head = match req.rerank {
+            RerankMode::Ctr => {
+                if self.head.is_none() {
+                    return Err(Error::invalid(
+                        "rerank mode",
+                        "ctr needs a trained head; run `shelfrank train` first",
+                    ));
+                }
+                true
+            }
+            RerankMode::Auto => self.head.is_some(),
+            RerankMode::Profile | RerankMode::Off => false,
+        };
+        let (scores, ctr): (Vec<f32>, Option<Vec<f32>>) = match (&self.head, use_head, req.rerank) {
+            (_, _, RerankMode::Off) => (cands.iter().map(|c| c.fused.score).collect(), None),
+            (Some(head), true, _) => {
+                let rows: Vec<Vec<f32>> = feats.iter().map(|f| f.to_vec()).collect();
+                let p = head
+                    .predict(&rows)
+                    .map_err(|e| Error::Encoder(format!("ctr head: {e}")))?;
+                (p.clone(), Some(p))
+            }
+            _ => (fallback, None),
+        };
+        let mut order: Vec<usize> = (0..cands.len()).collect();
+        order.sort_by(|&a, &b| {
+            scores[b]
+                .total_cmp(&scores[a])
+                .then(cands[a].ord.cmp(&cands[b].ord))
+        });
+        let picked: Vec<usize> = if req.diversity > 0.0 {
+            let pool: Vec<usize> = order.iter().copied().take((req.k * 3).max(req.k)).collect();
+            let rel: Vec<f32> = pool.iter().map(|&i| scores[i]).collect();
+            let sim = |a: usize, b: usize| match (
+                self.vectors.row(cands[pool[a]].ord as usize),
+                self.vectors.row(cands[pool[b]].ord as usize),
+            ) {
+                (Some(x), Some(y)) => crate::vector::dot(x, y),
+                _ => 0.0,
+            };
+            crate::rank::mmr(&rel, req.k, req.diversity, &sim)
+                .into_iter()
+                .map(|i| pool[i])
+                .collect()
+        } else {
+            order.into_iter().take(req.k).collect()
+        };
+        let mut hits = Vec::with_capacity(picked.len());
+        for i in picked {
+            let c = &cands[i];
+            let Some(p) = self.products.get(c.ord as usize) else {
+                continue;
+            };
+            let contributions = match (&ctr, &self.head) {
+                (Some(_), Some(head)) => head
+                    .contributions(&c.features)
+                    .map_err(|e| Error::Encoder(format!("ctr head: {e}")))?,
+                _ => Vec::new(),
+            };
+            let global = |r: Option<(f32, usize)>| r.filter(|x| x.1 != usize::MAX);
+            hits.push(Hit {
+                id: p.id.clone(),
+                ord: c.ord,
+                score: scores[i],
+                breakdown: ScoreBreakdown {
+                    bm25: c.fused.bm25.map(|x| x.0),
+                    bm25_rank: global(c.fused.bm25).map(|x| x.1),
+                    dense: Some(c.features[2]),
+                    dense_rank: c.fused.dense.map(|x| x.1),
+                    fused: c.fused.score,
+                    ctr: ctr.as_ref().map(|v| v[i]),
+                    profile: (req.rerank != RerankMode::Off).then_some(profile_terms[i]),
+                    contributions,
+                },
+            });
+        }
+        Ok(hits)
+    }
+
+    /// Reranks candidates found by another engine for `req.query` and `req.user`.
+    /// Their scores (or, without scores, their order) stand for retrieval; BM25 is
+    /// computed among them. Unknown ids are reported, not fatal.
+    pub fn rerank(
+        &self,
+        req: &SearchRequest,
+        candidates: &[ExternalCandidate],
+    ) -> Result<RerankResponse> {
+        self.check(req)?;
+        let mut unknown = Vec::new();
+        let mut seen = HashSet::new();
+        let mut known: Vec<(u32, f32)> = Vec::new();
+        for (i, c) in candidates.iter().enumerate() {
+            match self.by_id.get(&c.id) {
+                Some(&o) => {
+                    if seen.insert(o) {
+                        let s = c
+                            .score
+                            .filter(|s| s.is_finite())
+                            .unwrap_or(1.0 / (i as f32 + 1.0));
+                        known.push((o, s));
+                    }
+                }
+                None => unknown.push(c.id.clone()),
+            }
+        }
+        if known.is_empty() {
+            return Ok(RerankResponse {
+                hits: Vec::new(),
+                unknown,
+            });
+        }
+        let (as_of, profile) = self.request_profile(req)?;
+        let stats = self.read_stats()?;
+        let ords: Vec<u32> = known.iter().map(|k| k.0).collect();
+        let mut cands = self.candidates_for(req, &ords, profile.as_ref(), &stats, as_of)?;
+        let mut given: Vec<f32> = known.iter().map(|k| k.1).collect();
+        crate::rank::min_max(&mut given);
+        for (c, g) in cands.iter_mut().zip(&given) {
+            c.fused.score = *g;
+            c.features[4] = *g;
+        }
+        let mut req = req.clone();
+        if req.user.is_none() && req.rerank == RerankMode::Auto && self.head.is_none() {
+            req.rerank = RerankMode::Profile;
+        }
+        let hits = self.rank_candidates(&req, cands)?;
+        Ok(RerankResponse { hits, unknown })
     }
 }
 

@@ -49,6 +49,7 @@ pub mod error;
 pub mod eval;
 pub mod fuse;
 pub mod profile;
+pub mod rank;
 pub mod store;
 pub mod text;
 pub mod vector;

@@ -10,8 +10,13 @@ use rayon::prelude::*;
 
 use shelfrank::catalog::{self, ColumnMap, Format, ReadOptions, TextEncoding};
 use shelfrank::encoder::{self, DeviceSpec, EncoderOptions};
-use shelfrank::engine::{Candidates, Filters, Mode, SearchRequest};
+use shelfrank::engine::{Candidates, ExternalCandidate, Filters, Mode, SearchRequest};
 use shelfrank::eval;
+use shelfrank::profile::events::{parse_timestamp, read_events, EventReadOptions};
+use shelfrank::profile::EventStore;
+use shelfrank::rank::head::{CtrHead, HeadConfig};
+use shelfrank::rank::train::{self as rtrain, SampleOptions};
+use shelfrank::rank::RerankMode;
 use shelfrank::{EngineBuilder, Fusion, HnswParams, IndexBuilder};
 
 #[derive(Parser)]
@@ -31,6 +36,143 @@ enum Command {
     Eval(EvalArgs),
     /// Measure HNSW recall@k against exact search, and latency, for several ef values.
     HnswRecall(HnswRecallArgs),
+    /// Shopper events: import a JSONL file into the index's store, or forget a shopper.
+    #[command(subcommand)]
+    Events(EventsCommand),
+    /// Train the CTR head from search tasks, impressions or graded judgements.
+    Train(TrainArgs),
+    /// Rerank candidates found by another engine for a query (and shopper).
+    Rerank(RerankArgs),
+}
+
+#[derive(Subcommand)]
+enum EventsCommand {
+    /// Load events (JSONL: user, item, kind, ts, quantity?, query?, position?).
+    Import {
+        /// Events file.
+        file: PathBuf,
+        /// Index directory.
+        #[arg(long, default_value = "index/main")]
+        index: PathBuf,
+        /// Skip invalid lines (counted and reported).
+        #[arg(long)]
+        skip_invalid: bool,
+    },
+    /// Remove everything stored about a shopper.
+    Forget {
+        /// The shopper's id.
+        user: String,
+        /// Index directory.
+        #[arg(long, default_value = "index/main")]
+        index: PathBuf,
+    },
+}
+
+#[derive(Args)]
+struct PersonalArgs {
+    /// The shopper (personalised reranking).
+    #[arg(long)]
+    user: Option<String>,
+    /// Rank as of this time (RFC 3339 or ISO 8601); default now.
+    #[arg(long)]
+    as_of: Option<String>,
+    /// Reranking: auto (head if trained, else profile), ctr, profile, off.
+    #[arg(long, default_value = "auto")]
+    rerank: String,
+    /// Diversity weight (MMR over embeddings), 0..1.
+    #[arg(long, default_value_t = 0.0)]
+    diversity: f32,
+}
+
+impl PersonalArgs {
+    fn apply(&self, req: &mut SearchRequest) -> Result<()> {
+        req.user = self.user.clone();
+        req.as_of = self
+            .as_of
+            .as_deref()
+            .map(|t| parse_timestamp(t).map_err(|e| anyhow::anyhow!("--as-of: {e}")))
+            .transpose()?;
+        req.rerank = self.rerank.parse::<RerankMode>()?;
+        req.diversity = self.diversity;
+        Ok(())
+    }
+}
+
+#[derive(Args)]
+struct TrainArgs {
+    /// Index directory (the head is saved in INDEX/rank/).
+    #[arg(long, default_value = "index/main")]
+    index: PathBuf,
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Personalised search tasks: qid, user, ts, query, target_item (TSV).
+    #[arg(long)]
+    tasks: Option<PathBuf>,
+    /// Impression log (JSONL: user, query, ts, shown, clicked).
+    #[arg(long)]
+    impressions: Option<PathBuf>,
+    /// Queries (with --qrels): graded judgements as soft labels.
+    #[arg(long)]
+    queries: Option<PathBuf>,
+    /// TREC qrels (with --queries).
+    #[arg(long)]
+    qrels: Option<PathBuf>,
+    /// Event files for profiles (repeatable); without it, the index's own store.
+    #[arg(long = "events")]
+    events: Vec<PathBuf>,
+    /// Candidates per task (the "shown" list).
+    #[arg(long, default_value_t = 100)]
+    depth: usize,
+    /// Use at most this many tasks/queries.
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Train only on queries whose id hashes into this half (0 or 1) of a two-fold split (qrels).
+    #[arg(long)]
+    fold: Option<u8>,
+    /// Epochs (upper bound; early stopping on validation AUC).
+    #[arg(long, default_value_t = 30)]
+    epochs: usize,
+    /// Random seed (same seed, same model).
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Epochs without validation AUC improvement before stopping.
+    #[arg(long, default_value_t = HeadConfig::default().patience)]
+    patience: usize,
+    /// Hidden layer sizes, comma-separated.
+    #[arg(long, default_value = "32,16")]
+    hidden: String,
+    /// No inverse-propensity weighting.
+    #[arg(long)]
+    no_ips: bool,
+    /// No class re-weighting.
+    #[arg(long)]
+    no_class_weights: bool,
+    /// Continue training the existing head on these logs, keeping its normalisation.
+    #[arg(long)]
+    resume: bool,
+    /// No progress bars.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+#[derive(Args)]
+struct RerankArgs {
+    /// The query.
+    #[arg(long)]
+    query: String,
+    /// Candidates: a file (or - for stdin) with one `id` or `id<TAB>score` per line, or a JSON array of {"id", "score"}.
+    #[arg(long)]
+    candidates: PathBuf,
+    /// Index directory.
+    #[arg(long, default_value = "index/main")]
+    index: PathBuf,
+    #[command(flatten)]
+    model: ModelArgs,
+    #[command(flatten)]
+    personal: PersonalArgs,
+    /// Number of hits.
+    #[arg(short, long, default_value_t = 10)]
+    k: usize,
 }
 
 #[derive(Args)]
@@ -157,6 +299,8 @@ struct SearchArgs {
     attrs: Vec<String>,
     #[command(flatten)]
     fusion: FusionArgs,
+    #[command(flatten)]
+    personal: PersonalArgs,
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
@@ -170,12 +314,21 @@ struct EvalArgs {
     #[command(flatten)]
     model: ModelArgs,
     /// Queries: qid<TAB>text per line.
-    #[arg(long)]
-    queries: PathBuf,
+    #[arg(long, required_unless_present = "personal_queries")]
+    queries: Option<PathBuf>,
     /// TREC qrels: qid 0 product grade.
+    #[arg(long, required_unless_present = "personal_queries")]
+    qrels: Option<PathBuf>,
+    /// Personalised tasks (qid, user, ts, query, target_item) instead of queries + qrels.
     #[arg(long)]
-    qrels: PathBuf,
-    /// Comma-separated modes: bm25, dense, hybrid (engine default), rrf[:K], weighted:W (W = BM25 weight, dense = 1 - W).
+    personal_queries: Option<PathBuf>,
+    /// Event files for profiles in personalised evaluation (repeatable).
+    #[arg(long = "events")]
+    events: Vec<PathBuf>,
+    /// Evaluate only queries of this half (0 or 1) of the two-fold split by query id.
+    #[arg(long)]
+    fold: Option<u8>,
+    /// Comma-separated modes: bm25, dense, hybrid (engine default), rrf[:K], weighted:W (W = BM25 weight, dense = 1 - W), rerank (the trained head over hybrid). Personalised: hybrid, profile, ctr.
     #[arg(long, default_value = "bm25,dense,hybrid")]
     modes: String,
     /// Relevant for recall and MRR: grade >= this.
@@ -229,6 +382,9 @@ fn main() {
         Command::Search(a) => search(a),
         Command::Eval(a) => run_eval(a),
         Command::HnswRecall(a) => hnsw_recall(a),
+        Command::Events(c) => events(c),
+        Command::Train(a) => train(a),
+        Command::Rerank(a) => rerank(a),
     };
     if let Err(e) = res {
         eprintln!("error: {e:#}");
@@ -335,7 +491,11 @@ fn open_engine(index: &Path, m: &ModelArgs, need_encoder: bool) -> Result<shelfr
     if let Some(dir) = &m.model {
         b = b.model_dir(dir);
     }
-    Ok(b.build()?)
+    let engine = b.build()?;
+    if let Some(w) = engine.head_warning() {
+        eprintln!("warning: {w}");
+    }
+    Ok(engine)
 }
 
 fn parse_filters(a: &SearchArgs) -> Result<Filters> {
@@ -409,16 +569,326 @@ fn search(a: SearchArgs) -> Result<()> {
             .product(h.ord)
             .map(|p| p.title.chars().take(48).collect())
             .unwrap_or_default();
+        let mut personal = String::new();
+        if let Some(c) = h.breakdown.ctr {
+            personal.push_str(&format!("  ctr={c:.3}"));
+        }
+        if let Some(p) = h.breakdown.profile {
+            personal.push_str(&format!("  profile={p:.3}"));
+        }
         println!(
-            "{:>3}  {:>8.4}  {:<14} {:<14} {:<48} {}",
+            "{:>3}  {:>8.4}  {:<14} {:<14} {:<48} {}{}",
             i + 1,
             h.score,
             fmt_opt(h.breakdown.bm25, h.breakdown.bm25_rank),
             fmt_opt(h.breakdown.dense, h.breakdown.dense_rank),
             title,
-            h.id
+            h.id,
+            personal
         );
     }
+    Ok(())
+}
+
+fn events(c: EventsCommand) -> Result<()> {
+    match c {
+        EventsCommand::Import {
+            file,
+            index,
+            skip_invalid,
+        } => {
+            let engine = EngineBuilder::new(&index).keyword_only(true).build()?;
+            let opts = EventReadOptions {
+                skip_invalid,
+                ..EventReadOptions::default()
+            };
+            let t = Instant::now();
+            let s = engine.import_events(&file, &opts)?;
+            for p in &s.problems {
+                eprintln!("  skipped: {p}");
+            }
+            println!(
+                "imported {} events from {} in {:.1}s{}; the store holds {}",
+                s.imported,
+                file.display(),
+                t.elapsed().as_secs_f64(),
+                if s.skipped > 0 {
+                    format!(", skipped {} invalid lines", s.skipped)
+                } else {
+                    String::new()
+                },
+                engine.event_count()?
+            );
+        }
+        EventsCommand::Forget { user, index } => {
+            let engine = EngineBuilder::new(&index).keyword_only(true).build()?;
+            let n = engine.forget(&user)?;
+            println!("forgot {user}: {n} events removed");
+        }
+    }
+    Ok(())
+}
+
+/// Loads event files into an in-memory store (for training and evaluation).
+fn load_events(engine: &shelfrank::Engine, files: &[PathBuf]) -> Result<EventStore> {
+    let mut store = EventStore::open_in_memory();
+    for f in files {
+        let batch = read_events(
+            f,
+            &EventReadOptions {
+                skip_invalid: true,
+                ..Default::default()
+            },
+            &|id: &str| engine.ord_of(id).is_some(),
+        )?;
+        if batch.skipped > 0 {
+            eprintln!(
+                "{}: skipped {} lines (first: {})",
+                f.display(),
+                batch.skipped,
+                batch
+                    .problems
+                    .first()
+                    .map(|p| p.to_string())
+                    .unwrap_or_default()
+            );
+        }
+        store.append(&batch.events)?;
+        eprintln!("loaded {} events from {}", batch.events.len(), f.display());
+    }
+    Ok(store)
+}
+
+fn in_fold(qid: &str, fold: Option<u8>) -> bool {
+    match fold {
+        None => true,
+        Some(f) => {
+            let mut h: u32 = 2_166_136_261;
+            for b in qid.bytes() {
+                h = (h ^ b as u32).wrapping_mul(16_777_619);
+            }
+            (h % 2) as u8 == f
+        }
+    }
+}
+
+fn train(a: TrainArgs) -> Result<()> {
+    let start = Instant::now();
+    let engine = open_engine(&a.index, &a.model, true)?;
+    let mut opts = SampleOptions {
+        depth: a.depth,
+        ips: !a.no_ips,
+        class_weights: !a.no_class_weights,
+        ..SampleOptions::default()
+    };
+    let store = if a.events.is_empty() {
+        None
+    } else {
+        Some(load_events(&engine, &a.events)?)
+    };
+    let sources = [
+        a.tasks.is_some(),
+        a.impressions.is_some(),
+        a.queries.is_some() || a.qrels.is_some(),
+    ];
+    if sources.iter().filter(|x| **x).count() != 1 {
+        bail!(
+            "give exactly one training source: --tasks, --impressions, or --queries with --qrels"
+        );
+    }
+    let b = bar(0, "samples", a.quiet);
+    let (groups, added, source) = if let Some(path) = &a.tasks {
+        let mut tasks = eval::read_personal_tasks(path)?;
+        if let Some(n) = a.limit {
+            tasks.truncate(n);
+        }
+        b.set_length(tasks.len() as u64);
+        let store = store.context("--tasks needs --events (the shoppers' history)")?;
+        let stats = engine.item_stats(store.iter());
+        let (g, added) =
+            rtrain::personal_task_groups(&engine, &tasks, &store, &stats, &opts, &|n| {
+                b.set_position(n as u64)
+            })?;
+        (g, added, format!("personal tasks {}", path.display()))
+    } else if let Some(path) = &a.impressions {
+        let imps = rtrain::read_impressions(path)?;
+        let store = store.unwrap_or_else(EventStore::open_in_memory);
+        let stats = engine.item_stats(store.iter());
+        let (g, unknown) = rtrain::impression_groups(&engine, &imps, &store, &stats)?;
+        if unknown > 0 {
+            eprintln!("{unknown} shown ids are not in the index and were skipped");
+        }
+        (g, 0, format!("impressions {}", path.display()))
+    } else {
+        let (Some(q), Some(r)) = (&a.queries, &a.qrels) else {
+            bail!("--queries and --qrels go together")
+        };
+        let mut queries = eval::read_queries(q)?;
+        queries.retain(|q| in_fold(&q.qid, a.fold));
+        if let Some(n) = a.limit {
+            queries.truncate(n);
+        }
+        let qrels = eval::read_qrels(r)?;
+        // Judgements are not clicks: no position bias to correct, and the graded
+        // soft labels already say how relevant each item is, so the class
+        // re-weighting meant for rare binary clicks is left out.
+        opts.ips = false;
+        opts.class_weights = false;
+        b.set_length(queries.len() as u64);
+        let g = rtrain::qrels_groups(&engine, &queries, &qrels, &opts, &|n| {
+            b.set_position(n as u64)
+        })?;
+        (g, 0, format!("qrels {} (fold {:?})", r.display(), a.fold))
+    };
+    b.finish();
+    let data = rtrain::weigh(groups, &opts, added);
+    let s = &data.summary;
+    eprintln!(
+        "{} groups ({} targets added beyond the shown list), {} train / {} validation samples, {} train positives",
+        s.groups, s.targets_added, s.train_samples, s.val_samples, s.train_positives
+    );
+    if !s.propensities.is_empty() {
+        let est: Vec<String> = s
+            .bucket_ends
+            .iter()
+            .zip(&s.propensities)
+            .map(|(e, p)| format!("<={e}: {p:.3}"))
+            .collect();
+        eprintln!(
+            "position propensities (clipped at {}): {}",
+            opts.min_propensity,
+            est.join(", ")
+        );
+    }
+    eprintln!(
+        "class weights: positive {:.2}, negative {:.3}",
+        s.class_weights.0, s.class_weights.1
+    );
+    let sample_secs = start.elapsed().as_secs_f64();
+    let hidden = a
+        .hidden
+        .split(',')
+        .map(|h| {
+            h.trim()
+                .parse::<usize>()
+                .with_context(|| format!("--hidden: bad size {h:?}"))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let cfg = HeadConfig {
+        epochs: a.epochs,
+        seed: a.seed,
+        patience: a.patience,
+        hidden,
+        ..HeadConfig::default()
+    };
+    let names: Vec<String> = shelfrank::rank::FEATURE_NAMES
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let eb = bar(cfg.epochs, "epochs", a.quiet);
+    let mut on_epoch = |r: &shelfrank::rank::head::EpochReport| {
+        eb.set_position(r.epoch as u64 + 1);
+        eb.set_message(format!("loss {:.4} val AUC {:?}", r.train_loss, r.val_auc));
+        eprintln!(
+            "epoch {:>2}: train loss {:.4}, val loss {:.4}, val AUC {}, val NDCG@10 {}",
+            r.epoch + 1,
+            r.train_loss,
+            r.val_loss,
+            r.val_auc.map_or("-".into(), |v| format!("{v:.4}")),
+            r.val_ndcg10.map_or("-".into(), |v| format!("{v:.4}"))
+        );
+    };
+    let rank_dir = a.index.join(shelfrank::rank::RANK_DIR);
+    let (head, report) = if a.resume {
+        let old = CtrHead::load(&rank_dir)
+            .with_context(|| format!("--resume: no head in {}", rank_dir.display()))?;
+        old.resume(&data.train, &data.val, &cfg, &mut on_epoch)?
+    } else {
+        CtrHead::train(names, &data.train, &data.val, &cfg, &mut on_epoch)?
+    };
+    eb.finish_and_clear();
+    let card = serde_json::json!({
+        "trained_unix": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+        "source": source,
+        "events": a.events.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+        "sampling": opts,
+        "dataset": data.summary,
+        "config": cfg,
+        "report": report,
+        "resumed": a.resume,
+    });
+    std::fs::create_dir_all(&rank_dir)
+        .with_context(|| format!("creating {}", rank_dir.display()))?;
+    head.save(&rank_dir, &card)?;
+    println!(
+        "trained the CTR head in {:.1}s (samples {:.1}s, training {:.1}s): best epoch {}, validation AUC {}; saved in {}",
+        start.elapsed().as_secs_f64(),
+        sample_secs,
+        report.seconds,
+        report.best_epoch + 1,
+        report.best_val_auc.map_or("-".into(), |v| format!("{v:.4}")),
+        rank_dir.display()
+    );
+    Ok(())
+}
+
+fn read_candidates(path: &Path) -> Result<Vec<ExternalCandidate>> {
+    let text = if path.as_os_str() == "-" {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)?;
+        s
+    } else {
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?
+    };
+    if text.trim_start().starts_with('[') {
+        return serde_json::from_str(&text).with_context(|| {
+            format!(
+                "{}: expected a JSON array of {{\"id\", \"score\"}}",
+                path.display()
+            )
+        });
+    }
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        let (id, score) =
+            match line.split_once('\t') {
+                Some((id, s)) => (
+                    id,
+                    Some(s.trim().parse::<f32>().with_context(|| {
+                        format!("{}:{}: bad score {s:?}", path.display(), i + 1)
+                    })?),
+                ),
+                None => (line, None),
+            };
+        out.push(ExternalCandidate {
+            id: id.to_string(),
+            score,
+        });
+    }
+    Ok(out)
+}
+
+fn rerank(a: RerankArgs) -> Result<()> {
+    let engine = open_engine(&a.index, &a.model, true)?;
+    let cands = read_candidates(&a.candidates)?;
+    let mut req = SearchRequest::new(a.query.clone()).k(a.k);
+    a.personal.apply(&mut req)?;
+    let res = engine.rerank(&req, &cands)?;
+    let hits: Vec<serde_json::Value> = res
+        .hits
+        .iter()
+        .map(|h| serde_json::json!({"id": h.id, "title": engine.product(h.ord).map(|p| p.title.as_str()), "score": h.score, "breakdown": h.breakdown}))
+        .collect();
+    println!(
+        "{}",
+        serde_json::to_string_pretty(
+            &serde_json::json!({"query": a.query, "user": a.personal.user, "hits": hits, "unknown": res.unknown})
+        )?
+    );
     Ok(())
 }
 
@@ -478,12 +948,48 @@ fn parse_eval_modes(s: &str) -> Result<Vec<EvalMode>> {
 }
 
 fn run_eval(a: EvalArgs) -> Result<()> {
-    let modes = parse_eval_modes(&a.modes)?;
+    if a.personal_queries.is_some() {
+        return run_personal_eval(a);
+    }
+    let (Some(queries_path), Some(qrels_path)) = (&a.queries, &a.qrels) else {
+        bail!("--queries and --qrels are needed (or --personal-queries)");
+    };
+    let wants_rerank = a.modes.split(',').any(|m| m.trim() == "rerank");
+    let mode_list: String = a
+        .modes
+        .split(',')
+        .map(str::trim)
+        .filter(|m| *m != "rerank")
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut modes = if mode_list.is_empty() {
+        Vec::new()
+    } else {
+        parse_eval_modes(&mode_list)?
+    };
+    if wants_rerank {
+        modes.push(EvalMode {
+            name: "rerank".into(),
+            mode: Mode::Hybrid,
+            fusion: None,
+        });
+    }
+    if modes.is_empty() {
+        bail!("--modes lists no mode");
+    }
     let need_dense = modes.iter().any(|m| m.mode != Mode::Bm25);
     let need_bm25 = modes.iter().any(|m| m.mode != Mode::Dense);
     let engine = open_engine(&a.index, &a.model, need_dense)?;
-    let mut queries = eval::read_queries(&a.queries)?;
-    let qrels = eval::read_qrels(&a.qrels)?;
+    if wants_rerank && engine.head().is_none() {
+        bail!(
+            "mode rerank needs a trained head in {}/rank (shelfrank train)",
+            a.index.display()
+        );
+    }
+    let mut queries = eval::read_queries(queries_path)?;
+    let mut qrels = eval::read_qrels(qrels_path)?;
+    queries.retain(|q| in_fold(&q.qid, a.fold));
+    qrels.retain(|qid, _| in_fold(qid, a.fold));
     if let Some(n) = a.limit {
         queries.truncate(n);
     }
@@ -523,6 +1029,29 @@ fn run_eval(a: EvalArgs) -> Result<()> {
         .collect::<shelfrank::Result<_>>()?;
     b.finish();
     let search_secs = t.elapsed().as_secs_f64();
+    let reranked: Vec<Vec<shelfrank::Hit>> = if wants_rerank {
+        let empty = shelfrank::profile::ItemStats::default();
+        let texts: Vec<&str> = queries.iter().map(|q| q.text.as_str()).collect();
+        let vecs = engine.embed_queries(&texts, &|_| {})?;
+        queries
+            .par_iter()
+            .zip(vecs.into_par_iter())
+            .map(|(q, v)| {
+                let mut req = SearchRequest::new(q.text.clone()).k(a.recall_k);
+                // The serving default of a reranked request.
+                req.candidates = Some(
+                    a.candidates
+                        .unwrap_or(shelfrank::engine::DEFAULT_RERANK_DEPTH)
+                        .max(a.recall_k),
+                );
+                req.embedding = Some(v);
+                req.rerank = RerankMode::Ctr;
+                engine.personalize(&req, None, &empty, 0)
+            })
+            .collect::<shelfrank::Result<_>>()?
+    } else {
+        Vec::new()
+    };
     std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
     let mut reports = Vec::new();
     for m in &modes {
@@ -530,8 +1059,12 @@ fn run_eval(a: EvalArgs) -> Result<()> {
         req.fusion = m.fusion;
         let mut run = Vec::with_capacity(queries.len());
         let mut scored = Vec::with_capacity(queries.len());
-        for (q, c) in queries.iter().zip(&cands) {
-            let hits = engine.fuse(&req, c);
+        for (i, (q, c)) in queries.iter().zip(&cands).enumerate() {
+            let hits = if m.name == "rerank" {
+                reranked[i].clone()
+            } else {
+                engine.fuse(&req, c)
+            };
             run.push((
                 q.qid.clone(),
                 hits.iter().map(|h| h.id.clone()).collect::<Vec<_>>(),
@@ -578,6 +1111,98 @@ fn run_eval(a: EvalArgs) -> Result<()> {
     );
     eval::write_json(&a.out.join("report.json"), &reports)?;
     eprintln!("wrote {}/report.json and run files", a.out.display());
+    Ok(())
+}
+
+fn run_personal_eval(a: EvalArgs) -> Result<()> {
+    let path = a.personal_queries.clone().context("--personal-queries")?;
+    let engine = open_engine(&a.index, &a.model, true)?;
+    let mut tasks = eval::read_personal_tasks(&path)?;
+    if let Some(n) = a.limit {
+        tasks.truncate(n);
+    }
+    let modes: Vec<(String, RerankMode)> = a
+        .modes
+        .split(',')
+        .map(str::trim)
+        .filter(|m| !m.is_empty())
+        .map(|m| match m {
+            "hybrid" => Ok((m.to_string(), RerankMode::Off)),
+            "profile" | "+profile" => Ok(("+profile".to_string(), RerankMode::Profile)),
+            "ctr" | "+ctr" => Ok(("+ctr".to_string(), RerankMode::Ctr)),
+            other => bail!("personalised eval modes are hybrid, profile, ctr; got {other:?}"),
+        })
+        .collect::<Result<_>>()?;
+    if modes.iter().any(|m| m.1 == RerankMode::Ctr) && engine.head().is_none() {
+        bail!(
+            "mode ctr needs a trained head in {}/rank (shelfrank train)",
+            a.index.display()
+        );
+    }
+    let store = load_events(&engine, &a.events)?;
+    let stats = engine.item_stats(store.iter());
+    let depth = a
+        .candidates
+        .unwrap_or(shelfrank::engine::DEFAULT_RERANK_DEPTH);
+    let distinct: Vec<&str> = tasks
+        .iter()
+        .map(|t| t.query.as_str())
+        .collect::<std::collections::HashSet<_>>()
+        .into_iter()
+        .collect();
+    let t0 = Instant::now();
+    let vecs = engine.embed_queries(&distinct, &|_| {})?;
+    let qvecs: std::collections::HashMap<&str, Vec<f32>> = distinct.into_iter().zip(vecs).collect();
+    let b = bar(tasks.len(), "tasks", a.quiet);
+    // Per task and mode: the 1-based rank of the target within the top 100, if any.
+    let ranks: Vec<Vec<Option<usize>>> = tasks
+        .par_iter()
+        .map(|t| -> Result<Vec<Option<usize>>> {
+            let ts = parse_timestamp(&t.ts).map_err(|e| anyhow::anyhow!("task {}: {e}", t.qid))?;
+            let profile = engine.profile_from(&t.user, store.user_events(&t.user), ts);
+            let mut req = SearchRequest::new(t.query.clone()).k(100);
+            req.candidates = Some(depth);
+            req.embedding = qvecs.get(t.query.as_str()).cloned();
+            let cands = engine.personal_candidates(&req, Some(&profile), &stats, ts)?;
+            let mut out = Vec::new();
+            for (_, mode) in &modes {
+                req.rerank = *mode;
+                let hits = engine.rank_candidates(&req, cands.clone())?;
+                out.push(hits.iter().position(|h| h.id == t.target).map(|r| r + 1));
+            }
+            b.inc(1);
+            Ok(out)
+        })
+        .collect::<Result<_>>()?;
+    b.finish();
+    let n = tasks.len().max(1) as f64;
+    let mut rows = Vec::new();
+    println!("| mode | HR@10 | MRR@100 | NDCG@10 | tasks |");
+    println!("| --- | ---: | ---: | ---: | ---: |");
+    for (mi, (name, _)) in modes.iter().enumerate() {
+        let (mut hr, mut mrr, mut ndcg) = (0.0, 0.0, 0.0);
+        for r in ranks.iter().filter_map(|r| r[mi]) {
+            mrr += 1.0 / r as f64;
+            if r <= 10 {
+                hr += 1.0;
+                ndcg += 1.0 / ((r + 1) as f64).log2();
+            }
+        }
+        println!(
+            "| {name} | {:.4} | {:.4} | {:.4} | {} |",
+            hr / n,
+            mrr / n,
+            ndcg / n,
+            tasks.len()
+        );
+        rows.push(serde_json::json!({"mode": name, "hr_at_10": hr / n, "mrr_at_100": mrr / n, "ndcg_at_10": ndcg / n, "tasks": tasks.len()}));
+    }
+    println!(
+        "{} tasks, {} candidates each plus the shopper's own matching items; profiles from {} events before each task's time; {:.1}s",
+        tasks.len(), depth, store.len(), t0.elapsed().as_secs_f64()
+    );
+    std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
+    eval::write_json(&a.out.join("personal_report.json"), &rows)?;
     Ok(())
 }
 

@@ -40,6 +40,10 @@ pub const HNSW_DIR: &str = "hnsw";
 pub const HNSW_BASENAME: &str = "graph";
 /// Sub-directory of the tantivy index.
 pub const TEXT_DIR: &str = "text";
+/// Sub-directories that belong to the shop rather than to the catalog build: the
+/// event store and the trained head. A rebuild carries them over from the index it
+/// replaces, so rebuilding never loses a recorded event.
+pub const PRESERVED_DIRS: [&str; 2] = ["events", "rank"];
 
 /// The on-disk form of a product in `products.bin`: every field always present
 /// (bincode is not self-describing, so the JSON form's skipped fields cannot be
@@ -328,6 +332,10 @@ impl Staging {
         self.published = true;
         sync_dir(&parent)?;
         if let Some(old) = old {
+            // Carry the shop's own data over; the old directory is only deleted
+            // once that succeeded (a crash in between is repaired by the next
+            // build's `remove_stale`).
+            adopt_preserved(&old, &self.dest)?;
             let _ = fs::remove_dir_all(old);
         }
         Ok(())
@@ -342,8 +350,20 @@ impl Drop for Staging {
     }
 }
 
+/// Moves [`PRESERVED_DIRS`] from `old` into `dest` where `dest` lacks them.
+fn adopt_preserved(old: &Path, dest: &Path) -> Result<()> {
+    for sub in PRESERVED_DIRS {
+        let from = old.join(sub);
+        let to = dest.join(sub);
+        if from.is_dir() && !to.exists() {
+            fs::rename(&from, &to).map_err(|e| Error::io(&from, e))?;
+        }
+    }
+    sync_dir(dest)
+}
+
 /// Removes staging and old directories of `name` left by processes that no longer
-/// run.
+/// run, first carrying an old directory's preserved data into the index.
 fn remove_stale(parent: &Path, name: &str) {
     let Ok(entries) = fs::read_dir(parent) else {
         return;
@@ -355,6 +375,17 @@ fn remove_stale(parent: &Path, name: &str) {
             .or_else(|| file.strip_prefix(&format!(".{name}.old-")));
         if let Some(pid) = rest.and_then(|p| p.parse::<u32>().ok()) {
             if !process_alive(pid) {
+                let dest = parent.join(name);
+                let is_old = file.contains(".old-");
+                if is_old
+                    && dest.join(MANIFEST).exists()
+                    && adopt_preserved(&entry.path(), &dest).is_err()
+                {
+                    continue; // keep it rather than lose events
+                }
+                if is_old && PRESERVED_DIRS.iter().any(|d| entry.path().join(d).exists()) {
+                    continue;
+                }
                 let _ = fs::remove_dir_all(entry.path());
             }
         }
@@ -402,6 +433,25 @@ mod tests {
         s.publish().unwrap();
         assert_eq!(fs::read(dest.join(MANIFEST)).unwrap(), b"new");
         assert_eq!(fs::read_dir(tmp.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn publish_carries_events_and_head_over() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dest = tmp.path().join("idx");
+        fs::create_dir_all(dest.join("events")).unwrap();
+        fs::create_dir_all(dest.join("rank")).unwrap();
+        fs::write(dest.join(MANIFEST), b"old").unwrap();
+        fs::write(dest.join("events").join("log.bin"), b"precious").unwrap();
+        let s = Staging::new(&dest).unwrap();
+        fs::write(s.path().join(MANIFEST), b"new").unwrap();
+        s.publish().unwrap();
+        assert_eq!(fs::read(dest.join(MANIFEST)).unwrap(), b"new");
+        assert_eq!(
+            fs::read(dest.join("events").join("log.bin")).unwrap(),
+            b"precious"
+        );
+        assert!(dest.join("rank").is_dir());
     }
 
     #[test]

@@ -226,6 +226,17 @@ impl TextIndex {
         terms
     }
 
+    /// All analysed terms of `text` in order, repeats kept (for phrase features).
+    pub fn analyze_all(&self, text: &str) -> Vec<String> {
+        let mut analyzer = analyzer();
+        let mut stream = analyzer.token_stream(text);
+        let mut terms = Vec::new();
+        while stream.advance() {
+            terms.push(stream.token().text.clone());
+        }
+        terms
+    }
+
     fn build_query(&self, terms: &[String]) -> BooleanQuery {
         let f = self.fields;
         let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();

@@ -1,0 +1,314 @@
+//! Personalised search end to end on the fixture catalog: events, profiles,
+//! cold start, training the head from each kind of log, reranking external
+//! candidates, forgetting a shopper, and no leakage of future events.
+
+mod common;
+
+use std::path::Path;
+
+use shelfrank::engine::ExternalCandidate;
+use shelfrank::eval::read_personal_tasks;
+use shelfrank::profile::events::{parse_timestamp, read_events, EventReadOptions};
+use shelfrank::profile::{Event, EventKind, EventStore};
+use shelfrank::rank::head::{CtrHead, HeadConfig};
+use shelfrank::rank::train::{self, SampleOptions};
+use shelfrank::rank::{RerankMode, FEATURE_NAMES, RANK_DIR};
+use shelfrank::{Engine, Error, Mode, SearchRequest};
+
+fn ids(hits: &[shelfrank::Hit]) -> Vec<String> {
+    hits.iter().map(|h| h.id.clone()).collect()
+}
+
+fn fixture_events(engine: &Engine) -> EventStore {
+    let batch = read_events(
+        Path::new("fixtures/events.jsonl"),
+        &EventReadOptions::default(),
+        &|id: &str| engine.ord_of(id).is_some(),
+    )
+    .unwrap();
+    let mut store = EventStore::open_in_memory();
+    store.append(&batch.events).unwrap();
+    store
+}
+
+#[test]
+fn cold_start_users_get_the_plain_order() {
+    let tmp = tempfile::tempdir().unwrap();
+    let engine = Engine::open(common::build_index(tmp.path(), "idx")).unwrap();
+    let plain = engine
+        .search(&SearchRequest::new("white paint").k(5))
+        .unwrap();
+    let cold = engine
+        .search(&SearchRequest::new("white paint").k(5).user("nobody"))
+        .unwrap();
+    assert_eq!(ids(&plain), ids(&cold));
+    // A known user with no history before `as_of` is also cold.
+    engine
+        .record(Event::new("late", "p013", EventKind::Purchase, 1_000))
+        .unwrap();
+    let mut req = SearchRequest::new("white paint").k(5).user("late");
+    req.as_of = Some(500);
+    assert_eq!(ids(&engine.search(&req).unwrap()), ids(&plain));
+}
+
+#[test]
+fn recorded_events_shape_the_ranking_at_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let engine = Engine::open(common::build_index(tmp.path(), "idx")).unwrap();
+    // "white" matches paint, toilet, vanity, bulbs, string lights...
+    let plain = engine
+        .search(&SearchRequest::new("white").mode(Mode::Bm25).k(10))
+        .unwrap();
+    let last = plain.last().unwrap().id.clone();
+    for ts in [100, 200, 300] {
+        engine
+            .record(Event::new("fan", &last, EventKind::Purchase, ts))
+            .unwrap();
+    }
+    let mut req = SearchRequest::new("white").k(10).user("fan");
+    req.as_of = Some(400);
+    req.rerank = RerankMode::Profile;
+    let personal = engine.search(&req).unwrap();
+    let pos = |v: &[shelfrank::Hit]| v.iter().position(|h| h.id == last).unwrap();
+    assert!(
+        pos(&personal) < pos(&plain),
+        "a thrice-bought item moves up: {:?}",
+        ids(&personal)
+    );
+    assert!(personal[0].breakdown.profile.is_some());
+    // Unknown items are refused with a clear error, and nothing is stored.
+    let err = engine
+        .record(Event::new("fan", "no-such-item", EventKind::Click, 5))
+        .unwrap_err();
+    assert!(err.to_string().contains("unknown item id"), "{err}");
+    assert_eq!(engine.event_count().unwrap(), 3);
+}
+
+#[test]
+fn a_future_event_never_reaches_the_ranking() {
+    let tmp = tempfile::tempdir().unwrap();
+    let engine = Engine::open(common::build_index(tmp.path(), "idx")).unwrap();
+    engine
+        .record(Event::new("u", "p013", EventKind::Purchase, 100))
+        .unwrap();
+    let mut req = SearchRequest::new("white").k(10).user("u");
+    req.as_of = Some(150);
+    req.rerank = RerankMode::Profile;
+    let before = engine.search(&req).unwrap();
+    let profile_before = engine.profile("u", 150).unwrap();
+    // Events at or after `as_of` must change nothing.
+    engine
+        .record(Event::new("u", "p028", EventKind::Purchase, 150))
+        .unwrap();
+    engine
+        .record(Event::new("u", "p029", EventKind::Purchase, 9_999))
+        .unwrap();
+    assert_eq!(engine.profile("u", 150).unwrap(), profile_before);
+    let after = engine.search(&req).unwrap();
+    assert_eq!(before, after);
+}
+
+#[test]
+fn events_survive_reopen_and_rebuild_and_can_be_forgotten() {
+    let tmp = tempfile::tempdir().unwrap();
+    let index = common::build_index(tmp.path(), "idx");
+    {
+        let engine = Engine::open(&index).unwrap();
+        let s = engine
+            .import_events(
+                Path::new("fixtures/events.jsonl"),
+                &EventReadOptions::default(),
+            )
+            .unwrap();
+        assert_eq!(s.imported, 120);
+    }
+    // Rebuilding the catalog keeps the shop's events.
+    common::build_index(tmp.path(), "idx");
+    let engine = Engine::open(&index).unwrap();
+    assert_eq!(engine.event_count().unwrap(), 120);
+    let n = engine.forget("u3").unwrap();
+    assert!(n > 0);
+    drop(engine);
+    let engine = Engine::open(&index).unwrap();
+    assert_eq!(engine.event_count().unwrap(), 120 - n);
+    assert!(engine.profile("u3", i64::MAX).unwrap().is_empty());
+    assert!(!engine.profile("u4", i64::MAX).unwrap().is_empty());
+}
+
+#[test]
+fn import_reports_bad_lines_with_file_and_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let engine = Engine::open(common::build_index(tmp.path(), "idx")).unwrap();
+    let f = tmp.path().join("ev.jsonl");
+    std::fs::write(
+        &f,
+        "{\"user\":\"a\",\"item\":\"p001\",\"kind\":\"click\",\"ts\":\"2011-10-02T10:32:00\"}\n\
+         {\"user\":\"a\",\"item\":\"nope\",\"kind\":\"click\",\"ts\":\"2011-10-02T10:32:00\"}\n\
+         {\"user\":\"a\",\"item\":\"p001\",\"kind\":\"like\",\"ts\":\"2011-10-02T10:32:00\"}\n\
+         {\"user\":\"a\",\"item\":\"p001\",\"kind\":\"view\",\"ts\":\"yesterday\"}\n",
+    )
+    .unwrap();
+    let err = engine
+        .import_events(&f, &EventReadOptions::default())
+        .unwrap_err();
+    assert!(matches!(err, Error::Events(_)));
+    assert!(err.to_string().contains("ev.jsonl:2"), "{err}");
+    assert_eq!(
+        engine.event_count().unwrap(),
+        0,
+        "nothing stored from a failed import"
+    );
+    let opts = EventReadOptions {
+        skip_invalid: true,
+        ..Default::default()
+    };
+    let s = engine.import_events(&f, &opts).unwrap();
+    assert_eq!((s.imported, s.skipped), (1, 3));
+    assert!(
+        s.problems
+            .iter()
+            .any(|p| p.contains(":3") && p.contains("kind")),
+        "{:?}",
+        s.problems
+    );
+    assert!(
+        s.problems
+            .iter()
+            .any(|p| p.contains(":4") && p.contains("ts")),
+        "{:?}",
+        s.problems
+    );
+}
+
+fn train_head_from_tasks(engine: &Engine, seed: u64) -> (CtrHead, Option<f64>) {
+    let store = fixture_events(engine);
+    let stats = engine.item_stats(store.iter());
+    let tasks = read_personal_tasks(Path::new("fixtures/personal_queries.tsv")).unwrap();
+    let opts = SampleOptions {
+        depth: 20,
+        val_fraction: 0.3,
+        ..SampleOptions::default()
+    };
+    let (groups, _) =
+        train::personal_task_groups(engine, &tasks, &store, &stats, &opts, &|_| {}).unwrap();
+    assert_eq!(groups.len(), tasks.len());
+    for g in &groups {
+        assert_eq!(
+            g.labels.iter().filter(|l| **l == 1.0).count(),
+            1,
+            "exactly the target is positive"
+        );
+    }
+    let data = train::weigh(groups, &opts, 0);
+    let cfg = HeadConfig {
+        epochs: 5,
+        seed,
+        ..HeadConfig::default()
+    };
+    let names = FEATURE_NAMES.iter().map(|s| s.to_string()).collect();
+    let (head, report) = CtrHead::train(names, &data.train, &data.val, &cfg, &mut |_| {}).unwrap();
+    (head, report.best_val_auc)
+}
+
+#[test]
+fn training_is_reproducible_and_the_head_serves_with_explanations() {
+    let tmp = tempfile::tempdir().unwrap();
+    let index = common::build_index(tmp.path(), "idx");
+    let engine = Engine::open(&index).unwrap();
+    let (head, auc1) = train_head_from_tasks(&engine, 7);
+    let (_, auc2) = train_head_from_tasks(&engine, 7);
+    assert_eq!(auc1, auc2, "same seed, same validation AUC");
+    head.save(
+        &index.join(RANK_DIR),
+        &serde_json::json!({"source": "test"}),
+    )
+    .unwrap();
+    drop(engine);
+    let engine = Engine::open(&index).unwrap();
+    assert!(engine.head().is_some());
+    engine
+        .import_events(
+            Path::new("fixtures/events.jsonl"),
+            &EventReadOptions::default(),
+        )
+        .unwrap();
+    let mut req = SearchRequest::new("white").k(5).user("u1");
+    req.rerank = RerankMode::Ctr;
+    let hits = engine.search(&req).unwrap();
+    assert!(!hits.is_empty());
+    for h in &hits {
+        let ctr = h.breakdown.ctr.unwrap();
+        assert!((0.0..=1.0).contains(&ctr));
+        assert_eq!(h.breakdown.contributions.len(), FEATURE_NAMES.len());
+    }
+    for w in hits.windows(2) {
+        assert!(w[0].score >= w[1].score);
+    }
+    // Diversity changes nothing about validity.
+    req.diversity = 0.5;
+    assert_eq!(engine.search(&req).unwrap().len(), 5);
+}
+
+#[test]
+fn impressions_and_qrels_train_too() {
+    let tmp = tempfile::tempdir().unwrap();
+    let engine = Engine::open(common::build_index(tmp.path(), "idx")).unwrap();
+    let store = fixture_events(&engine);
+    let stats = engine.item_stats(store.iter());
+    let imps = train::read_impressions(Path::new("fixtures/impressions.jsonl")).unwrap();
+    let (groups, unknown) = train::impression_groups(&engine, &imps, &store, &stats).unwrap();
+    assert_eq!(unknown, 0);
+    assert_eq!(groups.len(), 12);
+    assert!(groups
+        .iter()
+        .all(|g| g.positions == (1..=8).collect::<Vec<_>>()));
+    let queries = shelfrank::eval::read_queries(Path::new("fixtures/queries.tsv")).unwrap();
+    let qrels = shelfrank::eval::read_qrels(Path::new("fixtures/qrels.txt")).unwrap();
+    let opts = SampleOptions {
+        depth: 10,
+        ..SampleOptions::default()
+    };
+    let groups = train::qrels_groups(&engine, &queries, &qrels, &opts, &|_| {}).unwrap();
+    let soft: Vec<f32> = groups
+        .iter()
+        .flat_map(|g| g.labels.clone())
+        .filter(|l| *l > 0.0 && *l < 1.0)
+        .collect();
+    assert!(!soft.is_empty(), "grades become soft labels");
+}
+
+#[test]
+fn rerank_external_candidates_reports_unknown_ids() {
+    let tmp = tempfile::tempdir().unwrap();
+    let engine = Engine::open(common::build_index(tmp.path(), "idx")).unwrap();
+    let cands = vec![
+        ExternalCandidate {
+            id: "p033".into(),
+            score: Some(3.0),
+        },
+        ExternalCandidate {
+            id: "ghost".into(),
+            score: Some(2.0),
+        },
+        ExternalCandidate {
+            id: "p032".into(),
+            score: Some(1.0),
+        },
+        ExternalCandidate {
+            id: "p032".into(),
+            score: Some(0.5),
+        },
+    ];
+    let res = engine
+        .rerank(&SearchRequest::new("gas grill").k(10), &cands)
+        .unwrap();
+    assert_eq!(res.unknown, vec!["ghost".to_string()]);
+    let got: Vec<&str> = res.hits.iter().map(|h| h.id.as_str()).collect();
+    assert_eq!(got.len(), 2, "duplicates collapse: {got:?}");
+    // BM25 among the candidates: only the gas grill matches both words.
+    let gas = res.hits.iter().find(|h| h.id == "p032").unwrap();
+    assert_eq!(gas.breakdown.bm25_rank, Some(1));
+    let empty = engine.rerank(&SearchRequest::new("x"), &[]).unwrap();
+    assert!(empty.hits.is_empty());
+    let _ = parse_timestamp("2011-10-02T10:32:00").unwrap();
+}
