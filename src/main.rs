@@ -524,12 +524,17 @@ fn fmt_opt(v: Option<f32>, rank: Option<usize>) -> String {
 
 fn search(a: SearchArgs) -> Result<()> {
     let mode: Mode = a.mode.parse()?;
-    let engine = open_engine(&a.index, &a.model, mode != Mode::Bm25)?;
+    let engine = open_engine(
+        &a.index,
+        &a.model,
+        mode != Mode::Bm25 || a.personal.user.is_some(),
+    )?;
     let mut req = SearchRequest::new(a.query.clone())
         .mode(mode)
         .k(a.k)
         .filters(parse_filters(&a)?);
     req.fusion = a.fusion.fusion()?;
+    a.personal.apply(&mut req)?;
     let t = Instant::now();
     let hits = engine.search(&req)?;
     let ms = t.elapsed().as_secs_f64() * 1000.0;
@@ -787,11 +792,11 @@ fn train(a: TrainArgs) -> Result<()> {
         .collect();
     let eb = bar(cfg.epochs, "epochs", a.quiet);
     let mut on_epoch = |r: &shelfrank::rank::head::EpochReport| {
-        eb.set_position(r.epoch as u64 + 1);
+        eb.set_position(r.epoch as u64);
         eb.set_message(format!("loss {:.4} val AUC {:?}", r.train_loss, r.val_auc));
         eprintln!(
             "epoch {:>2}: train loss {:.4}, val loss {:.4}, val AUC {}, val NDCG@10 {}",
-            r.epoch + 1,
+            r.epoch,
             r.train_loss,
             r.val_loss,
             r.val_auc.map_or("-".into(), |v| format!("{v:.4}")),
@@ -825,7 +830,7 @@ fn train(a: TrainArgs) -> Result<()> {
         start.elapsed().as_secs_f64(),
         sample_secs,
         report.seconds,
-        report.best_epoch + 1,
+        report.best_epoch,
         report.best_val_auc.map_or("-".into(), |v| format!("{v:.4}")),
         rank_dir.display()
     );

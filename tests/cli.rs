@@ -212,3 +212,77 @@ fn missing_model_says_how_to_fetch_it() {
     assert!(!ok);
     assert!(stderr.contains("scripts/fetch-model.sh"), "{stderr}");
 }
+
+#[test]
+fn events_train_search_and_rerank_from_the_cli() {
+    let tmp = tempfile::tempdir().unwrap();
+    let index = tmp.path().join("idx");
+    build(&index);
+    let idx = index.to_str().unwrap();
+    let (ok, stdout, stderr) =
+        shelfrank(&["events", "import", "fixtures/events.jsonl", "--index", idx]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("imported 120 events"), "{stdout}");
+    let (ok, stdout, stderr) = shelfrank(&[
+        "train",
+        "--index",
+        idx,
+        "--tasks",
+        "fixtures/personal_queries.tsv",
+        "--events",
+        "fixtures/events.jsonl",
+        "--depth",
+        "20",
+        "--epochs",
+        "3",
+        "--quiet",
+    ]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("trained the CTR head"), "{stdout}");
+    assert!(stderr.contains("position propensities"), "{stderr}");
+    assert!(index.join("rank").join("ctr_head.json").is_file());
+    let (ok, stdout, stderr) =
+        shelfrank(&["search", "white", "--index", idx, "--user", "u1", "--json"]);
+    assert!(ok, "{stderr}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert!(v["hits"][0]["breakdown"]["ctr"].is_number(), "{stdout}");
+    let cands = tmp.path().join("cands.txt");
+    std::fs::write(&cands, "p032\t2.5\nunknown-id\t1.0\np033\t0.7\n").unwrap();
+    let (ok, stdout, stderr) = shelfrank(&[
+        "rerank",
+        "--index",
+        idx,
+        "--query",
+        "grill",
+        "--candidates",
+        cands.to_str().unwrap(),
+        "--user",
+        "u2",
+    ]);
+    assert!(ok, "{stderr}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(v["unknown"][0], "unknown-id");
+    assert_eq!(v["hits"].as_array().unwrap().len(), 2);
+    let (ok, stdout, _) = shelfrank(&["events", "forget", "u1", "--index", idx]);
+    assert!(ok);
+    assert!(stdout.contains("forgot u1"), "{stdout}");
+    let out = tmp.path().join("pe");
+    let (ok, stdout, stderr) = shelfrank(&[
+        "eval",
+        "--index",
+        idx,
+        "--personal-queries",
+        "fixtures/personal_queries.tsv",
+        "--events",
+        "fixtures/events.jsonl",
+        "--modes",
+        "hybrid,profile,ctr",
+        "--out",
+        out.to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert!(ok, "{stderr}");
+    for m in ["HR@10", "MRR@100", "+profile", "+ctr"] {
+        assert!(stdout.contains(m), "{m}: {stdout}");
+    }
+}
