@@ -299,6 +299,7 @@ pub struct EngineBuilder {
     fusion: Fusion,
     verify: bool,
     load_head: bool,
+    query_cache: usize,
 }
 
 impl EngineBuilder {
@@ -313,6 +314,7 @@ impl EngineBuilder {
             fusion: Fusion::default(),
             verify: true,
             load_head: true,
+            query_cache: DEFAULT_QUERY_CACHE,
         }
     }
 
@@ -346,6 +348,13 @@ impl EngineBuilder {
     /// you trust, e.g. just built).
     pub fn verify_checksums(mut self, yes: bool) -> Self {
         self.verify = yes;
+        self
+    }
+
+    /// Keeps the embeddings of the `n` most recently searched query texts (LRU),
+    /// so a repeated query skips the encoder. 0 turns the cache off.
+    pub fn query_cache(mut self, n: usize) -> Self {
+        self.query_cache = n;
         self
     }
 
@@ -477,6 +486,8 @@ impl EngineBuilder {
             stats: RwLock::new(stats),
             head,
             head_warning,
+            query_cache: std::num::NonZeroUsize::new(self.query_cache)
+                .map(|n| Mutex::new(lru::LruCache::new(n))),
             profile_cfg: ProfileConfig::default(),
             fallback: FallbackWeights::default(),
         })
@@ -500,9 +511,15 @@ pub struct Engine {
     stats: RwLock<ItemStats>,
     head: Option<CtrHead>,
     head_warning: Option<String>,
+    query_cache: Option<Mutex<lru::LruCache<String, Arc<Vec<f32>>>>>,
     profile_cfg: ProfileConfig,
     fallback: FallbackWeights,
 }
+
+/// Default size of the query-embedding cache: 10,000 texts, about 15 MiB of
+/// 384-d vectors. Head queries repeat in every shop; this holds far more than a
+/// typical head.
+pub const DEFAULT_QUERY_CACHE: usize = 10_000;
 
 /// Directory of the event store inside an index.
 pub const EVENTS_DIR: &str = "events";
@@ -615,7 +632,11 @@ impl Engine {
     }
 
     /// Embeds query texts in batches (for evaluation and bulk jobs).
-    pub fn embed_queries(&self, texts: &[&str], progress: &dyn Fn(usize)) -> Result<Vec<Vec<f32>>> {
+    pub fn embed_queries(
+        &self,
+        texts: &[&str],
+        progress: &(dyn Fn(usize) + Sync),
+    ) -> Result<Vec<Vec<f32>>> {
         let enc = self.encoder.as_ref().ok_or(Error::NoEncoder {
             mode: "dense".into(),
         })?;
@@ -683,11 +704,8 @@ impl Engine {
             let query_vec: &[f32] = match &req.embedding {
                 Some(v) => v,
                 None => {
-                    let enc = self.encoder.as_ref().ok_or(Error::NoEncoder {
-                        mode: req.mode.name().into(),
-                    })?;
-                    owned = enc.embed(&req.query)?;
-                    &owned
+                    owned = self.embed_query(&req.query, req.mode)?;
+                    owned.as_slice()
                 }
             };
             out.dense = self
@@ -966,9 +984,30 @@ impl Engine {
     fn query_vec(&self, req: &SearchRequest) -> Result<Option<Vec<f32>>> {
         match (&req.embedding, &self.encoder) {
             (Some(v), _) => Ok(Some(v.clone())),
-            (None, Some(enc)) => Ok(Some(enc.embed(&req.query)?)),
+            (None, Some(_)) => Ok(Some(self.embed_query(&req.query, req.mode)?.to_vec())),
             (None, None) => Ok(None),
         }
+    }
+
+    /// The embedding of a query text, from the LRU cache when it was seen recently.
+    pub fn embed_query(&self, text: &str, mode: Mode) -> Result<Arc<Vec<f32>>> {
+        if let Some(cache) = &self.query_cache {
+            if let Ok(mut c) = cache.lock() {
+                if let Some(v) = c.get(text) {
+                    return Ok(Arc::clone(v));
+                }
+            }
+        }
+        let enc = self.encoder.as_ref().ok_or(Error::NoEncoder {
+            mode: mode.name().into(),
+        })?;
+        let v = Arc::new(enc.embed(text)?);
+        if let Some(cache) = &self.query_cache {
+            if let Ok(mut c) = cache.lock() {
+                c.put(text.to_string(), Arc::clone(&v));
+            }
+        }
+        Ok(v)
     }
 
     /// The analysed title terms of `ord`, in order (repeats kept).

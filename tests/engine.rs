@@ -235,3 +235,31 @@ fn many_threads_search_one_engine() {
         assert_eq!(h.join().unwrap(), expected);
     }
 }
+
+#[test]
+fn repeated_queries_come_from_the_cache_with_the_same_results() {
+    let tmp = tempfile::tempdir().unwrap();
+    let index = common::build_index(tmp.path(), "idx");
+    let cached = EngineBuilder::new(&index).query_cache(4).build().unwrap();
+    let uncached = EngineBuilder::new(&index).query_cache(0).build().unwrap();
+    for _ in 0..3 {
+        for q in [
+            "gas grill",
+            "white paint",
+            "drill",
+            "faucet",
+            "lamp",
+            "gas grill",
+        ] {
+            let a = cached.search(&SearchRequest::new(q).k(5)).unwrap();
+            let b = uncached.search(&SearchRequest::new(q).k(5)).unwrap();
+            assert_eq!(a, b, "{q}");
+        }
+    }
+    let v1 = cached.embed_query("gas grill", Mode::Dense).unwrap();
+    let v2 = cached.embed_query("gas grill", Mode::Dense).unwrap();
+    assert!(
+        Arc::ptr_eq(&v1, &v2),
+        "the second lookup is served from the cache"
+    );
+}

@@ -125,3 +125,51 @@ fn tiny_encoder_batches_agree_with_single_texts() {
     // Truncation: the model's limit is 64 tokens.
     assert_eq!(enc.tokenize(&"drill ".repeat(200)).unwrap().len(), 64);
 }
+
+#[test]
+fn data_parallel_workers_agree_with_one_worker() {
+    let texts: Vec<String> = (0..70)
+        .map(|i| format!("{} cordless drill {}", "white ".repeat(i % 9), i))
+        .collect();
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let mut one = EncoderOptions::new(common::TINY_MODEL);
+    one.workers = Some(1);
+    let mut two = one.clone();
+    two.workers = Some(2);
+    let e1 = Encoder::load(&one).unwrap();
+    let e2 = Encoder::load(&two).unwrap();
+    for batch in [1, 7, 32] {
+        let a = e1.embed_many(&refs, batch, &|_| {}).unwrap();
+        let b = e2.embed_many(&refs, batch, &|_| {}).unwrap();
+        for (x, y) in a.iter().zip(&b) {
+            assert!(cosine(x, y) >= 0.9999, "batch {batch}");
+        }
+    }
+}
+
+#[test]
+fn fast_layout_agrees_with_the_stock_candle_bert() {
+    let fast = Encoder::load(&EncoderOptions::new(common::TINY_MODEL)).unwrap();
+    let mut opts = EncoderOptions::new(common::TINY_MODEL);
+    opts.reference = true;
+    let stock = Encoder::load(&opts).unwrap();
+    let texts = [
+        "",
+        "rain shower head",
+        "Delta Vero Single-Handle Shower Faucet in Chrome",
+        "💡",
+        "3/4 in. x 3 in. x 8 ft. MDF",
+        &"drill ".repeat(200),
+    ];
+    for batch in [1, 2, 6] {
+        let a = fast.embed_many(&texts, batch, &|_| {}).unwrap();
+        let b = stock.embed_many(&texts, batch, &|_| {}).unwrap();
+        for (t, (x, y)) in texts.iter().zip(a.iter().zip(&b)) {
+            assert!(
+                cosine(x, y) >= 0.9999,
+                "batch {batch} {t:?}: {}",
+                cosine(x, y)
+            );
+        }
+    }
+}

@@ -12,6 +12,7 @@
 //! sorts by length) so that little work goes into padding.
 
 mod device;
+mod fast_bert;
 mod pooling;
 mod tiny;
 
@@ -52,6 +53,13 @@ pub struct EncoderOptions {
     /// `sentence_bert_config.json` `max_seq_length`, else 256, never more than the
     /// model's position table.
     pub max_tokens: Option<usize>,
+    /// Threads for bulk encoding ([`Encoder::embed_many`]); `None`: one per core
+    /// on the CPU, one on a GPU.
+    pub workers: Option<usize>,
+    /// Run candle-transformers' stock `BertModel` instead of the fast layout
+    /// (the reference the fast path is tested against; same results within
+    /// rounding, slower).
+    pub reference: bool,
 }
 
 impl EncoderOptions {
@@ -61,6 +69,8 @@ impl EncoderOptions {
             model_dir: model_dir.into(),
             device: DeviceSpec::Cpu,
             max_tokens: None,
+            workers: None,
+            reference: false,
         }
     }
 }
@@ -82,12 +92,19 @@ pub struct ModelInfo {
     pub sha256: String,
 }
 
+/// The network that turns token ids into token states.
+enum Network {
+    Fast(fast_bert::FastBert),
+    Reference(BertModel),
+}
+
 /// A loaded sentence encoder. Thread-safe: share one behind an `Arc`.
 pub struct Encoder {
-    model: BertModel,
+    model: Network,
     tokenizer: Tokenizer,
     device: Device,
     info: ModelInfo,
+    workers: usize,
 }
 
 impl std::fmt::Debug for Encoder {
@@ -172,7 +189,12 @@ impl Encoder {
         let sha256 = hex(&Sha256::digest(&weights));
         let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, &device)
             .map_err(|e| invalid("model.safetensors", e.to_string()))?;
-        let model = BertModel::load(vb, &config).map_err(|e| {
+        let model = if opts.reference {
+            BertModel::load(vb, &config).map(Network::Reference)
+        } else {
+            fast_bert::FastBert::load(vb, &config).map(Network::Fast)
+        }
+        .map_err(|e| {
             invalid(
                 "model.safetensors",
                 format!("weights do not fit config.json: {e}"),
@@ -184,9 +206,15 @@ impl Encoder {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| "model".into());
+        let workers = match (&device, opts.workers) {
+            (_, Some(n)) => n.max(1),
+            (Device::Cpu, None) => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            _ => 1,
+        };
         Ok(Encoder {
             model,
             tokenizer,
+            workers,
             device,
             info: ModelInfo {
                 name,
@@ -236,11 +264,16 @@ impl Encoder {
     /// Embeds any number of texts in batches of `batch_size`, grouping texts of
     /// similar length; results are in input order. `progress` is called with the
     /// number of texts done so far.
+    ///
+    /// Batches are spread over [`Encoder::workers`] threads, each running whole
+    /// batches with single-threaded kernels (data parallelism). For bulk encoding
+    /// this beats splitting every matrix product across cores, which spends much
+    /// of its time waking and synchronising threads on these small matrices.
     pub fn embed_many(
         &self,
         texts: &[&str],
         batch_size: usize,
-        progress: &dyn Fn(usize),
+        progress: &(dyn Fn(usize) + Sync),
     ) -> Result<Vec<Vec<f32>>> {
         let batch_size = batch_size.max(1);
         let ids = texts
@@ -249,18 +282,64 @@ impl Encoder {
             .collect::<Result<Vec<_>>>()?;
         let mut order: Vec<usize> = (0..texts.len()).collect();
         order.sort_by_key(|&i| ids[i].len());
-        let mut out: Vec<Vec<f32>> = vec![Vec::new(); texts.len()];
-        let mut done = 0;
-        for chunk in order.chunks(batch_size) {
-            let batch: Vec<Vec<u32>> = chunk.iter().map(|&i| ids[i].clone()).collect();
-            let vecs = self.forward_ids(&batch)?;
-            for (&i, v) in chunk.iter().zip(vecs) {
-                out[i] = v;
+        let chunks: Vec<&[usize]> = order.chunks(batch_size).collect();
+        let workers = self.workers.min(chunks.len()).max(1);
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let done = std::sync::atomic::AtomicUsize::new(0);
+        let run_worker = || -> Result<Vec<BatchOutput>> {
+            let mut out = Vec::new();
+            loop {
+                let c = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(chunk) = chunks.get(c) else { break };
+                let batch: Vec<Vec<u32>> = chunk.iter().map(|&i| ids[i].clone()).collect();
+                out.push((c, self.forward_ids(&batch)?));
+                let n =
+                    done.fetch_add(chunk.len(), std::sync::atomic::Ordering::Relaxed) + chunk.len();
+                progress(n);
             }
-            done += chunk.len();
-            progress(done);
+            Ok(out)
+        };
+        let results: Vec<Result<Vec<BatchOutput>>> = if workers == 1 {
+            vec![run_worker()]
+        } else {
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = (0..workers)
+                    .map(|_| {
+                        scope.spawn(|| {
+                            // A one-thread pool: candle's kernels run serially here.
+                            match rayon::ThreadPoolBuilder::new().num_threads(1).build() {
+                                Ok(pool) => pool.install(run_worker),
+                                Err(e) => {
+                                    Err(Error::Encoder(format!("cannot start a worker: {e}")))
+                                }
+                            }
+                        })
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| {
+                        h.join().unwrap_or_else(|_| {
+                            Err(Error::Encoder("an encoder worker panicked".into()))
+                        })
+                    })
+                    .collect()
+            })
+        };
+        let mut out: Vec<Vec<f32>> = vec![Vec::new(); texts.len()];
+        for r in results {
+            for (c, vecs) in r? {
+                for (&i, v) in chunks[c].iter().zip(vecs) {
+                    out[i] = v;
+                }
+            }
         }
         Ok(out)
+    }
+
+    /// Threads used by [`Encoder::embed_many`].
+    pub fn workers(&self) -> usize {
+        self.workers
     }
 
     /// Runs the model on pre-tokenised inputs, padding to the longest.
@@ -281,14 +360,19 @@ impl Encoder {
         let run = || -> candle_core::Result<Vec<Vec<f32>>> {
             let input = Tensor::from_vec(flat_ids, (batch, seq), &self.device)?;
             let mask = Tensor::from_vec(flat_mask, (batch, seq), &self.device)?;
-            let types = input.zeros_like()?;
-            let hidden = self.model.forward(&input, &types, Some(&mask))?;
+            let hidden = match &self.model {
+                Network::Fast(m) => m.forward(&input, &mask)?,
+                Network::Reference(m) => m.forward(&input, &input.zeros_like()?, Some(&mask))?,
+            };
             let pooled = self.info.pooling.apply(&hidden, &mask)?;
             pooling::l2_normalize(&pooled)?.to_vec2::<f32>()
         };
         run().map_err(candle_err)
     }
 }
+
+/// A batch's index and its embeddings.
+type BatchOutput = (usize, Vec<Vec<f32>>);
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()

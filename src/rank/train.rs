@@ -260,7 +260,7 @@ pub fn weigh(groups: Vec<Group>, opts: &SampleOptions, targets_added: usize) -> 
 fn embed_distinct(
     engine: &Engine,
     texts: &[&str],
-    progress: &dyn Fn(usize),
+    progress: &(dyn Fn(usize) + Sync),
 ) -> Result<HashMap<String, Vec<f32>>> {
     let distinct: Vec<&str> = texts
         .iter()
