@@ -79,25 +79,3 @@ fn batched_equals_single_for_the_real_model() {
         assert!(cosine(&single, b) >= 0.9999, "{t:?}");
     }
 }
-
-#[test]
-fn fast_path_agrees_with_the_stock_path_on_the_real_model() {
-    let Some(dir) = model_dir() else { return };
-    let fast = Encoder::load(&EncoderOptions::new(dir)).expect("load model");
-    let mut opts = EncoderOptions::new(dir);
-    opts.reference = true;
-    let stock = Encoder::load(&opts).expect("load model");
-    let r = reference();
-    let texts: Vec<&str> = r.texts.iter().map(String::as_str).collect();
-    for batch in [1, 4, 16] {
-        let a = fast.embed_many(&texts, batch, &|_| {}).unwrap();
-        let b = stock.embed_many(&texts, batch, &|_| {}).unwrap();
-        for (t, (x, y)) in texts.iter().zip(a.iter().zip(&b)) {
-            assert!(
-                cosine(x, y) >= 0.999,
-                "batch {batch} {t:?}: {}",
-                cosine(x, y)
-            );
-        }
-    }
-}

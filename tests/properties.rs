@@ -146,30 +146,3 @@ fn data_parallel_workers_agree_with_one_worker() {
         }
     }
 }
-
-#[test]
-fn fast_layout_agrees_with_the_stock_candle_bert() {
-    let fast = Encoder::load(&EncoderOptions::new(common::TINY_MODEL)).unwrap();
-    let mut opts = EncoderOptions::new(common::TINY_MODEL);
-    opts.reference = true;
-    let stock = Encoder::load(&opts).unwrap();
-    let texts = [
-        "",
-        "rain shower head",
-        "Delta Vero Single-Handle Shower Faucet in Chrome",
-        "💡",
-        "3/4 in. x 3 in. x 8 ft. MDF",
-        &"drill ".repeat(200),
-    ];
-    for batch in [1, 2, 6] {
-        let a = fast.embed_many(&texts, batch, &|_| {}).unwrap();
-        let b = stock.embed_many(&texts, batch, &|_| {}).unwrap();
-        for (t, (x, y)) in texts.iter().zip(a.iter().zip(&b)) {
-            assert!(
-                cosine(x, y) >= 0.9999,
-                "batch {batch} {t:?}: {}",
-                cosine(x, y)
-            );
-        }
-    }
-}

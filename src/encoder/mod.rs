@@ -12,7 +12,6 @@
 //! sorts by length) so that little work goes into padding.
 
 mod device;
-mod fast_bert;
 mod pooling;
 mod tiny;
 
@@ -56,10 +55,6 @@ pub struct EncoderOptions {
     /// Threads for bulk encoding ([`Encoder::embed_many`]); `None`: one per core
     /// on the CPU, one on a GPU.
     pub workers: Option<usize>,
-    /// Run candle-transformers' stock `BertModel` instead of the fast layout
-    /// (the reference the fast path is tested against; same results within
-    /// rounding, slower).
-    pub reference: bool,
 }
 
 impl EncoderOptions {
@@ -70,7 +65,6 @@ impl EncoderOptions {
             device: DeviceSpec::Cpu,
             max_tokens: None,
             workers: None,
-            reference: false,
         }
     }
 }
@@ -92,15 +86,9 @@ pub struct ModelInfo {
     pub sha256: String,
 }
 
-/// The network that turns token ids into token states.
-enum Network {
-    Fast(fast_bert::FastBert),
-    Reference(BertModel),
-}
-
 /// A loaded sentence encoder. Thread-safe: share one behind an `Arc`.
 pub struct Encoder {
-    model: Network,
+    model: BertModel,
     tokenizer: Tokenizer,
     device: Device,
     info: ModelInfo,
@@ -189,12 +177,7 @@ impl Encoder {
         let sha256 = hex(&Sha256::digest(&weights));
         let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, &device)
             .map_err(|e| invalid("model.safetensors", e.to_string()))?;
-        let model = if opts.reference {
-            BertModel::load(vb, &config).map(Network::Reference)
-        } else {
-            fast_bert::FastBert::load(vb, &config).map(Network::Fast)
-        }
-        .map_err(|e| {
+        let model = BertModel::load(vb, &config).map_err(|e| {
             invalid(
                 "model.safetensors",
                 format!("weights do not fit config.json: {e}"),
@@ -360,10 +343,8 @@ impl Encoder {
         let run = || -> candle_core::Result<Vec<Vec<f32>>> {
             let input = Tensor::from_vec(flat_ids, (batch, seq), &self.device)?;
             let mask = Tensor::from_vec(flat_mask, (batch, seq), &self.device)?;
-            let hidden = match &self.model {
-                Network::Fast(m) => m.forward(&input, &mask)?,
-                Network::Reference(m) => m.forward(&input, &input.zeros_like()?, Some(&mask))?,
-            };
+            let types = input.zeros_like()?;
+            let hidden = self.model.forward(&input, &types, Some(&mask))?;
             let pooled = self.info.pooling.apply(&hidden, &mask)?;
             pooling::l2_normalize(&pooled)?.to_vec2::<f32>()
         };
