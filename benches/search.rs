@@ -110,7 +110,21 @@ fn bench_search(c: &mut Criterion) {
                 .unwrap()
         })
     });
+    // Uncached: a distinct text every iteration (the query plus a counter), so the
+    // LRU of query embeddings never hits.
+    let mut n = 0u64;
     g.bench_function("hybrid_end_to_end_uncached", |b| {
+        b.iter(|| {
+            i = (i + 1) % QUERIES.len();
+            n += 1;
+            let q = format!("{} {n}", QUERIES[i]);
+            engine
+                .search(black_box(&SearchRequest::new(q).k(10)))
+                .unwrap()
+        })
+    });
+    // Cached: the same eight texts again and again (a shop's head queries).
+    g.bench_function("hybrid_end_to_end_cached", |b| {
         b.iter(|| {
             i = (i + 1) % QUERIES.len();
             engine
