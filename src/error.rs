@@ -216,3 +216,37 @@ impl Error {
         }
     }
 }
+
+/// Renders the `SOURCE[:LINE]: [field "FIELD": ]` prefix shared by the
+/// line-oriented file errors (catalogs, events).
+pub(crate) struct Location<'a> {
+    pub source: &'a str,
+    pub line: Option<usize>,
+    pub field: Option<&'a str>,
+}
+
+impl std::fmt::Display for Location<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.source)?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+        }
+        f.write_str(": ")?;
+        if let Some(field) = self.field {
+            write!(f, "field \"{field}\": ")?;
+        }
+        Ok(())
+    }
+}
+
+/// Renders a `; hint: ...` suffix, or nothing.
+pub(crate) struct Hint(pub Option<&'static str>);
+
+impl std::fmt::Display for Hint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(hint) => write!(f, "; hint: {hint}"),
+            None => Ok(()),
+        }
+    }
+}

@@ -5,8 +5,6 @@
 //! got -3`, so a person can jump straight to the offending line. The structured parts stay
 //! available as fields for callers that want to react to them.
 
-use std::fmt;
-
 /// The hint appended to every invalid UTF-8 error.
 ///
 /// The original Home Depot product-search data set ships as Latin-1 (Windows-1252), which is the
@@ -18,7 +16,7 @@ pub const LATIN1_HINT: &str = "the file is not UTF-8; if it is Latin-1 (like the
 ///
 /// Displays as `SOURCE[:LINE]: [field "FIELD": ]REASON[; hint: HINT]`.
 #[derive(Debug, thiserror::Error)]
-#[error("{prefix}{kind}{hint}", prefix = Location(self), hint = Hint(&self.kind))]
+#[error("{prefix}{kind}{hint}", prefix = crate::error::Location { source: &self.source_name, line: self.line, field: self.field.as_deref() }, hint = crate::error::Hint(self.kind.hint()))]
 pub struct CatalogError {
     /// The file path (as given) or the name the caller passed for in-memory input.
     pub source_name: String,
@@ -197,36 +195,6 @@ impl CatalogErrorKind {
                 Some("map fields to columns with --columns, e.g. \"id=sku,title=name\"")
             }
             _ => None,
-        }
-    }
-}
-
-/// Renders the `SOURCE[:LINE]: [field "FIELD": ]` prefix of a [`CatalogError`].
-struct Location<'a>(&'a CatalogError);
-
-impl fmt::Display for Location<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let err = self.0;
-        f.write_str(&err.source_name)?;
-        if let Some(line) = err.line {
-            write!(f, ":{line}")?;
-        }
-        f.write_str(": ")?;
-        if let Some(field) = &err.field {
-            write!(f, "field \"{field}\": ")?;
-        }
-        Ok(())
-    }
-}
-
-/// Renders the `; hint: ...` suffix of a [`CatalogError`], or nothing.
-struct Hint<'a>(&'a CatalogErrorKind);
-
-impl fmt::Display for Hint<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.0.hint() {
-            Some(hint) => write!(f, "; hint: {hint}"),
-            None => Ok(()),
         }
     }
 }

@@ -239,7 +239,7 @@ pub struct EventBatch {
 /// `events.jsonl:12: field "kind": unknown event kind "buy"; expected one of: view, click, cart,
 /// purchase`.
 #[derive(Debug, thiserror::Error)]
-#[error("{prefix}{kind}{hint}", prefix = Location(self), hint = Hint(&self.kind))]
+#[error("{prefix}{kind}{hint}", prefix = crate::error::Location { source: &self.source_name, line: self.line, field: self.field.as_deref() }, hint = crate::error::Hint(self.kind.hint()))]
 pub struct EventError {
     /// The file path (as given) or the name the caller passed for in-memory input; for the
     /// store, the store file concerned.
@@ -419,36 +419,6 @@ impl EventErrorKind {
             }
             Self::Unusable { .. } => Some("open the store again"),
             _ => None,
-        }
-    }
-}
-
-/// Renders the `SOURCE[:LINE]: [field "FIELD": ]` prefix of an [`EventError`].
-struct Location<'a>(&'a EventError);
-
-impl fmt::Display for Location<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let err = self.0;
-        f.write_str(&err.source_name)?;
-        if let Some(line) = err.line {
-            write!(f, ":{line}")?;
-        }
-        f.write_str(": ")?;
-        if let Some(field) = &err.field {
-            write!(f, "field \"{field}\": ")?;
-        }
-        Ok(())
-    }
-}
-
-/// Renders the `; hint: ...` suffix of an [`EventError`], or nothing.
-struct Hint<'a>(&'a EventErrorKind);
-
-impl fmt::Display for Hint<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.0.hint() {
-            Some(hint) => write!(f, "; hint: {hint}"),
-            None => Ok(()),
         }
     }
 }
