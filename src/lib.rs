@@ -48,6 +48,7 @@ pub mod engine;
 pub mod error;
 pub mod eval;
 pub mod fuse;
+mod jsonl;
 pub mod profile;
 pub mod rank;
 pub mod store;

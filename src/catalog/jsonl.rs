@@ -8,7 +8,7 @@
 //! fields are trimmed.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 
 use serde_json::{Map, Value};
 
@@ -17,10 +17,6 @@ use super::options::TextEncoding;
 use super::product::{parse_category_path, parse_number_text, shorten, Product};
 use super::{Collector, RowError};
 
-/// Read buffer size: large enough that a typical line (a few hundred bytes to a few KB of
-/// description) needs no more than one refill.
-const READ_BUFFER_BYTES: usize = 64 * 1024;
-
 /// Reads every line of `reader` into `collector`. Returns `Err` for I/O errors and, unless the
 /// collector skips bad lines, for the first bad line.
 pub(super) fn read(
@@ -28,39 +24,18 @@ pub(super) fn read(
     encoding: TextEncoding,
     collector: &mut Collector<'_>,
 ) -> Result<(), CatalogError> {
-    let mut reader = BufReader::with_capacity(READ_BUFFER_BYTES, reader);
-    let mut buf = Vec::new();
-    let mut line = 0usize;
-    loop {
-        buf.clear();
-        let n = reader.read_until(b'\n', &mut buf).map_err(|e| {
-            CatalogError::new(
-                collector.source_name(),
-                Some(line + 1),
-                None,
-                CatalogErrorKind::Io(e),
-            )
-        })?;
-        if n == 0 {
-            return Ok(());
-        }
-        line += 1;
-        let bytes = strip_line_ending(&buf);
-        if bytes.iter().all(u8::is_ascii_whitespace) {
-            continue;
-        }
-        let row = encoding
-            .decode_or_kind(bytes, Some(0))
-            .map_err(RowError::line)
-            .and_then(|text| parse_line(&text));
-        collector.push(line, row)?;
-    }
-}
-
-/// Drops a trailing `\n` or `\r\n`.
-fn strip_line_ending(line: &[u8]) -> &[u8] {
-    let line = line.strip_suffix(b"\n").unwrap_or(line);
-    line.strip_suffix(b"\r").unwrap_or(line)
+    let source = collector.source_name();
+    crate::jsonl::read_lines(
+        reader,
+        |line, e| CatalogError::new(source, Some(line), None, CatalogErrorKind::Io(e)),
+        |line, bytes| {
+            let row = encoding
+                .decode_or_kind(bytes, Some(0))
+                .map_err(RowError::line)
+                .and_then(|text| parse_line(&text));
+            collector.push(line, row)
+        },
+    )
 }
 
 /// Parses one non-blank line into a product (not yet validated).
@@ -87,12 +62,9 @@ fn parse_line(text: &str) -> Result<Product, RowError> {
 /// Turns a serde_json error into [`CatalogErrorKind::InvalidJson`], replacing its "at line 1
 /// column N" (always line 1 here) with just the column.
 fn json_error(e: serde_json::Error) -> RowError {
-    let mut message = e.to_string();
-    if let Some(at) = message.rfind(" at line ") {
-        message.truncate(at);
-    }
-    message.push_str(&format!(" at column {}", e.column()));
-    RowError::line(CatalogErrorKind::InvalidJson { message })
+    RowError::line(CatalogErrorKind::InvalidJson {
+        message: crate::jsonl::json_error_message(&e),
+    })
 }
 
 /// A value's JSON text, shortened, for an error message.

@@ -47,7 +47,7 @@ mod options;
 mod product;
 
 use std::collections::HashMap;
-use std::io::{self, Read};
+use std::io::Read;
 use std::path::Path;
 
 pub use columns::{ColumnMap, ATTRIBUTE_PREFIX, MAPPABLE_FIELDS};
@@ -58,9 +58,6 @@ pub use product::{parse_category_path, validate_product, FieldError, Product, CA
 /// The source name [`Catalog::from_products`] errors carry; their "line" is the 1-based
 /// position in the vector.
 const IN_MEMORY_SOURCE: &str = "products";
-
-/// The UTF-8 byte-order mark, tolerated (and dropped) at the start of any input.
-const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 
 /// A validated catalog: its products in input order, and what was skipped.
 #[derive(Debug)]
@@ -151,7 +148,7 @@ fn read_with_format(
     format: Format,
     opts: &ReadOptions,
 ) -> Result<Catalog, CatalogError> {
-    let reader = skip_bom(reader)
+    let reader = crate::jsonl::skip_bom(reader)
         .map_err(|e| CatalogError::new(source_name, Some(1), None, CatalogErrorKind::Io(e)))?;
     let mut collector = Collector::new(source_name, opts);
     match format {
@@ -160,26 +157,6 @@ fn read_with_format(
         Format::Tsv => delimited::read(reader, b'\t', false, opts, &mut collector)?,
     }
     collector.finish()
-}
-
-/// Drops a UTF-8 byte-order mark from the start of `reader`, if there is one.
-fn skip_bom(mut reader: impl Read) -> io::Result<impl Read> {
-    let mut head = [0u8; 3];
-    let mut filled = 0;
-    while filled < head.len() {
-        match reader.read(&mut head[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    let start = if head[..filled] == *UTF8_BOM {
-        filled
-    } else {
-        0
-    };
-    Ok(io::Cursor::new(head[start..filled].to_vec()).chain(reader))
 }
 
 /// Why one line or row could not become a product, before it is placed at a line.
@@ -381,7 +358,7 @@ mod tests {
         let err = read_catalog(&path, &ReadOptions::default()).unwrap_err();
         assert_eq!(err.line(), None);
         assert!(
-            matches!(err.kind(), CatalogErrorKind::Io(e) if e.kind() == io::ErrorKind::NotFound)
+            matches!(err.kind(), CatalogErrorKind::Io(e) if e.kind() == std::io::ErrorKind::NotFound)
         );
         assert!(!err.is_caller_fault());
     }
@@ -484,14 +461,17 @@ mod tests {
 
     #[test]
     fn bom_is_skipped_only_at_start() {
-        let mut input = UTF8_BOM.to_vec();
+        let mut input = b"\xEF\xBB\xBF".to_vec();
         input.extend_from_slice(b"{\"id\": \"1\", \"title\": \"Hammer\"}\n");
         let catalog = read_catalog_from(&input[..], "bom.jsonl", &jsonl_opts()).unwrap();
         assert_eq!(catalog.products[0].id, "1");
 
         // Short inputs that are a prefix of the BOM or shorter than it are passed through.
         let mut out = Vec::new();
-        skip_bom(&b"{}"[..]).unwrap().read_to_end(&mut out).unwrap();
+        crate::jsonl::skip_bom(&b"{}"[..])
+            .unwrap()
+            .read_to_end(&mut out)
+            .unwrap();
         assert_eq!(out, b"{}");
     }
 }

@@ -146,16 +146,7 @@ pub(super) fn parse_number_text(field: &str, text: &str) -> Result<f64, FieldErr
     })
 }
 
-/// The longest excerpt of an offending value that goes into an error message, in characters.
-const MAX_EXCERPT_CHARS: usize = 60;
-
-/// Shortens a value's text for an error message.
-pub(super) fn shorten(text: &str) -> String {
-    match text.char_indices().nth(MAX_EXCERPT_CHARS) {
-        Some((cut, _)) => format!("{}...", &text[..cut]),
-        None => text.to_owned(),
-    }
-}
+pub(super) use crate::jsonl::shorten;
 
 /// Quotes and shortens a text value for an error message.
 pub(super) fn quote_short(text: &str) -> String {
@@ -252,7 +243,7 @@ mod tests {
     fn long_values_are_shortened() {
         let long = "é".repeat(100);
         let short = shorten(&long);
-        assert_eq!(short.chars().count(), MAX_EXCERPT_CHARS + 3);
+        assert_eq!(short.chars().count(), crate::jsonl::MAX_EXCERPT_CHARS + 3);
         assert!(short.ends_with("..."));
     }
 

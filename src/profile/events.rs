@@ -32,13 +32,15 @@
 //! both their order and their distances.
 
 use std::fmt;
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::path::Path;
 use std::str::FromStr;
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+
+use crate::jsonl::{json_error_message, read_lines, shorten, skip_bom};
 
 /// What a user did with an item, from weakest to strongest signal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -423,20 +425,6 @@ impl EventErrorKind {
     }
 }
 
-/// Longest excerpt of input kept in an error message, in characters.
-const EXCERPT_CHARS: usize = 60;
-
-/// Shortens `s` to [`EXCERPT_CHARS`] characters for an error message.
-fn shorten(s: &str) -> String {
-    match s.char_indices().nth(EXCERPT_CHARS) {
-        Some((cut, _)) => format!("{}...", &s[..cut]),
-        None => s.to_owned(),
-    }
-}
-
-/// Read buffer size: many lines per refill.
-const READ_BUFFER_BYTES: usize = 64 * 1024;
-
 /// Reads an events JSONL file (see the [module docs](self) for the fields).
 ///
 /// `known_item` says whether an item id is in the index's catalog; events for other items are
@@ -471,34 +459,20 @@ pub fn read_events_from(
     opts: &EventReadOptions,
     known_item: &dyn Fn(&str) -> bool,
 ) -> Result<EventBatch, EventError> {
-    let mut reader = BufReader::with_capacity(READ_BUFFER_BYTES, reader);
+    let io_error = |line: usize, source| {
+        EventError::new(
+            source_name,
+            Some(line),
+            None,
+            EventErrorKind::Io {
+                action: "read",
+                source,
+            },
+        )
+    };
+    let reader = skip_bom(reader).map_err(|e| io_error(1, e))?;
     let mut batch = EventBatch::default();
-    let mut buf = Vec::new();
-    let mut line = 0usize;
-    loop {
-        buf.clear();
-        let n = reader.read_until(b'\n', &mut buf).map_err(|source| {
-            EventError::new(
-                source_name,
-                Some(line + 1),
-                None,
-                EventErrorKind::Io {
-                    action: "read",
-                    source,
-                },
-            )
-        })?;
-        if n == 0 {
-            return Ok(batch);
-        }
-        line += 1;
-        let mut bytes = strip_line_ending(&buf);
-        if line == 1 {
-            bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
-        }
-        if bytes.iter().all(u8::is_ascii_whitespace) {
-            continue;
-        }
+    read_lines(reader, io_error, |line, bytes| {
         let parsed = parse_line(bytes).and_then(|event| {
             if known_item(&event.item) {
                 Ok(event)
@@ -524,7 +498,9 @@ pub fn read_events_from(
                 }
             }
         }
-    }
+        Ok(())
+    })?;
+    Ok(batch)
 }
 
 /// A problem with one line, before the source and line number are attached.
@@ -544,12 +520,6 @@ impl RowError {
             kind,
         }
     }
-}
-
-/// Drops a trailing `\n` or `\r\n`.
-fn strip_line_ending(line: &[u8]) -> &[u8] {
-    let line = line.strip_suffix(b"\n").unwrap_or(line);
-    line.strip_suffix(b"\r").unwrap_or(line)
 }
 
 /// Parses one non-blank line into an event.
@@ -582,12 +552,9 @@ fn parse_line(bytes: &[u8]) -> Result<Event, RowError> {
 /// Turns a serde_json error into [`EventErrorKind::InvalidJson`], replacing its "at line 1
 /// column N" (always line 1 here) with just the column.
 fn json_error(e: serde_json::Error) -> RowError {
-    let mut message = e.to_string();
-    if let Some(at) = message.rfind(" at line ") {
-        message.truncate(at);
-    }
-    message.push_str(&format!(" at column {}", e.column()));
-    RowError::line(EventErrorKind::InvalidJson { message })
+    RowError::line(EventErrorKind::InvalidJson {
+        message: json_error_message(&e),
+    })
 }
 
 /// A value's JSON text, shortened, for an error message.
