@@ -643,6 +643,27 @@ impl Engine {
         enc.embed_many(texts, crate::encoder::DEFAULT_BATCH_SIZE, progress)
     }
 
+    /// Embeddings of the distinct texts among `texts` (queries repeat a lot in
+    /// logs), keyed by text; empty when the engine has no encoder (requests then
+    /// fall back to what they can do without one).
+    pub fn embed_distinct(
+        &self,
+        texts: &[&str],
+        progress: &(dyn Fn(usize) + Sync),
+    ) -> Result<HashMap<String, Vec<f32>>> {
+        if self.encoder.is_none() {
+            return Ok(HashMap::new());
+        }
+        let distinct: Vec<&str> = texts
+            .iter()
+            .copied()
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        let vecs = self.embed_queries(&distinct, progress)?;
+        Ok(distinct.into_iter().map(String::from).zip(vecs).collect())
+    }
+
     fn check(&self, req: &SearchRequest) -> Result<()> {
         if req.k == 0 || req.k > MAX_K {
             return Err(Error::invalid(
@@ -670,6 +691,17 @@ impl Engine {
             }
         }
         req.filters.validate()
+    }
+
+    /// A mask over product ordinals that allows exactly `ords`.
+    fn mask_of(&self, ords: impl IntoIterator<Item = u32>) -> Arc<Vec<bool>> {
+        let mut mask = vec![false; self.products.len()];
+        for o in ords {
+            if let Some(m) = mask.get_mut(o as usize) {
+                *m = true;
+            }
+        }
+        Arc::new(mask)
     }
 
     /// The allowed-product mask for `filters`, `None` when unfiltered.
@@ -1033,10 +1065,11 @@ impl Engine {
             .iter()
             .filter_map(|f| f.bm25.map(|b| b.0))
             .fold(0.0f32, f32::max);
-        let max_dense = fused
+        let dense: Vec<f32> = fused
             .iter()
             .map(|f| features::dense_score(query_vec, self.vectors.row(f.ord as usize)))
-            .fold(f32::NEG_INFINITY, f32::max);
+            .collect();
+        let max_dense = dense.iter().copied().fold(f32::NEG_INFINITY, f32::max);
         let ctx = QueryContext {
             terms: &terms,
             ordered_terms: &ordered_terms,
@@ -1053,7 +1086,8 @@ impl Engine {
         };
         fused
             .into_iter()
-            .filter_map(|f| {
+            .zip(dense)
+            .filter_map(|(f, dense)| {
                 let product = self.products.get(f.ord as usize)?;
                 let title_seq = self.title_seq(f.ord);
                 let title_terms: HashSet<String> = title_seq.iter().cloned().collect();
@@ -1062,6 +1096,7 @@ impl Engine {
                     product,
                     embedding: self.vectors.row(f.ord as usize),
                     bm25: f.bm25,
+                    dense,
                     dense_rank: f.dense.map(|d| d.1),
                     fused: f.score,
                     title_terms: &title_terms,
@@ -1103,15 +1138,10 @@ impl Engine {
             _ => fuse::single(&lists.bm25, true, depth),
         };
         if let Some(p) = profile.filter(|p| !p.is_empty()) {
-            let mut mask = vec![false; self.products.len()];
-            for o in p.items.keys() {
-                if let Some(m) = mask.get_mut(*o as usize) {
-                    *m = true;
-                }
-            }
+            let mask = self.mask_of(p.items.keys().copied());
             let mine = self
                 .text
-                .search(&req.query, PERSONAL_CANDIDATES, Some(Arc::new(mask)))?;
+                .search(&req.query, PERSONAL_CANDIDATES, Some(mask))?;
             let have: HashSet<u32> = fused.iter().map(|f| f.ord).collect();
             for h in mine.into_iter().filter(|h| !have.contains(&h.ord)) {
                 fused.push(Fused {
@@ -1144,15 +1174,10 @@ impl Engine {
         as_of: i64,
     ) -> Result<Vec<ScoredCandidate>> {
         let query_vec = self.query_vec(req)?;
-        let mut mask = vec![false; self.products.len()];
-        for &o in ords {
-            if let Some(m) = mask.get_mut(o as usize) {
-                *m = true;
-            }
-        }
+        let mask = self.mask_of(ords.iter().copied());
         let bm25 = self
             .text
-            .search(&req.query, ords.len().max(1), Some(Arc::new(mask)))?;
+            .search(&req.query, ords.len().max(1), Some(mask))?;
         let bm25: HashMap<u32, (f32, usize)> = bm25
             .into_iter()
             .enumerate()
@@ -1182,14 +1207,14 @@ impl Engine {
     ) -> Result<Vec<Hit>> {
         self.check(req)?;
         let cands = self.personal_candidates(req, profile, stats, as_of)?;
-        self.rank_candidates(req, cands)
+        self.rank_candidates(req, &cands)
     }
 
     /// Scores candidates by `req.rerank`, applies the diversity pass, keeps `k`.
     pub fn rank_candidates(
         &self,
         req: &SearchRequest,
-        cands: Vec<ScoredCandidate>,
+        cands: &[ScoredCandidate],
     ) -> Result<Vec<Hit>> {
         if !(0.0..=1.0).contains(&req.diversity) {
             return Err(Error::invalid(
@@ -1324,7 +1349,7 @@ impl Engine {
         if req.user.is_none() && req.rerank == RerankMode::Auto && self.head.is_none() {
             req.rerank = RerankMode::Profile;
         }
-        let hits = self.rank_candidates(&req, cands)?;
+        let hits = self.rank_candidates(&req, &cands)?;
         Ok(RerankResponse { hits, unknown })
     }
 }

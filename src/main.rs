@@ -1179,15 +1179,9 @@ fn run_personal_eval(a: EvalArgs) -> Result<()> {
     let depth = a
         .candidates
         .unwrap_or(shelfrank::engine::DEFAULT_RERANK_DEPTH);
-    let distinct: Vec<&str> = tasks
-        .iter()
-        .map(|t| t.query.as_str())
-        .collect::<std::collections::HashSet<_>>()
-        .into_iter()
-        .collect();
     let t0 = Instant::now();
-    let vecs = engine.embed_queries(&distinct, &|_| {})?;
-    let qvecs: std::collections::HashMap<&str, Vec<f32>> = distinct.into_iter().zip(vecs).collect();
+    let texts: Vec<&str> = tasks.iter().map(|t| t.query.as_str()).collect();
+    let qvecs = engine.embed_distinct(&texts, &|_| {})?;
     let b = bar(tasks.len(), "tasks", a.quiet);
     // Per task and mode: the 1-based rank of the target within the top 100, if any.
     let ranks: Vec<Vec<Option<usize>>> = tasks
@@ -1202,7 +1196,7 @@ fn run_personal_eval(a: EvalArgs) -> Result<()> {
             let mut out = Vec::new();
             for (_, mode) in &modes {
                 req.rerank = *mode;
-                let hits = engine.rank_candidates(&req, cands.clone())?;
+                let hits = engine.rank_candidates(&req, &cands)?;
                 out.push(hits.iter().position(|h| h.id == t.target).map(|r| r + 1));
             }
             b.inc(1);

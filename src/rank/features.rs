@@ -77,6 +77,8 @@ pub struct CandidateInput<'a> {
     pub embedding: Option<&'a [f32]>,
     /// BM25 score and rank.
     pub bm25: Option<(f32, usize)>,
+    /// Cosine of query and item embeddings ([`dense_score`]; 0 without either).
+    pub dense: f32,
     /// Dense rank.
     pub dense_rank: Option<usize>,
     /// Fused score.
@@ -94,10 +96,7 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
 /// The feature vector of one candidate.
 pub fn compute(ctx: &QueryContext<'_>, c: &CandidateInput<'_>) -> [f32; NUM_FEATURES] {
     let rr = |r: Option<usize>| r.map_or(0.0, |r| 1.0 / r as f32);
-    let dense = match (ctx.query_vec, c.embedding) {
-        (Some(q), Some(e)) => dot(q, e),
-        _ => 0.0,
-    };
+    let dense = c.dense;
     let overlap = if ctx.terms.is_empty() {
         0.0
     } else {
@@ -192,7 +191,7 @@ pub fn compute(ctx: &QueryContext<'_>, c: &CandidateInput<'_>) -> [f32; NUM_FEAT
     f
 }
 
-/// The dense score [`compute`] uses for a candidate (for list-level maxima).
+/// The dense feature of a candidate: the query/item cosine, 0 without either.
 pub fn dense_score(query_vec: Option<&[f32]>, embedding: Option<&[f32]>) -> f32 {
     match (query_vec, embedding) {
         (Some(q), Some(e)) => dot(q, e),

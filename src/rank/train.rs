@@ -25,7 +25,7 @@
 //! Validation is split by shopper (or by query for qrels), never by row, so the
 //! validation AUC measures generalisation to unseen shoppers.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::io::BufRead;
 use std::path::Path;
 
@@ -256,25 +256,6 @@ pub fn weigh(groups: Vec<Group>, opts: &SampleOptions, targets_added: usize) -> 
     }
 }
 
-/// Query embeddings for the distinct texts (queries repeat a lot in logs).
-fn embed_distinct(
-    engine: &Engine,
-    texts: &[&str],
-    progress: &(dyn Fn(usize) + Sync),
-) -> Result<HashMap<String, Vec<f32>>> {
-    let distinct: Vec<&str> = texts
-        .iter()
-        .copied()
-        .collect::<HashSet<_>>()
-        .into_iter()
-        .collect();
-    if engine.encoder().is_none() {
-        return Ok(HashMap::new());
-    }
-    let vecs = engine.embed_queries(&distinct, progress)?;
-    Ok(distinct.into_iter().map(String::from).zip(vecs).collect())
-}
-
 fn group_from(cands: Vec<ScoredCandidate>, key: String, label: &dyn Fn(u32) -> f32) -> Group {
     let mut g = Group {
         key,
@@ -301,7 +282,7 @@ pub fn personal_task_groups(
     progress: &(dyn Fn(usize) + Sync),
 ) -> Result<(Vec<Group>, usize)> {
     let texts: Vec<&str> = tasks.iter().map(|t| t.query.as_str()).collect();
-    let qvecs = embed_distinct(engine, &texts, &|_| {})?;
+    let qvecs = engine.embed_distinct(&texts, &|_| {})?;
     let done = std::sync::atomic::AtomicUsize::new(0);
     let out: Vec<Option<(Group, bool)>> = tasks
         .par_iter()
@@ -372,7 +353,7 @@ pub fn qrels_groups(
         .unwrap_or(1)
         .max(1) as f32;
     let texts: Vec<&str> = queries.iter().map(|q| q.text.as_str()).collect();
-    let qvecs = embed_distinct(engine, &texts, &|_| {})?;
+    let qvecs = engine.embed_distinct(&texts, &|_| {})?;
     let empty = ItemStats::default();
     let done = std::sync::atomic::AtomicUsize::new(0);
     let groups: Vec<Group> = queries
