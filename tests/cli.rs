@@ -15,17 +15,24 @@ fn shelfrank(args: &[&str]) -> (bool, String, String) {
     )
 }
 
-fn build(index: &Path) {
-    let (ok, stdout, stderr) = shelfrank(&[
+/// `shelfrank build` of `catalog` into `index` with the tiny model, plus `extra` flags.
+fn build_with(catalog: &Path, index: &Path, extra: &[&str]) -> (bool, String, String) {
+    let mut args = vec![
         "build",
         "--catalog",
-        "fixtures/catalog.jsonl",
+        catalog.to_str().unwrap(),
         "--index",
         index.to_str().unwrap(),
         "--model",
         "fixtures/tiny-bert",
         "--quiet",
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    shelfrank(&args)
+}
+
+fn build(index: &Path) {
+    let (ok, stdout, stderr) = build_with(Path::new("fixtures/catalog.jsonl"), index, &[]);
     assert!(ok, "{stderr}");
     assert!(
         stdout.contains("built") && stdout.contains("40 products"),
@@ -114,30 +121,14 @@ fn bad_catalog_lines_name_file_line_and_field() {
     )
     .unwrap();
     let index = tmp.path().join("idx");
-    let args = |extra: &[&str]| {
-        let mut v = vec![
-            "build",
-            "--catalog",
-            cat.to_str().unwrap(),
-            "--index",
-            index.to_str().unwrap(),
-            "--model",
-            "fixtures/tiny-bert",
-            "--quiet",
-        ];
-        v.extend_from_slice(extra);
-        v.into_iter().map(String::from).collect::<Vec<_>>()
-    };
-    let a = args(&[]);
-    let (ok, _, stderr) = shelfrank(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    let (ok, _, stderr) = build_with(&cat, &index, &[]);
     assert!(!ok);
     assert!(
         stderr.contains("bad.jsonl:2") && stderr.contains("price"),
         "{stderr}"
     );
     assert!(!index.exists(), "no index is written on failure");
-    let a = args(&["--skip-invalid"]);
-    let (ok, stdout, stderr) = shelfrank(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    let (ok, stdout, stderr) = build_with(&cat, &index, &["--skip-invalid"]);
     assert!(ok, "{stderr}");
     assert!(stderr.contains("skipped 2 invalid lines"), "{stderr}");
     assert!(
@@ -156,33 +147,13 @@ fn latin1_catalog_needs_the_flag() {
     bytes.extend_from_slice(b" table\"}\n");
     std::fs::write(&cat, bytes).unwrap();
     let index = tmp.path().join("idx");
-    let (ok, _, stderr) = shelfrank(&[
-        "build",
-        "--catalog",
-        cat.to_str().unwrap(),
-        "--index",
-        index.to_str().unwrap(),
-        "--model",
-        "fixtures/tiny-bert",
-        "--quiet",
-    ]);
+    let (ok, _, stderr) = build_with(&cat, &index, &[]);
     assert!(!ok);
     assert!(
         stderr.contains("latin1.jsonl:1") && stderr.contains("--encoding latin1"),
         "{stderr}"
     );
-    let (ok, _, stderr) = shelfrank(&[
-        "build",
-        "--catalog",
-        cat.to_str().unwrap(),
-        "--index",
-        index.to_str().unwrap(),
-        "--model",
-        "fixtures/tiny-bert",
-        "--quiet",
-        "--encoding",
-        "latin1",
-    ]);
+    let (ok, _, stderr) = build_with(&cat, &index, &["--encoding", "latin1"]);
     assert!(ok, "{stderr}");
     let (ok, stdout, _) = shelfrank(&[
         "search",
