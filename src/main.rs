@@ -932,6 +932,8 @@ struct EvalMode {
     name: String,
     mode: Mode,
     fusion: Option<Fusion>,
+    /// Hybrid retrieval reranked by the trained head.
+    rerank: bool,
 }
 
 fn parse_eval_modes(s: &str) -> Result<Vec<EvalMode>> {
@@ -946,6 +948,13 @@ fn parse_eval_modes(s: &str) -> Result<Vec<EvalMode>> {
                 name: raw.into(),
                 mode: head.parse()?,
                 fusion: None,
+                rerank: false,
+            },
+            "rerank" if arg.is_none() => EvalMode {
+                name: raw.into(),
+                mode: Mode::Hybrid,
+                fusion: None,
+                rerank: true,
             },
             "rrf" => EvalMode {
                 name: raw.into(),
@@ -953,6 +962,7 @@ fn parse_eval_modes(s: &str) -> Result<Vec<EvalMode>> {
                 fusion: Some(Fusion::rrf(
                     arg.map(str::parse).transpose()?.unwrap_or(60.0),
                 )),
+                rerank: false,
             },
             "weighted" => {
                 let w: f32 = arg
@@ -968,10 +978,11 @@ fn parse_eval_modes(s: &str) -> Result<Vec<EvalMode>> {
                         bm25: w,
                         dense: 1.0 - w,
                     }),
+                    rerank: false,
                 }
             }
             _ => bail!(
-                "unknown eval mode {raw:?}; expected bm25, dense, hybrid, rrf[:K] or weighted:W"
+                "unknown eval mode {raw:?}; expected bm25, dense, hybrid, rrf[:K], weighted:W or rerank"
             ),
         };
         out.push(m);
@@ -989,29 +1000,8 @@ fn run_eval(a: EvalArgs) -> Result<()> {
     let (Some(queries_path), Some(qrels_path)) = (&a.queries, &a.qrels) else {
         bail!("--queries and --qrels are needed (or --personal-queries)");
     };
-    let wants_rerank = a.modes.split(',').any(|m| m.trim() == "rerank");
-    let mode_list: String = a
-        .modes
-        .split(',')
-        .map(str::trim)
-        .filter(|m| *m != "rerank")
-        .collect::<Vec<_>>()
-        .join(",");
-    let mut modes = if mode_list.is_empty() {
-        Vec::new()
-    } else {
-        parse_eval_modes(&mode_list)?
-    };
-    if wants_rerank {
-        modes.push(EvalMode {
-            name: "rerank".into(),
-            mode: Mode::Hybrid,
-            fusion: None,
-        });
-    }
-    if modes.is_empty() {
-        bail!("--modes lists no mode");
-    }
+    let modes = parse_eval_modes(&a.modes)?;
+    let wants_rerank = modes.iter().any(|m| m.rerank);
     let need_dense = modes.iter().any(|m| m.mode != Mode::Bm25);
     let need_bm25 = modes.iter().any(|m| m.mode != Mode::Dense);
     let engine = open_engine(&a.index, &a.model, need_dense)?;
@@ -1095,7 +1085,7 @@ fn run_eval(a: EvalArgs) -> Result<()> {
         let mut run = Vec::with_capacity(queries.len());
         let mut scored = Vec::with_capacity(queries.len());
         for (i, (q, c)) in queries.iter().zip(&cands).enumerate() {
-            let hits = if m.name == "rerank" {
+            let hits = if m.rerank {
                 reranked[i].clone()
             } else {
                 engine.fuse(&req, c)
