@@ -863,7 +863,6 @@ impl Engine {
                 let stats = self.read_stats()?;
                 return self.personalize(req, profile.as_ref(), &stats, as_of);
             }
-            self.check(req)?;
         }
         let cands = self.retrieve(req)?;
         Ok(self.fuse(req, &cands))
