@@ -1,5 +1,6 @@
-//! Criterion benches of the hot paths: encoding (batch 1 and 32), BM25 search,
-//! HNSW search and one end-to-end hybrid query.
+//! Criterion benches of the hot paths: encoding (batch 1 and 32, the fast forward
+//! pass and candle-transformers' stock one side by side), BM25 search, HNSW search
+//! and one end-to-end hybrid query, uncached and cached.
 //!
 //! ```text
 //! cargo bench --bench search
@@ -17,7 +18,7 @@ use std::path::{Path, PathBuf};
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use shelfrank::catalog::{read_catalog, ReadOptions};
-use shelfrank::encoder::{Encoder, EncoderOptions};
+use shelfrank::encoder::{Encoder, EncoderOptions, Implementation};
 use shelfrank::{Engine, IndexBuilder, Mode, SearchRequest};
 
 const QUERIES: [&str; 8] = [
@@ -49,17 +50,24 @@ fn titles() -> Vec<String> {
 }
 
 fn bench_encode(c: &mut Criterion) {
-    let enc = Encoder::load(&EncoderOptions::new(model_dir())).unwrap();
     let titles = titles();
     let batch: Vec<&str> = titles.iter().take(32).map(String::as_str).collect();
     let mut g = c.benchmark_group("encode");
     g.sample_size(20);
-    g.bench_function("batch1_query", |b| {
-        b.iter(|| enc.embed(black_box("rain shower head")).unwrap())
-    });
-    g.bench_function("batch32_titles", |b| {
-        b.iter(|| enc.embed_batch(black_box(&batch)).unwrap())
-    });
+    for (implementation, suffix) in [
+        (Implementation::Fast, ""),
+        (Implementation::Reference, "_reference"),
+    ] {
+        let mut opts = EncoderOptions::new(model_dir());
+        opts.implementation = implementation;
+        let enc = Encoder::load(&opts).unwrap();
+        g.bench_function(format!("batch1_query{suffix}"), |b| {
+            b.iter(|| enc.embed(black_box("rain shower head")).unwrap())
+        });
+        g.bench_function(format!("batch32_titles{suffix}"), |b| {
+            b.iter(|| enc.embed_batch(black_box(&batch)).unwrap())
+        });
+    }
     g.finish();
 }
 

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::Product;
-use crate::encoder::{DeviceSpec, Encoder, EncoderOptions};
+use crate::encoder::{DeviceSpec, Encoder, EncoderOptions, Implementation};
 use crate::error::{Error, Result};
 use crate::fuse::{self, Candidate, Fused, Fusion};
 use crate::profile::events::{read_events, EventBatch, EventReadOptions};
@@ -295,6 +295,7 @@ pub struct EngineBuilder {
     index_dir: PathBuf,
     model_dir: Option<PathBuf>,
     device: DeviceSpec,
+    implementation: Implementation,
     keyword_only: bool,
     fusion: Fusion,
     verify: bool,
@@ -310,6 +311,7 @@ impl EngineBuilder {
             index_dir: index_dir.into(),
             model_dir: None,
             device: DeviceSpec::Cpu,
+            implementation: Implementation::default(),
             keyword_only: false,
             fusion: Fusion::default(),
             verify: true,
@@ -328,6 +330,12 @@ impl EngineBuilder {
     /// Runs the encoder on `device`.
     pub fn device(mut self, device: DeviceSpec) -> Self {
         self.device = device;
+        self
+    }
+
+    /// Runs this implementation of the encoder's forward pass (default: the fast one).
+    pub fn encoder_implementation(mut self, implementation: Implementation) -> Self {
+        self.implementation = implementation;
         self
     }
 
@@ -424,6 +432,7 @@ impl EngineBuilder {
                 .unwrap_or_else(|| PathBuf::from(&manifest.model.path));
             let mut opts = EncoderOptions::new(model_dir);
             opts.device = self.device;
+            opts.implementation = self.implementation;
             opts.max_tokens = Some(manifest.model.max_tokens);
             let enc = Encoder::load(&opts)?;
             let info = enc.info();

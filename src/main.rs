@@ -212,6 +212,10 @@ struct ModelArgs {
     /// Device for the encoder: cpu, cuda, cuda:N or auto.
     #[arg(long, default_value = "cpu")]
     device: String,
+    /// Encoder implementation: fast (default) or reference (candle-transformers'
+    /// stock BERT, slower; for checking the fast one).
+    #[arg(long, default_value = "fast")]
+    encoder: String,
 }
 
 #[derive(Args)]
@@ -482,6 +486,7 @@ fn build(a: BuildArgs) -> Result<()> {
     }
     let mut enc = EncoderOptions::new(model_dir(&a.model));
     enc.device = a.model.device.parse::<DeviceSpec>()?;
+    enc.implementation = a.model.encoder.parse()?;
     enc.max_tokens = a.max_tokens;
     let summary = IndexBuilder::new(&a.index, enc.model_dir.clone())
         .encoder_options(enc)
@@ -517,6 +522,7 @@ fn build(a: BuildArgs) -> Result<()> {
 fn open_engine(index: &Path, m: &ModelArgs, need_encoder: bool) -> Result<shelfrank::Engine> {
     let mut b = EngineBuilder::new(index)
         .device(m.device.parse::<DeviceSpec>()?)
+        .encoder_implementation(m.encoder.parse()?)
         .keyword_only(!need_encoder);
     if let Some(dir) = &m.model {
         b = b.model_dir(dir);
@@ -1233,6 +1239,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 fn embed_bench(a: EmbedBenchArgs) -> Result<()> {
     let mut opts = EncoderOptions::new(model_dir(&a.model));
     opts.device = a.model.device.parse::<DeviceSpec>()?;
+    opts.implementation = a.model.encoder.parse()?;
     opts.max_tokens = Some(a.max_tokens);
     opts.workers = a.workers;
     let enc = shelfrank::Encoder::load(&opts)?;

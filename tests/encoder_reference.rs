@@ -1,15 +1,18 @@
-//! The encoder against the reference implementation (sentence-transformers).
+//! The encoder against the reference implementations: sentence-transformers'
+//! vectors, and candle-transformers' stock BERT (`Implementation::Reference`), which
+//! the default fast forward pass must agree with.
 //!
 //! `fixtures/reference/all-MiniLM-L6-v2.json` holds sentence-transformers'
 //! embeddings of varied texts (see its README for how they were made). These tests
 //! need the real model in `models/all-MiniLM-L6-v2` (`scripts/fetch-model.sh`; CI
-//! fetches it first). Without it they print why and pass only if
+//! fetches it first); the fast-versus-stock checks also run on the tiny model in
+//! `fixtures/tiny-bert`, which needs no download. Without the real model its tests print why and pass only if
 //! `SHELFRANK_REQUIRE_MODEL` is unset, so a fresh checkout's `cargo test` still
 //! works offline; CI sets the variable so that they cannot be skipped there.
 
 use std::path::Path;
 
-use shelfrank::encoder::{Encoder, EncoderOptions};
+use shelfrank::encoder::{Encoder, EncoderOptions, Implementation};
 
 #[derive(serde::Deserialize)]
 struct Reference {
@@ -49,22 +52,95 @@ fn cosine(a: &[f32], b: &[f32]) -> f32 {
     dot / (na * nb)
 }
 
+fn load(dir: &Path, implementation: Implementation, workers: usize) -> Encoder {
+    let mut opts = EncoderOptions::new(dir);
+    opts.implementation = implementation;
+    opts.workers = Some(workers);
+    Encoder::load(&opts).expect("load model")
+}
+
 #[test]
 fn embeddings_match_sentence_transformers() {
     let Some(dir) = model_dir() else { return };
-    let enc = Encoder::load(&EncoderOptions::new(dir)).expect("load model");
-    assert_eq!(enc.dim(), 384);
-    let r = reference();
-    for ((text, expected), tokens) in r.texts.iter().zip(&r.embeddings).zip(&r.token_counts) {
-        assert_eq!(
-            enc.tokenize(text).unwrap().len(),
-            *tokens,
-            "token count of {text:?}"
-        );
-        let got = enc.embed(text).unwrap();
-        let c = cosine(&got, expected);
-        assert!(c >= 0.999, "cosine {c} for {text:?}");
+    for implementation in [Implementation::Fast, Implementation::Reference] {
+        let enc = load(dir, implementation, 1);
+        assert_eq!(enc.dim(), 384);
+        let r = reference();
+        for ((text, expected), tokens) in r.texts.iter().zip(&r.embeddings).zip(&r.token_counts) {
+            assert_eq!(
+                enc.tokenize(text).unwrap().len(),
+                *tokens,
+                "token count of {text:?}"
+            );
+            let got = enc.embed(text).unwrap();
+            let c = cosine(&got, expected);
+            assert!(c >= 0.999, "{implementation:?}: cosine {c} for {text:?}");
+        }
     }
+}
+
+/// Texts of very different lengths, so that batches mix padding and no padding.
+fn varied_texts() -> Vec<String> {
+    let mut texts: Vec<String> = [
+        "drill",
+        "cordless drill with two 20V batteries and a carrying case",
+        "",
+        "rain shower head",
+        "Ceiling fan, 52 in., brushed nickel, with light kit and remote control",
+        "faucet faucet faucet",
+        "ÉCLAIRAGE extérieur à DEL",
+        "30 gal. electric water heater",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    texts.push("long ".repeat(300));
+    texts.push("a b c d e f g h i j k l m n o p".into());
+    texts
+}
+
+/// The fast forward pass against the stock one on the same model: every text, in
+/// batches of 1, 3 and all, with one and two workers, and each batched result equal
+/// to the single-text one.
+fn assert_fast_matches_reference(dir: &Path) {
+    let texts = varied_texts();
+    let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let reference = load(dir, Implementation::Reference, 1);
+    let expected: Vec<Vec<f32>> = texts.iter().map(|t| reference.embed(t).unwrap()).collect();
+    for workers in [1, 2] {
+        let fast = load(dir, Implementation::Fast, workers);
+        for batch in [1, 3, texts.len()] {
+            let got = fast.embed_many(&texts, batch, &|_| {}).unwrap();
+            for ((t, g), e) in texts.iter().zip(&got).zip(&expected) {
+                let c = cosine(g, e);
+                assert!(
+                    c >= 0.99999,
+                    "batch {batch}, {workers} workers: cosine {c} for {t:?}"
+                );
+                let single = fast.embed(t).unwrap();
+                let max_diff = single
+                    .iter()
+                    .zip(g)
+                    .map(|(a, b)| (a - b).abs())
+                    .fold(0.0, f32::max);
+                assert!(
+                    max_diff < 1e-4,
+                    "batch {batch}: batched and single differ by {max_diff} for {t:?}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn fast_path_matches_stock_bert_on_the_tiny_model() {
+    assert_fast_matches_reference(Path::new("fixtures/tiny-bert"));
+}
+
+#[test]
+fn fast_path_matches_stock_bert_on_the_real_model() {
+    let Some(dir) = model_dir() else { return };
+    assert_fast_matches_reference(dir);
 }
 
 #[test]

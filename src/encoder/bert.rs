@@ -1,0 +1,236 @@
+//! The fast BERT forward pass used by default.
+//!
+//! Same model and weights as candle-transformers' `BertModel` (kept as the reference
+//! path, [`super::Implementation::Reference`]), laid out for CPU matrix products:
+//!
+//! - Every linear layer keeps its weight **transposed once at load time**
+//!   (`in x out`, contiguous). candle hands `x · Wᵀ` to the gemm crate, which packs
+//!   its left operand into column panels; with the stock `out x in` layout that
+//!   packing is a strided transpose of the whole weight matrix on every call, and for
+//!   a short query (a handful of token rows) it cost more than the arithmetic.
+//! - Query, key and value are one `in x 3·in` product instead of three, and the
+//!   `1/√head_dim` attention scale is folded into the query weights.
+//! - Token types are always 0 for sentence embeddings, so the token-type row is
+//!   added to the position table once at load time.
+//!
+//! Differences from the reference are floating-point rounding only; tests hold the
+//! two to cosine ≥ 0.999 (in practice ≥ 0.99999).
+
+use candle_core::{DType, Module, Result, Tensor};
+use candle_nn::{Embedding, VarBuilder};
+use candle_transformers::models::bert::{Config, HiddenAct};
+
+/// A linear layer with its weight stored transposed (`in x out`).
+struct Dense {
+    weight_t: Tensor,
+    bias: Tensor,
+}
+
+impl Dense {
+    fn load(vb: &VarBuilder, inputs: usize, outputs: usize) -> Result<Dense> {
+        let weight = vb.get((outputs, inputs), "weight")?;
+        Ok(Dense {
+            weight_t: weight.t()?.contiguous()?,
+            bias: vb.get(outputs, "bias")?,
+        })
+    }
+
+    /// `x` is `rows x in`.
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        x.matmul(&self.weight_t)?.broadcast_add(&self.bias)
+    }
+}
+
+struct LayerNorm {
+    weight: Tensor,
+    bias: Tensor,
+    eps: f32,
+}
+
+impl LayerNorm {
+    fn load(vb: &VarBuilder, size: usize, eps: f64) -> Result<LayerNorm> {
+        Ok(LayerNorm {
+            weight: vb.get(size, "weight")?,
+            bias: vb.get(size, "bias")?,
+            eps: eps as f32,
+        })
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        candle_nn::ops::layer_norm(x, &self.weight, &self.bias, self.eps)
+    }
+}
+
+struct Layer {
+    /// Query, key and value in one product; the query part is pre-scaled.
+    qkv: Dense,
+    attn_out: Dense,
+    attn_norm: LayerNorm,
+    ffn_in: Dense,
+    ffn_out: Dense,
+    ffn_norm: LayerNorm,
+}
+
+impl Layer {
+    fn load(vb: &VarBuilder, config: &Config, heads: usize) -> Result<Layer> {
+        let h = config.hidden_size;
+        let attn = vb.pp("attention");
+        let own = attn.pp("self");
+        let scale = 1.0 / ((h / heads) as f64).sqrt();
+        let q = Dense::load(&own.pp("query"), h, h)?;
+        let k = Dense::load(&own.pp("key"), h, h)?;
+        let v = Dense::load(&own.pp("value"), h, h)?;
+        let qkv = Dense {
+            weight_t: Tensor::cat(&[(q.weight_t * scale)?, k.weight_t, v.weight_t], 1)?
+                .contiguous()?,
+            bias: Tensor::cat(&[(q.bias * scale)?, k.bias, v.bias], 0)?,
+        };
+        let attn_output = attn.pp("output");
+        let output = vb.pp("output");
+        Ok(Layer {
+            qkv,
+            attn_out: Dense::load(&attn_output.pp("dense"), h, h)?,
+            attn_norm: LayerNorm::load(&attn_output.pp("LayerNorm"), h, config.layer_norm_eps)?,
+            ffn_in: Dense::load(
+                &vb.pp("intermediate").pp("dense"),
+                h,
+                config.intermediate_size,
+            )?,
+            ffn_out: Dense::load(&output.pp("dense"), config.intermediate_size, h)?,
+            ffn_norm: LayerNorm::load(&output.pp("LayerNorm"), h, config.layer_norm_eps)?,
+        })
+    }
+
+    /// `x` is `(batch·seq) x hidden`; `mask_bias` is `batch x 1 x 1 x seq`.
+    fn forward(
+        &self,
+        x: &Tensor,
+        mask_bias: &Tensor,
+        shape: (usize, usize, usize, usize),
+        act: HiddenAct,
+    ) -> Result<Tensor> {
+        let (batch, seq, heads, head_dim) = shape;
+        let hidden = heads * head_dim;
+        // (batch, seq, 3, heads, head_dim) -> (3, batch, heads, seq, head_dim)
+        let qkv = self
+            .qkv
+            .forward(x)?
+            .reshape((batch, seq, 3, heads, head_dim))?
+            .permute((2, 0, 3, 1, 4))?
+            .contiguous()?;
+        let (q, k, v) = (qkv.get(0)?, qkv.get(1)?, qkv.get(2)?);
+        let scores = q.matmul(&k.t()?)?.broadcast_add(mask_bias)?;
+        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+        let context = probs
+            .matmul(&v)?
+            .transpose(1, 2)?
+            .reshape((batch * seq, hidden))?;
+        let x = self
+            .attn_norm
+            .forward(&(self.attn_out.forward(&context)? + x)?)?;
+        let inner = self.ffn_in.forward(&x)?;
+        let inner = match act {
+            HiddenAct::Gelu => inner.gelu_erf()?,
+            HiddenAct::GeluApproximate => inner.gelu()?,
+            HiddenAct::Relu => inner.relu()?,
+        };
+        self.ffn_norm.forward(&(self.ffn_out.forward(&inner)? + x)?)
+    }
+}
+
+/// BERT encoder with the CPU-friendly layout described in the module docs.
+pub(super) struct FastBert {
+    words: Embedding,
+    /// Position embeddings with token type 0 already added: `max_positions x hidden`.
+    positions: Tensor,
+    embed_norm: LayerNorm,
+    layers: Vec<Layer>,
+    heads: usize,
+    act: HiddenAct,
+}
+
+impl FastBert {
+    /// Loads the weights under `embeddings.*` / `encoder.*`, or under
+    /// `<model_type>.` as Hugging Face's pretraining checkpoints name them.
+    pub(super) fn load(vb: VarBuilder, config: &Config) -> Result<FastBert> {
+        match Self::load_at(&vb, config) {
+            Ok(model) => Ok(model),
+            Err(err) => match &config.model_type {
+                Some(prefix) => Self::load_at(&vb.pp(prefix), config).map_err(|_| err),
+                None => Err(err),
+            },
+        }
+    }
+
+    fn load_at(vb: &VarBuilder, config: &Config) -> Result<FastBert> {
+        let h = config.hidden_size;
+        let heads = config.num_attention_heads;
+        if heads == 0 || h % heads != 0 {
+            candle_core::bail!("hidden_size {h} is not a multiple of num_attention_heads {heads}");
+        }
+        let emb = vb.pp("embeddings");
+        let words = candle_nn::embedding(config.vocab_size, h, emb.pp("word_embeddings"))?;
+        let positions = emb.get(
+            (config.max_position_embeddings, h),
+            "position_embeddings.weight",
+        )?;
+        let types = emb.get((config.type_vocab_size, h), "token_type_embeddings.weight")?;
+        let positions = positions.broadcast_add(&types.get(0)?)?;
+        let embed_norm = LayerNorm::load(&emb.pp("LayerNorm"), h, config.layer_norm_eps)?;
+        let enc = vb.pp("encoder").pp("layer");
+        let layers = (0..config.num_hidden_layers)
+            .map(|i| Layer::load(&enc.pp(i.to_string()), config, heads))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(FastBert {
+            words,
+            positions,
+            embed_norm,
+            layers,
+            heads,
+            act: config.hidden_act,
+        })
+    }
+
+    /// Token states for `ids` (`batch x seq`, u32) with `mask` (`batch x seq`, 1 for
+    /// real tokens, 0 for padding): `batch x seq x hidden`.
+    pub(super) fn forward(&self, ids: &Tensor, mask: &Tensor) -> Result<Tensor> {
+        let (batch, seq) = ids.dims2()?;
+        let hidden = self.positions.dim(1)?;
+        let x = self
+            .words
+            .forward(ids)?
+            .broadcast_add(&self.positions.narrow(0, 0, seq)?)?;
+        let mut x = self
+            .embed_norm
+            .forward(&x)?
+            .reshape((batch * seq, hidden))?;
+        let mask_bias = attention_bias(mask)?.reshape((batch, 1, 1, seq))?;
+        let shape = (batch, seq, self.heads, hidden / self.heads);
+        for layer in &self.layers {
+            x = layer.forward(&x, &mask_bias, shape, self.act)?;
+        }
+        x.reshape((batch, seq, hidden))
+    }
+}
+
+/// What the attention scores get added: 0 where `mask` is 1, the most negative
+/// f32 where it is 0 (padding), as Hugging Face's `get_extended_attention_mask` does.
+fn attention_bias(mask: &Tensor) -> Result<Tensor> {
+    (mask.to_dtype(DType::F32)? - 1.0)? * f64::from(f32::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    // The whole forward pass is compared with the reference `BertModel` in
+    // `encoder::tests` and in tests/encoder_reference.rs.
+    use super::*;
+
+    #[test]
+    fn attention_bias_is_zero_on_tokens_and_very_negative_on_padding() {
+        let mask = Tensor::new(&[[1u32, 1, 0]], &candle_core::Device::Cpu).unwrap();
+        let bias = attention_bias(&mask).unwrap().to_vec2::<f32>().unwrap();
+        assert_eq!(bias[0][0], 0.0);
+        assert_eq!(bias[0][1], 0.0);
+        assert!(bias[0][2] < -1e30);
+    }
+}
