@@ -10,6 +10,8 @@
 //!   a short query (a handful of token rows) it cost more than the arithmetic.
 //! - Query, key and value are one `in x 3·in` product instead of three, and the
 //!   `1/√head_dim` attention scale is folded into the query weights.
+//! - On the CPU, bias + GELU and bias + residual + LayerNorm each run as one
+//!   vectorised pass (`cpu_ops.rs`) instead of candle's separate element-wise ops.
 //! - Token types are always 0 for sentence embeddings, so the token-type row is
 //!   added to the position table once at load time.
 //!
@@ -20,18 +22,28 @@ use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::{Embedding, VarBuilder};
 use candle_transformers::models::bert::{Config, HiddenAct};
 
+use super::cpu_ops::{BiasGelu, BiasResidualNorm};
+
 /// A linear layer with its weight stored transposed (`in x out`).
 struct Dense {
     weight_t: Tensor,
     bias: Tensor,
+    /// `bias` as host memory, for the fused CPU kernels.
+    bias_host: Vec<f32>,
 }
 
 impl Dense {
     fn load(vb: &VarBuilder, inputs: usize, outputs: usize) -> Result<Dense> {
         let weight = vb.get((outputs, inputs), "weight")?;
+        Dense::new(weight.t()?.contiguous()?, vb.get(outputs, "bias")?)
+    }
+
+    fn new(weight_t: Tensor, bias: Tensor) -> Result<Dense> {
+        let bias_host = bias.to_vec1::<f32>()?;
         Ok(Dense {
-            weight_t: weight.t()?.contiguous()?,
-            bias: vb.get(outputs, "bias")?,
+            weight_t,
+            bias,
+            bias_host,
         })
     }
 
@@ -39,19 +51,68 @@ impl Dense {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         x.matmul(&self.weight_t)?.broadcast_add(&self.bias)
     }
+
+    /// `act(x·W + b)`.
+    fn forward_act(&self, x: &Tensor, act: HiddenAct) -> Result<Tensor> {
+        let y = x.matmul(&self.weight_t)?;
+        if fused_kernels_apply(&y) && act == HiddenAct::Gelu {
+            return y.apply_op1_no_bwd(&BiasGelu {
+                bias: &self.bias_host,
+            });
+        }
+        let y = y.broadcast_add(&self.bias)?;
+        match act {
+            HiddenAct::Gelu => y.gelu_erf(),
+            HiddenAct::GeluApproximate => y.gelu(),
+            HiddenAct::Relu => y.relu(),
+        }
+    }
+
+    /// `norm(x·W + b + residual)`: the end of a BERT sub-layer.
+    fn forward_residual_norm(
+        &self,
+        x: &Tensor,
+        residual: &Tensor,
+        norm: &LayerNorm,
+    ) -> Result<Tensor> {
+        let y = x.matmul(&self.weight_t)?;
+        if fused_kernels_apply(&y) && fused_kernels_apply(residual) {
+            return y.apply_op2_no_bwd(
+                residual,
+                &BiasResidualNorm {
+                    bias: &self.bias_host,
+                    gamma: &norm.weight_host,
+                    beta: &norm.bias_host,
+                    eps: norm.eps,
+                },
+            );
+        }
+        norm.forward(&(y.broadcast_add(&self.bias)? + residual)?)
+    }
+}
+
+/// The fused kernels of `cpu_ops` run on contiguous f32 tensors in main memory.
+fn fused_kernels_apply(t: &Tensor) -> bool {
+    t.device().is_cpu() && t.dtype() == DType::F32 && t.is_contiguous()
 }
 
 struct LayerNorm {
     weight: Tensor,
     bias: Tensor,
+    weight_host: Vec<f32>,
+    bias_host: Vec<f32>,
     eps: f32,
 }
 
 impl LayerNorm {
     fn load(vb: &VarBuilder, size: usize, eps: f64) -> Result<LayerNorm> {
+        let weight = vb.get(size, "weight")?;
+        let bias = vb.get(size, "bias")?;
         Ok(LayerNorm {
-            weight: vb.get(size, "weight")?,
-            bias: vb.get(size, "bias")?,
+            weight_host: weight.to_vec1::<f32>()?,
+            bias_host: bias.to_vec1::<f32>()?,
+            weight,
+            bias,
             eps: eps as f32,
         })
     }
@@ -80,11 +141,10 @@ impl Layer {
         let q = Dense::load(&own.pp("query"), h, h)?;
         let k = Dense::load(&own.pp("key"), h, h)?;
         let v = Dense::load(&own.pp("value"), h, h)?;
-        let qkv = Dense {
-            weight_t: Tensor::cat(&[(q.weight_t * scale)?, k.weight_t, v.weight_t], 1)?
-                .contiguous()?,
-            bias: Tensor::cat(&[(q.bias * scale)?, k.bias, v.bias], 0)?,
-        };
+        let qkv = Dense::new(
+            Tensor::cat(&[(q.weight_t * scale)?, k.weight_t, v.weight_t], 1)?.contiguous()?,
+            Tensor::cat(&[(q.bias * scale)?, k.bias, v.bias], 0)?,
+        )?;
         let attn_output = attn.pp("output");
         let output = vb.pp("output");
         Ok(Layer {
@@ -126,15 +186,11 @@ impl Layer {
             .transpose(1, 2)?
             .reshape((batch * seq, hidden))?;
         let x = self
-            .attn_norm
-            .forward(&(self.attn_out.forward(&context)? + x)?)?;
-        let inner = self.ffn_in.forward(&x)?;
-        let inner = match act {
-            HiddenAct::Gelu => inner.gelu_erf()?,
-            HiddenAct::GeluApproximate => inner.gelu()?,
-            HiddenAct::Relu => inner.relu()?,
-        };
-        self.ffn_norm.forward(&(self.ffn_out.forward(&inner)? + x)?)
+            .attn_out
+            .forward_residual_norm(&context, x, &self.attn_norm)?;
+        let inner = self.ffn_in.forward_act(&x, act)?;
+        self.ffn_out
+            .forward_residual_norm(&inner, &x, &self.ffn_norm)
     }
 }
 

@@ -9,13 +9,14 @@
 //!
 //! Two implementations of the same forward pass ([`Implementation`]): the default
 //! `Fast` one (`bert.rs`: weights pre-transposed for the CPU matrix kernels, fused
-//! query/key/value) and `Reference`, candle-transformers' stock `BertModel` (a port of
+//! query/key/value, fused element-wise CPU kernels) and `Reference`, candle-transformers' stock `BertModel` (a port of
 //! Hugging Face's), which tests hold the fast one to.
 //!
 //! Batches are built from texts of similar token length ([`Encoder::embed_many`]
 //! sorts by length) so that little work goes into padding.
 
 mod bert;
+mod cpu_ops;
 mod device;
 mod pooling;
 mod tiny;
