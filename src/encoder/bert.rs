@@ -221,7 +221,7 @@ impl FastBert {
     fn load_at(vb: &VarBuilder, config: &Config) -> Result<FastBert> {
         let h = config.hidden_size;
         let heads = config.num_attention_heads;
-        if heads == 0 || h % heads != 0 {
+        if heads == 0 || !h.is_multiple_of(heads) {
             candle_core::bail!("hidden_size {h} is not a multiple of num_attention_heads {heads}");
         }
         let emb = vb.pp("embeddings");

@@ -288,7 +288,7 @@ pub fn personal_task_groups(
         .par_iter()
         .map(|t| -> Result<Option<(Group, bool)>> {
             let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            if n % 100 == 0 {
+            if n.is_multiple_of(100) {
                 progress(n);
             }
             let Some(target) = engine.ord_of(&t.target) else {
@@ -361,7 +361,7 @@ pub fn qrels_groups(
         .filter(|q| qrels.contains_key(&q.qid))
         .map(|q| -> Result<Group> {
             let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            if n % 100 == 0 {
+            if n.is_multiple_of(100) {
                 progress(n);
             }
             let judged = &qrels[&q.qid];

@@ -38,7 +38,7 @@ impl VectorFile {
         // not change while mapped, unless another program edits the index files,
         // which the on-disk format documentation forbids.
         let map = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
-        if (map.as_ptr() as usize) % std::mem::align_of::<f32>() != 0 {
+        if !(map.as_ptr() as usize).is_multiple_of(std::mem::align_of::<f32>()) {
             return Err(Error::corrupt(path, "mapping is not 4-byte aligned"));
         }
         Ok(VectorFile { map, rows, dim })
