@@ -455,6 +455,14 @@ fn model_dir(m: &ModelArgs) -> PathBuf {
     m.model.clone().unwrap_or_else(encoder::default_model_dir)
 }
 
+/// Encoder options for the model, device and implementation named on the command line.
+fn encoder_options(m: &ModelArgs) -> Result<EncoderOptions> {
+    let mut opts = EncoderOptions::new(model_dir(m));
+    opts.device = m.device.parse::<DeviceSpec>()?;
+    opts.implementation = m.encoder.parse()?;
+    Ok(opts)
+}
+
 fn build(a: BuildArgs) -> Result<()> {
     let start = Instant::now();
     let opts = ReadOptions {
@@ -484,9 +492,7 @@ fn build(a: BuildArgs) -> Result<()> {
     if cat.skipped > cat.problems.len() {
         eprintln!("  ... and {} more", cat.skipped - cat.problems.len());
     }
-    let mut enc = EncoderOptions::new(model_dir(&a.model));
-    enc.device = a.model.device.parse::<DeviceSpec>()?;
-    enc.implementation = a.model.encoder.parse()?;
+    let mut enc = encoder_options(&a.model)?;
     enc.max_tokens = a.max_tokens;
     let summary = IndexBuilder::new(&a.index, enc.model_dir.clone())
         .encoder_options(enc)
@@ -1237,9 +1243,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn embed_bench(a: EmbedBenchArgs) -> Result<()> {
-    let mut opts = EncoderOptions::new(model_dir(&a.model));
-    opts.device = a.model.device.parse::<DeviceSpec>()?;
-    opts.implementation = a.model.encoder.parse()?;
+    let mut opts = encoder_options(&a.model)?;
     opts.max_tokens = Some(a.max_tokens);
     opts.workers = a.workers;
     let enc = shelfrank::Encoder::load(&opts)?;

@@ -16,7 +16,7 @@
 //!   added to the position table once at load time.
 //!
 //! Differences from the reference are floating-point rounding only; tests hold the
-//! two to cosine ≥ 0.999 (in practice ≥ 0.99999).
+//! two to cosine ≥ 0.99999 (tests/encoder_reference.rs).
 
 use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::{Embedding, VarBuilder};
@@ -278,7 +278,7 @@ fn attention_bias(mask: &Tensor) -> Result<Tensor> {
 #[cfg(test)]
 mod tests {
     // The whole forward pass is compared with the reference `BertModel` in
-    // `encoder::tests` and in tests/encoder_reference.rs.
+    // tests/encoder_reference.rs.
     use super::*;
 
     #[test]

@@ -9,8 +9,9 @@
 //!
 //! Two implementations of the same forward pass ([`Implementation`]): the default
 //! `Fast` one (`bert.rs`: weights pre-transposed for the CPU matrix kernels, fused
-//! query/key/value, fused element-wise CPU kernels) and `Reference`, candle-transformers' stock `BertModel` (a port of
-//! Hugging Face's), which tests hold the fast one to.
+//! query/key/value, fused element-wise CPU kernels in `cpu_ops.rs`) and
+//! `Reference`, candle-transformers' stock `BertModel` (a port of Hugging Face's),
+//! which tests hold the fast one to.
 //!
 //! Batches are built from texts of similar token length ([`Encoder::embed_many`]
 //! sorts by length) so that little work goes into padding.
@@ -69,9 +70,10 @@ pub struct EncoderOptions {
 /// same function of the same weights; they differ in memory layout and speed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Implementation {
-    /// shelfrank's own layout (pre-transposed weights, fused query/key/value).
-    /// On a 2-core AVX-512 machine a short query takes about a quarter of the
-    /// reference's time; batches of 32 run at the same speed.
+    /// shelfrank's own layout (pre-transposed weights, fused query/key/value,
+    /// fused element-wise CPU kernels). On a 2-core AVX-512 machine a short query
+    /// takes about a fifth of the reference's time and a batch of 32 titles about
+    /// 60% (criterion: 1.73 vs 9.0 ms, 87 vs 150 ms).
     #[default]
     Fast,
     /// candle-transformers' stock `BertModel`, kept to check the fast path against.
@@ -106,7 +108,7 @@ impl EncoderOptions {
             device: DeviceSpec::Cpu,
             max_tokens: None,
             workers: None,
-            implementation: Implementation::Fast,
+            implementation: Implementation::default(),
         }
     }
 }
