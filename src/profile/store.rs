@@ -1170,13 +1170,18 @@ mod tests {
         assert_eq!(store.log_records(), 0);
     }
 
-    #[test]
-    fn log_without_its_snapshot_is_an_error() {
+    /// A closed store directory holding `sample()` compacted into a snapshot.
+    fn compacted_sample_store() -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();
         let mut store = EventStore::open(dir.path()).unwrap();
         store.append(&sample()).unwrap();
         store.compact().unwrap();
-        drop(store);
+        dir
+    }
+
+    #[test]
+    fn log_without_its_snapshot_is_an_error() {
+        let dir = compacted_sample_store();
         fs::remove_file(dir.path().join(SNAPSHOT_FILE)).unwrap();
         let err = EventStore::open(dir.path()).unwrap_err();
         assert!(err.to_string().contains("snapshot.bin is missing"), "{err}");
@@ -1185,11 +1190,7 @@ mod tests {
 
     #[test]
     fn snapshot_without_its_log_is_an_error() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut store = EventStore::open(dir.path()).unwrap();
-        store.append(&sample()).unwrap();
-        store.compact().unwrap();
-        drop(store);
+        let dir = compacted_sample_store();
         fs::remove_file(dir.path().join(LOG_FILE)).unwrap();
         let err = EventStore::open(dir.path()).unwrap_err();
         assert!(err.to_string().contains("log.bin is missing"), "{err}");
@@ -1324,11 +1325,7 @@ mod tests {
 
     #[test]
     fn garbage_snapshot_is_an_error() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut store = EventStore::open(dir.path()).unwrap();
-        store.append(&sample()).unwrap();
-        store.compact().unwrap();
-        drop(store);
+        let dir = compacted_sample_store();
         let snapshot = dir.path().join(SNAPSHOT_FILE);
         let original = fs::read(&snapshot).unwrap();
 
@@ -1370,11 +1367,7 @@ mod tests {
 
     #[test]
     fn snapshot_with_valid_checksum_but_bad_payload_is_an_error() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut store = EventStore::open(dir.path()).unwrap();
-        store.append(&sample()).unwrap();
-        store.compact().unwrap();
-        drop(store);
+        let dir = compacted_sample_store();
         let snapshot = dir.path().join(SNAPSHOT_FILE);
         let mut bytes = encode_header(&SNAPSHOT_MAGIC, 1);
         let payload = [0xFFu8; 16];
