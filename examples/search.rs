@@ -31,7 +31,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("{}:", mode.name());
         for h in hits {
             let title = engine
-                .product(h.ord)
+                .product(&h.id)
                 .map(|p| p.title.as_str())
                 .unwrap_or("");
             println!("  {:.3}  {title}  {:?}", h.score, h.breakdown);

@@ -10,13 +10,13 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-
 use crate::catalog::Product;
 use crate::encoder::{Encoder, EncoderOptions, DEFAULT_BATCH_SIZE};
 use crate::error::{Error, Result};
+use crate::progress::{Progress, Silent};
 use crate::store::{
-    self, HnswSettings, Manifest, ModelRecord, Staging, VectorFile, FORMAT_VERSION,
+    self, layout, HnswSettings, IndexPaths, Manifest, ModelRecord, Staging, VectorFile,
+    FORMAT_VERSION,
 };
 use crate::text::TextIndex;
 use crate::vector::{HnswIndex, HnswParams};
@@ -69,7 +69,6 @@ pub struct IndexBuilder {
     encoder: EncoderOptions,
     hnsw: HnswParams,
     batch_size: usize,
-    progress: bool,
     source: String,
     reuse: bool,
 }
@@ -82,7 +81,6 @@ impl IndexBuilder {
             encoder: EncoderOptions::new(model_dir),
             hnsw: HnswParams::default(),
             batch_size: DEFAULT_BATCH_SIZE,
-            progress: false,
             source: String::new(),
             reuse: true,
         }
@@ -103,12 +101,6 @@ impl IndexBuilder {
     /// Texts per encoder forward pass.
     pub fn batch_size(mut self, n: usize) -> Self {
         self.batch_size = n.max(1);
-        self
-    }
-
-    /// Shows progress bars with ETA on standard error.
-    pub fn progress(mut self, yes: bool) -> Self {
-        self.progress = yes;
         self
     }
 
@@ -141,12 +133,13 @@ impl IndexBuilder {
             Some(entry) => store::verify_file(&self.dest.join(rel), entry).is_ok(),
             None => false,
         };
-        if !check(store::PRODUCTS) || !check(store::VECTORS) {
+        if !check(layout::PRODUCTS) || !check(layout::VECTORS) {
             return out;
         }
+        let old_paths = IndexPaths::new(&self.dest);
         let (Ok(products), Ok(vectors)) = (
-            store::read_products(&self.dest.join(store::PRODUCTS)),
-            VectorFile::open(&self.dest.join(store::VECTORS), old.products, old.model.dim),
+            store::read_products(&old_paths.products()),
+            VectorFile::open(&old_paths.vectors(), old.products, old.model.dim),
         ) else {
             return out;
         };
@@ -164,44 +157,26 @@ impl IndexBuilder {
         self
     }
 
-    fn bar(&self, len: usize, what: &str) -> ProgressBar {
-        let target = if self.progress {
-            ProgressDrawTarget::stderr()
-        } else {
-            ProgressDrawTarget::hidden()
-        };
-        let bar = ProgressBar::with_draw_target(Some(len as u64), target);
-        if let Ok(style) = ProgressStyle::with_template(
-            "{prefix:>10} [{bar:30}] {pos}/{len} ({per_sec}, ETA {eta})",
-        ) {
-            bar.set_style(style.progress_chars("=> "));
-        }
-        bar.set_prefix(what.to_string());
-        bar
-    }
-
     /// Builds the index for `products` and publishes it at the destination.
     pub fn build(&self, products: &[Product]) -> Result<BuildSummary> {
+        self.build_with(products, &Silent)
+    }
+
+    /// [`build`](Self::build), reporting each phase (encoding, hnsw, keywords) to
+    /// `progress`.
+    pub fn build_with(
+        &self,
+        products: &[Product],
+        progress: &dyn Progress,
+    ) -> Result<BuildSummary> {
         let start = Instant::now();
         self.hnsw.validate()?;
-        if products.is_empty() {
-            return Err(Error::invalid("catalog", "no products to index"));
-        }
-        let mut seen = std::collections::HashSet::new();
-        for p in products {
-            crate::catalog::validate_product(p)
-                .map_err(|e| Error::invalid(format!("product {:?}", p.id), e.to_string()))?;
-            if !seen.insert(p.id.as_str()) {
-                return Err(Error::invalid(
-                    "product id",
-                    format!("{:?} appears twice", p.id),
-                ));
-            }
-        }
+        crate::catalog::check_products(products)?;
         let encoder = Encoder::load(&self.encoder)?;
         let info = encoder.info().clone();
         let staging = Staging::new(&self.dest)?;
         let dir = staging.path().to_path_buf();
+        let paths = IndexPaths::new(&dir);
 
         // 1. Embeddings.
         let t = Instant::now();
@@ -221,9 +196,9 @@ impl IndexBuilder {
         drop(old);
         let reused = products.len() - todo.len();
         let refs: Vec<&str> = todo.iter().map(|&i| texts[i].as_str()).collect();
-        let bar = self.bar(refs.len(), "encoding");
-        let fresh = encoder.embed_many(&refs, self.batch_size, &|n| bar.set_position(n as u64))?;
-        bar.finish();
+        progress.start("encoding", refs.len());
+        let fresh = encoder.embed_many(&refs, self.batch_size, &|n| progress.set(n))?;
+        progress.finish();
         for (i, v) in todo.into_iter().zip(fresh) {
             vectors[i] = v;
         }
@@ -231,32 +206,28 @@ impl IndexBuilder {
 
         // 2. HNSW graph.
         let t = Instant::now();
-        let bar = self.bar(products.len(), "hnsw");
-        let hnsw = HnswIndex::build(&vectors, info.dim, self.hnsw, &|n| {
-            bar.set_position(n as u64)
-        })?;
-        bar.finish();
-        let hnsw_dir = dir.join(store::HNSW_DIR);
+        progress.start("hnsw", products.len());
+        let hnsw = HnswIndex::build(&vectors, info.dim, self.hnsw, &|n| progress.set(n))?;
+        progress.finish();
+        let hnsw_dir = paths.hnsw_dir();
         std::fs::create_dir(&hnsw_dir).map_err(|e| Error::io(&hnsw_dir, e))?;
-        hnsw.save(&hnsw_dir, store::HNSW_BASENAME)?;
+        hnsw.save(&hnsw_dir, layout::HNSW_BASENAME)?;
         let hnsw_secs = t.elapsed().as_secs_f64();
 
         // 3. Keyword index.
         let t = Instant::now();
-        let bar = self.bar(products.len(), "keywords");
-        TextIndex::build(products, Some(&dir.join(store::TEXT_DIR)), &|n| {
-            bar.set_position(n as u64)
-        })?;
-        bar.finish();
+        progress.start("keywords", products.len());
+        TextIndex::build(products, Some(&paths.text_dir()), &|n| progress.set(n))?;
+        progress.finish();
         let text_secs = t.elapsed().as_secs_f64();
 
         // 4. Products, vectors, manifest.
-        store::write_products(&dir.join(store::PRODUCTS), products)?;
-        VectorFile::write(&dir.join(store::VECTORS), &vectors)?;
+        store::write_products(&paths.products(), products)?;
+        VectorFile::write(&paths.vectors(), &vectors)?;
         let mut files = BTreeMap::new();
-        for rel in [store::PRODUCTS.to_string(), store::VECTORS.to_string()]
+        for rel in [layout::PRODUCTS.to_string(), layout::VECTORS.to_string()]
             .into_iter()
-            .chain(list_files(&hnsw_dir, store::HNSW_DIR)?)
+            .chain(list_files(&hnsw_dir, layout::HNSW_DIR)?)
         {
             files.insert(rel.clone(), store::checksum_file(&dir.join(&rel))?);
         }

@@ -1,15 +1,23 @@
-//! The crate's one error type.
+//! The crate's one error type, and the one located-error type of its file readers.
 //!
-//! Each module has its own error (catalog, eval) or a variant here; all convert into
-//! [`Error`] with `?`. Every error says what failed, where (file, line, field when
-//! there is one) and, where it helps, how to fix it. [`Error::is_user_error`] tells a
-//! server whether the caller (4xx) or the system (5xx) is at fault.
+//! Each module has its own error (catalog, events, eval, the CTR head) or a variant
+//! here; all convert into [`Error`] with `?`. Every error says what failed, where
+//! (file, line, field when there is one) and, where it helps, how to fix it.
+//! [`Error::is_user_error`] tells a server whether the caller (4xx) or the system
+//! (5xx) is at fault.
+//!
+//! The line-oriented readers (catalogs, events, evaluation files, impression and
+//! candidate lists) all report a [`LocatedError`]: the source, the 1-based line, the
+//! field, and a module-specific kind ([`ErrorKind`]).
 
+use std::fmt;
 use std::path::PathBuf;
 
 use crate::catalog::CatalogError;
 use crate::eval::EvalError;
 use crate::profile::events::EventError;
+use crate::rank::head::HeadError;
+use crate::store::durable::IoFailure;
 
 /// `Result` with the crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -29,6 +37,10 @@ pub enum Error {
     /// An events file could not be read, or the event store failed.
     #[error(transparent)]
     Events(Box<EventError>),
+
+    /// Training, loading or running the CTR head failed.
+    #[error(transparent)]
+    Head(Box<HeadError>),
 
     /// A file or directory could not be read or written.
     #[error("{path}: {source}")]
@@ -123,6 +135,23 @@ pub enum Error {
         reason: String,
     },
 
+    /// `rerank: ctr` was asked for, but the index has no trained head.
+    #[error("rerank mode ctr needs a trained CTR head, and {index} has none\nhint: train one with `shelfrank train --index {index} ...`, or use rerank auto or profile")]
+    NoHead {
+        /// The index directory.
+        index: PathBuf,
+    },
+
+    /// A lock inside the engine was poisoned: another thread panicked while holding
+    /// it. The engine should be reopened.
+    #[error(
+        "the engine's {what} lock was poisoned by a panic in another thread; reopen the index"
+    )]
+    Poisoned {
+        /// Which lock.
+        what: &'static str,
+    },
+
     /// The request needs an encoder but the engine was opened without one.
     #[error("{mode} search needs the text encoder, but this engine was opened keyword-only\nhint: open it with a model directory")]
     NoEncoder {
@@ -169,6 +198,21 @@ impl From<EventError> for Error {
     }
 }
 
+impl From<HeadError> for Error {
+    fn from(e: HeadError) -> Self {
+        Error::Head(Box::new(e))
+    }
+}
+
+impl From<IoFailure> for Error {
+    fn from(e: IoFailure) -> Self {
+        Error::Io {
+            path: e.path,
+            source: e.source,
+        }
+    }
+}
+
 impl Error {
     /// True when the caller is at fault (bad request, bad input file, missing model
     /// or index they pointed at); false for I/O failures, corrupt data and backend
@@ -178,6 +222,7 @@ impl Error {
             Error::Catalog(e) => e.is_caller_fault(),
             Error::Eval(e) => e.is_caller_fault(),
             Error::Events(e) => e.is_caller_fault(),
+            Error::Head(e) => e.is_caller_fault(),
             Error::ModelNotFound { .. }
             | Error::InvalidModel { .. }
             | Error::ModelMismatch(_)
@@ -185,8 +230,10 @@ impl Error {
             | Error::IndexNotFound { .. }
             | Error::UnsupportedFormat { .. }
             | Error::InvalidArgument { .. }
+            | Error::NoHead { .. }
             | Error::NoEncoder { .. } => true,
             Error::Io { .. }
+            | Error::Poisoned { .. }
             | Error::Encoder(_)
             | Error::Tokenizer(_)
             | Error::CorruptIndex { .. }
@@ -217,36 +264,152 @@ impl Error {
     }
 }
 
-/// Renders the `SOURCE[:LINE]: [field "FIELD": ]` prefix shared by the
-/// line-oriented file errors (catalogs, events).
-pub(crate) struct Location<'a> {
-    pub source: &'a str,
-    pub line: Option<usize>,
-    pub field: Option<&'a str>,
+/// What the kind of a [`LocatedError`] tells besides its message.
+pub trait ErrorKind: fmt::Display + fmt::Debug {
+    /// A suggestion for fixing this kind of error, if there is a useful one.
+    fn hint(&self) -> Option<&'static str> {
+        None
+    }
+
+    /// `true` when the input or the caller is at fault (a server answers 4xx);
+    /// `false` for I/O failures and damaged stored data (5xx).
+    fn is_caller_fault(&self) -> bool;
 }
 
-impl std::fmt::Display for Location<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.source)?;
+/// An error found in a file or an input stream, with its place.
+///
+/// Displays as `SOURCE[:LINE]: [field "FIELD": ]REASON[; hint: HINT]`, e.g.
+/// `catalog.jsonl:12: field "price": must be a finite number >= 0, got -3`, so a
+/// person can jump straight to the offending line. The parts stay available as
+/// fields for callers that want to react to them.
+#[derive(Debug)]
+pub struct LocatedError<K> {
+    /// The file path (as given) or the name the caller passed for in-memory input.
+    pub source_name: String,
+    /// The 1-based physical line the problem is on, when it is tied to a line.
+    pub line: Option<usize>,
+    /// The field (or column) concerned, when there is one.
+    pub field: Option<Box<str>>,
+    /// What went wrong.
+    pub kind: K,
+}
+
+impl<K: ErrorKind> LocatedError<K> {
+    /// Builds an error from its parts.
+    pub fn new(
+        source_name: impl Into<String>,
+        line: Option<usize>,
+        field: Option<String>,
+        kind: K,
+    ) -> Self {
+        Self {
+            source_name: source_name.into(),
+            line,
+            field: field.map(String::into_boxed_str),
+            kind,
+        }
+    }
+
+    /// An error about a whole file or stream (no line, no field).
+    pub fn whole(source_name: impl Into<String>, kind: K) -> Self {
+        Self::new(source_name, None, None, kind)
+    }
+
+    /// An error about one line, and optionally one field, of a file.
+    pub fn at(source_name: impl Into<String>, line: usize, field: Option<&str>, kind: K) -> Self {
+        Self::new(source_name, Some(line), field.map(str::to_owned), kind)
+    }
+
+    /// The file path or source name the error was found in.
+    pub fn source_name(&self) -> &str {
+        &self.source_name
+    }
+
+    /// The 1-based physical line the problem is on, if it is tied to a line.
+    pub fn line(&self) -> Option<usize> {
+        self.line
+    }
+
+    /// The field concerned, if any.
+    pub fn field(&self) -> Option<&str> {
+        self.field.as_deref()
+    }
+
+    /// What went wrong.
+    pub fn kind(&self) -> &K {
+        &self.kind
+    }
+
+    /// `true` when the input or the caller is at fault (4xx), `false` for the
+    /// system's faults (5xx).
+    pub fn is_caller_fault(&self) -> bool {
+        self.kind.is_caller_fault()
+    }
+}
+
+impl<K: ErrorKind> fmt::Display for LocatedError<K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.source_name)?;
         if let Some(line) = self.line {
             write!(f, ":{line}")?;
         }
         f.write_str(": ")?;
-        if let Some(field) = self.field {
+        if let Some(field) = &self.field {
             write!(f, "field \"{field}\": ")?;
+        }
+        write!(f, "{}", self.kind)?;
+        if let Some(hint) = self.kind.hint() {
+            write!(f, "; hint: {hint}")?;
         }
         Ok(())
     }
 }
 
-/// Renders a `; hint: ...` suffix, or nothing.
-pub(crate) struct Hint(pub Option<&'static str>);
+impl<K: ErrorKind> std::error::Error for LocatedError<K> {}
 
-impl std::fmt::Display for Hint {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.0 {
-            Some(hint) => write!(f, "; hint: {hint}"),
-            None => Ok(()),
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug)]
+    struct Bad;
+
+    impl fmt::Display for Bad {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("is bad")
         }
+    }
+
+    impl ErrorKind for Bad {
+        fn hint(&self) -> Option<&'static str> {
+            Some("fix it")
+        }
+        fn is_caller_fault(&self) -> bool {
+            true
+        }
+    }
+
+    #[test]
+    fn located_errors_name_source_line_and_field() {
+        let e = LocatedError::at("f.jsonl", 12, Some("price"), Bad);
+        assert_eq!(
+            e.to_string(),
+            "f.jsonl:12: field \"price\": is bad; hint: fix it"
+        );
+        assert_eq!(
+            LocatedError::whole("f", Bad).to_string(),
+            "f: is bad; hint: fix it"
+        );
+        assert!(e.is_caller_fault());
+        assert_eq!((e.line(), e.field()), (Some(12), Some("price")));
+    }
+
+    #[test]
+    fn poisoned_locks_are_the_systems_fault() {
+        assert!(!Error::Poisoned {
+            what: "event store"
+        }
+        .is_user_error());
+        assert!(Error::NoHead { index: "i".into() }.is_user_error());
     }
 }

@@ -108,22 +108,22 @@ pub struct Fused {
     pub dense: Option<(f32, usize)>,
 }
 
-fn min_max(list: &[Candidate]) -> (f32, f32) {
-    let mut lo = f32::INFINITY;
-    let mut hi = f32::NEG_INFINITY;
-    for c in list {
-        lo = lo.min(c.score);
-        hi = hi.max(c.score);
+/// Min-max normalises `xs` in place to [0, 1], `(x - min) / (max - min)`, all 1 when
+/// the values are equal. The one min-max of the crate (fusion, the fallback formula,
+/// MMR).
+pub fn min_max(xs: &mut [f32]) {
+    let lo = xs.iter().copied().fold(f32::INFINITY, f32::min);
+    let hi = xs.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    for x in xs.iter_mut() {
+        *x = if hi > lo { (*x - lo) / (hi - lo) } else { 1.0 };
     }
-    (lo, hi)
 }
 
-fn normalise(score: f32, (lo, hi): (f32, f32)) -> f32 {
-    if hi > lo {
-        (score - lo) / (hi - lo)
-    } else {
-        1.0
-    }
+/// The scores of a list, min-max normalised, in list order.
+fn normalised(list: &[Candidate]) -> Vec<f32> {
+    let mut s: Vec<f32> = list.iter().map(|c| c.score).collect();
+    min_max(&mut s);
+    s
 }
 
 /// Fuses two lists (each sorted best first, no duplicates) and returns the best `k`.
@@ -148,7 +148,7 @@ pub fn fuse(bm25: &[Candidate], dense: &[Candidate], fusion: &Fusion, k: usize) 
                 dense: Some((c.score, i + 1)),
             });
     }
-    let (bm, dm) = (min_max(bm25), min_max(dense));
+    let (bm, dm) = (normalised(bm25), normalised(dense));
     let mut out: Vec<Fused> = by_ord
         .into_values()
         .map(|mut f| {
@@ -162,8 +162,8 @@ pub fn fuse(bm25: &[Candidate], dense: &[Candidate], fusion: &Fusion, k: usize) 
                         + f.dense.map_or(0.0, |(_, r)| dense_weight / (k + r as f32))
                 }
                 Fusion::Weighted { bm25, dense } => {
-                    bm25 * f.bm25.map_or(0.0, |(s, _)| normalise(s, bm))
-                        + dense * f.dense.map_or(0.0, |(s, _)| normalise(s, dm))
+                    bm25 * f.bm25.map_or(0.0, |(_, r)| bm[r - 1])
+                        + dense * f.dense.map_or(0.0, |(_, r)| dm[r - 1])
                 }
             };
             f

@@ -48,9 +48,11 @@ pub mod engine;
 pub mod error;
 pub mod eval;
 pub mod fuse;
-mod jsonl;
+mod lines;
 pub mod profile;
+pub mod progress;
 pub mod rank;
+mod rng;
 pub mod store;
 pub mod text;
 pub mod vector;
@@ -59,8 +61,12 @@ pub use build::{BuildSummary, IndexBuilder};
 pub use catalog::{Catalog, Product};
 pub use encoder::{DeviceSpec, Encoder, EncoderOptions};
 pub use engine::{
-    Candidates, Engine, EngineBuilder, Filters, Hit, Mode, ScoreBreakdown, SearchRequest,
+    Candidates, Engine, EngineBuilder, ExternalCandidate, Filters, Hit, ImportSummary, Mode,
+    RerankResponse, ScoreBreakdown, SearchRequest,
 };
 pub use error::{Error, Result};
 pub use fuse::Fusion;
+pub use profile::{Event, EventKind, EventStore, Profile};
+pub use progress::{Progress, Silent};
+pub use rank::{train_head, CtrHead, RerankMode, TrainSpec, TrainedHead, TrainingLogs};
 pub use vector::HnswParams;

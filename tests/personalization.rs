@@ -6,14 +6,15 @@ mod common;
 
 use std::path::Path;
 
-use shelfrank::engine::ExternalCandidate;
 use shelfrank::eval::read_personal_tasks;
 use shelfrank::profile::events::{parse_timestamp, read_events, EventReadOptions};
-use shelfrank::profile::{Event, EventKind, EventStore};
-use shelfrank::rank::head::{CtrHead, HeadConfig};
-use shelfrank::rank::train::{self, SampleOptions};
-use shelfrank::rank::{RerankMode, FEATURE_NAMES, RANK_DIR};
-use shelfrank::{Engine, Error, Mode, SearchRequest};
+use shelfrank::profile::{Event, EventKind, EventStore, ItemStats};
+use shelfrank::rank::samples::{self, SampleOptions};
+use shelfrank::rank::{CandidateSource, CtrHead, HeadConfig, RerankMode, FEATURE_NAMES};
+use shelfrank::{
+    train_head, Engine, Error, ExternalCandidate, Mode, SearchRequest, Silent, TrainSpec,
+    TrainingLogs,
+};
 
 fn ids(hits: &[shelfrank::Hit]) -> Vec<String> {
     hits.iter().map(|h| h.id.clone()).collect()
@@ -23,7 +24,7 @@ fn fixture_events(engine: &Engine) -> EventStore {
     let batch = read_events(
         Path::new("fixtures/events.jsonl"),
         &EventReadOptions::default(),
-        &|id: &str| engine.ord_of(id).is_some(),
+        &|id: &str| engine.product(id).is_some(),
     )
     .unwrap();
     let mut store = EventStore::open_in_memory();
@@ -180,9 +181,16 @@ fn import_reports_bad_lines_with_file_and_line() {
     );
 }
 
+/// Item statistics over `store` for the products of `engine`.
+fn stats_of(engine: &Engine, store: &EventStore) -> ItemStats {
+    ItemStats::from_events(store.iter(), &|id: &str| {
+        CandidateSource::ord_of(engine, id)
+    })
+}
+
 fn train_head_from_tasks(engine: &Engine, seed: u64) -> (CtrHead, Option<f64>) {
     let store = fixture_events(engine);
-    let stats = engine.item_stats(store.iter());
+    let stats = stats_of(engine, &store);
     let tasks = read_personal_tasks(Path::new("fixtures/personal_queries.tsv")).unwrap();
     let opts = SampleOptions {
         depth: 20,
@@ -190,7 +198,7 @@ fn train_head_from_tasks(engine: &Engine, seed: u64) -> (CtrHead, Option<f64>) {
         ..SampleOptions::default()
     };
     let (groups, _) =
-        train::personal_task_groups(engine, &tasks, &store, &stats, &opts, &|_| {}).unwrap();
+        samples::personal_task_groups(engine, &tasks, &store, &stats, &opts, &|_| {}).unwrap();
     assert_eq!(groups.len(), tasks.len());
     for g in &groups {
         assert_eq!(
@@ -199,15 +207,17 @@ fn train_head_from_tasks(engine: &Engine, seed: u64) -> (CtrHead, Option<f64>) {
             "exactly the target is positive"
         );
     }
-    let data = train::weigh(groups, &opts, 0);
-    let cfg = HeadConfig {
+    let mut spec = TrainSpec::new(TrainingLogs::Tasks(tasks));
+    spec.events = Some(store);
+    spec.sampling = opts;
+    spec.config = HeadConfig {
         epochs: 5,
         seed,
         ..HeadConfig::default()
     };
-    let names = FEATURE_NAMES.iter().map(|s| s.to_string()).collect();
-    let (head, report) = CtrHead::train(names, &data.train, &data.val, &cfg, &mut |_| {}).unwrap();
-    (head, report.best_val_auc)
+    let trained = train_head(engine, spec, &Silent).unwrap();
+    assert_eq!(trained.dataset.groups, groups.len());
+    (trained.head, trained.report.best_val_auc)
 }
 
 #[test]
@@ -219,7 +229,7 @@ fn training_is_reproducible_and_the_head_serves_with_explanations() {
     let (_, auc2) = train_head_from_tasks(&engine, 7);
     assert_eq!(auc1, auc2, "same seed, same validation AUC");
     head.save(
-        &index.join(RANK_DIR),
+        &shelfrank::store::IndexPaths::new(&index).rank_dir(),
         &serde_json::json!({"source": "test"}),
     )
     .unwrap();
@@ -254,9 +264,9 @@ fn impressions_and_qrels_train_too() {
     let tmp = tempfile::tempdir().unwrap();
     let engine = Engine::open(common::build_index(tmp.path(), "idx")).unwrap();
     let store = fixture_events(&engine);
-    let stats = engine.item_stats(store.iter());
-    let imps = train::read_impressions(Path::new("fixtures/impressions.jsonl")).unwrap();
-    let (groups, unknown) = train::impression_groups(&engine, &imps, &store, &stats).unwrap();
+    let stats = stats_of(&engine, &store);
+    let imps = samples::read_impressions(Path::new("fixtures/impressions.jsonl")).unwrap();
+    let (groups, unknown) = samples::impression_groups(&engine, &imps, &store, &stats).unwrap();
     assert_eq!(unknown, 0);
     assert_eq!(groups.len(), 12);
     assert!(groups
@@ -268,7 +278,7 @@ fn impressions_and_qrels_train_too() {
         depth: 10,
         ..SampleOptions::default()
     };
-    let groups = train::qrels_groups(&engine, &queries, &qrels, &opts, &|_| {}).unwrap();
+    let groups = samples::qrels_groups(&engine, &queries, &qrels, &opts, &|_| {}).unwrap();
     let soft: Vec<f32> = groups
         .iter()
         .flat_map(|g| g.labels.clone())

@@ -251,7 +251,7 @@ mod tests {
         let err = spec.parse::<ColumnMap>().unwrap_err();
         assert_eq!(err.line(), None);
         match err.kind {
-            CatalogErrorKind::BadColumnMap { reason } => (err.field, reason),
+            CatalogErrorKind::BadColumnMap { reason } => (err.field.map(String::from), reason),
             other => panic!("expected BadColumnMap, got {other:?}"),
         }
     }

@@ -14,63 +14,10 @@ pub const LATIN1_HINT: &str = "the file is not UTF-8; if it is Latin-1 (like the
 
 /// An error found while reading or validating a catalog, with the place it was found.
 ///
-/// Displays as `SOURCE[:LINE]: [field "FIELD": ]REASON[; hint: HINT]`.
-#[derive(Debug, thiserror::Error)]
-#[error("{prefix}{kind}{hint}", prefix = crate::error::Location { source: &self.source_name, line: self.line, field: self.field.as_deref() }, hint = crate::error::Hint(self.kind.hint()))]
-pub struct CatalogError {
-    /// The file path (as given) or the name the caller passed for in-memory input.
-    pub source_name: String,
-    /// The 1-based physical line the problem is on; `None` when there is no line (opening the
-    /// file failed, a bad column map, an empty catalog).
-    pub line: Option<usize>,
-    /// The product field concerned (`"price"`, `"attributes.color"`), when there is one.
-    pub field: Option<String>,
-    /// What went wrong.
-    pub kind: CatalogErrorKind,
-}
-
-impl CatalogError {
-    /// Builds an error from its parts.
-    pub fn new(
-        source_name: impl Into<String>,
-        line: Option<usize>,
-        field: Option<String>,
-        kind: CatalogErrorKind,
-    ) -> Self {
-        Self {
-            source_name: source_name.into(),
-            line,
-            field,
-            kind,
-        }
-    }
-
-    /// The 1-based physical line the problem is on, if it is tied to a line.
-    pub fn line(&self) -> Option<usize> {
-        self.line
-    }
-
-    /// The product field concerned, if any.
-    pub fn field(&self) -> Option<&str> {
-        self.field.as_deref()
-    }
-
-    /// What went wrong.
-    pub fn kind(&self) -> &CatalogErrorKind {
-        &self.kind
-    }
-
-    /// The file path or source name the error was found in.
-    pub fn source_name(&self) -> &str {
-        &self.source_name
-    }
-
-    /// `true` when the input data or the caller's options are at fault (a server would answer
-    /// 4xx); `false` for I/O failures, which are the system's fault (5xx).
-    pub fn is_caller_fault(&self) -> bool {
-        !matches!(self.kind, CatalogErrorKind::Io(_))
-    }
-}
+/// Displays as `SOURCE[:LINE]: [field "FIELD": ]REASON[; hint: HINT]`. The line is `None`
+/// when there is none (opening the file failed, a bad column map, an empty catalog); the
+/// field is the product field concerned (`"price"`, `"attributes.color"`).
+pub type CatalogError = crate::error::LocatedError<CatalogErrorKind>;
 
 /// The kinds of [`CatalogError`]. Each variant's `Display` is the reason part of the message.
 #[derive(Debug, thiserror::Error)]
@@ -183,9 +130,14 @@ pub enum CatalogErrorKind {
     },
 }
 
-impl CatalogErrorKind {
-    /// A suggestion for fixing this kind of error, if there is a useful one.
-    pub fn hint(&self) -> Option<&'static str> {
+impl crate::error::ErrorKind for CatalogErrorKind {
+    /// `false` for I/O failures (the system's fault), `true` for everything else: the input
+    /// data or the caller's options are at fault.
+    fn is_caller_fault(&self) -> bool {
+        !matches!(self, CatalogErrorKind::Io(_))
+    }
+
+    fn hint(&self) -> Option<&'static str> {
         match self {
             Self::InvalidUtf8 { .. } => Some(LATIN1_HINT),
             Self::UnknownFormat { .. } => {

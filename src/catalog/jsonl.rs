@@ -25,7 +25,7 @@ pub(super) fn read(
     collector: &mut Collector<'_>,
 ) -> Result<(), CatalogError> {
     let source = collector.source_name();
-    crate::jsonl::read_lines(
+    crate::lines::read_lines(
         reader,
         |line, e| CatalogError::new(source, Some(line), None, CatalogErrorKind::Io(e)),
         |line, bytes| {
@@ -63,7 +63,7 @@ fn parse_line(text: &str) -> Result<Product, RowError> {
 /// column N" (always line 1 here) with just the column.
 fn json_error(e: serde_json::Error) -> RowError {
     RowError::line(CatalogErrorKind::InvalidJson {
-        message: crate::jsonl::json_error_message(&e),
+        message: crate::lines::json_error_message(&e),
     })
 }
 

@@ -148,7 +148,7 @@ fn read_with_format(
     format: Format,
     opts: &ReadOptions,
 ) -> Result<Catalog, CatalogError> {
-    let reader = crate::jsonl::skip_bom(reader)
+    let reader = crate::lines::skip_bom(reader)
         .map_err(|e| CatalogError::new(source_name, Some(1), None, CatalogErrorKind::Io(e)))?;
     let mut collector = Collector::new(source_name, opts);
     match format {
@@ -194,6 +194,44 @@ impl From<FieldError> for RowError {
 
 /// Collects products from a reader: validates them, checks ids are unique, and applies the
 /// skip-or-fail policy to bad lines.
+/// The rule every product of a catalog obeys: valid fields ([`validate_product`]) and
+/// an id not seen before (`first_seen` maps ids to the line they were first seen on).
+fn check_new(first_seen: &HashMap<String, usize>, product: &Product) -> Result<(), RowError> {
+    validate_product(product)?;
+    if let Some(&first_line) = first_seen.get(&product.id) {
+        return Err(RowError::field(
+            "id",
+            CatalogErrorKind::DuplicateId {
+                id: product.id.clone(),
+                first_line,
+            },
+        ));
+    }
+    Ok(())
+}
+
+/// Checks products built in code without taking them: the same rules as the readers
+/// and [`Catalog::from_products`], and at least one product. Errors name the
+/// product's 1-based position as the line and `"products"` as the source.
+pub fn check_products(products: &[Product]) -> Result<(), CatalogError> {
+    if products.is_empty() {
+        return Err(CatalogError::whole(
+            IN_MEMORY_SOURCE,
+            CatalogErrorKind::EmptyCatalog {
+                skipped: 0,
+                first_problem: None,
+            },
+        ));
+    }
+    let mut first_seen = HashMap::with_capacity(products.len());
+    for (i, product) in products.iter().enumerate() {
+        check_new(&first_seen, product)
+            .map_err(|e| CatalogError::new(IN_MEMORY_SOURCE, Some(i + 1), e.field, e.kind))?;
+        first_seen.insert(product.id.clone(), i + 1);
+    }
+    Ok(())
+}
+
 struct Collector<'a> {
     source_name: &'a str,
     skip_invalid: bool,
@@ -231,16 +269,7 @@ impl<'a> Collector<'a> {
     /// the line. Returns `Err` when the line must stop the read.
     fn push(&mut self, line: usize, row: Result<Product, RowError>) -> Result<(), CatalogError> {
         let checked = row.and_then(|product| {
-            validate_product(&product)?;
-            if let Some(&first_line) = self.first_seen.get(&product.id) {
-                return Err(RowError::field(
-                    "id",
-                    CatalogErrorKind::DuplicateId {
-                        id: product.id,
-                        first_line,
-                    },
-                ));
-            }
+            check_new(&self.first_seen, &product)?;
             Ok(product)
         });
         match checked {
@@ -468,7 +497,7 @@ mod tests {
 
         // Short inputs that are a prefix of the BOM or shorter than it are passed through.
         let mut out = Vec::new();
-        crate::jsonl::skip_bom(&b"{}"[..])
+        crate::lines::skip_bom(&b"{}"[..])
             .unwrap()
             .read_to_end(&mut out)
             .unwrap();

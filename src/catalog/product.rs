@@ -146,7 +146,7 @@ pub(super) fn parse_number_text(field: &str, text: &str) -> Result<f64, FieldErr
     })
 }
 
-pub(super) use crate::jsonl::shorten;
+pub(super) use crate::lines::shorten;
 
 /// Quotes and shortens a text value for an error message.
 pub(super) fn quote_short(text: &str) -> String {
@@ -243,7 +243,7 @@ mod tests {
     fn long_values_are_shortened() {
         let long = "é".repeat(100);
         let short = shorten(&long);
-        assert_eq!(short.chars().count(), crate::jsonl::MAX_EXCERPT_CHARS + 3);
+        assert_eq!(short.chars().count(), crate::lines::MAX_EXCERPT_CHARS + 3);
         assert!(short.ends_with("..."));
     }
 

@@ -7,31 +7,19 @@
 //! qrels.dev.txt:17: field "grade": expected an integer, got "x"
 //! ```
 //!
-//! The fields are public and structured ([`EvalError::path`], [`EvalError::line`],
-//! [`EvalError::field`], [`EvalError::kind`]) so callers can match on them instead of parsing the
-//! message. [`EvalError::is_caller_fault`] says whether the input (the caller) or the system is to
-//! blame, so a server or CLI can map errors to 4xx/5xx or exit codes in one place.
+//! It is the crate's one [`LocatedError`](crate::error::LocatedError): the parts are public
+//! fields (source, line, field, kind) so callers can match on them instead of parsing the
+//! message, and `is_caller_fault` says whether the input (the caller) or the system is to blame,
+//! so a server or CLI can map errors to 4xx/5xx or exit codes in one place.
 //!
 //! No metric formulas live here; see `metrics.rs` for those.
 
-use std::fmt;
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// An error while reading or writing an evaluation file (queries, qrels, personal tasks, TREC runs,
-/// JSON reports).
-#[derive(Debug, thiserror::Error)]
-#[error("{}{}{}: {kind}", .path.display(), LineSuffix(*.line), FieldSuffix(*.field))]
-pub struct EvalError {
-    /// The file being read or written.
-    pub path: PathBuf,
-    /// The 1-based line of `path` at fault, when the error concerns one line.
-    pub line: Option<usize>,
-    /// The field (column) at fault, e.g. `"grade"`, when the error concerns one field.
-    pub field: Option<&'static str>,
-    /// What went wrong.
-    pub kind: EvalErrorKind,
-}
+/// JSON reports), with the file, line and field at fault.
+pub type EvalError = crate::error::LocatedError<EvalErrorKind>;
 
 /// What went wrong, without the location (see [`EvalError`] for that).
 #[derive(Debug, thiserror::Error)]
@@ -76,6 +64,15 @@ pub enum EvalErrorKind {
     NotANumber {
         /// The text found in the field.
         value: String,
+    },
+    /// A timestamp field cannot be read (the message lists the accepted forms).
+    #[error("{0}")]
+    InvalidTimestamp(String),
+    /// A JSON document cannot be parsed as what was expected.
+    #[error("invalid JSON: {message}")]
+    InvalidJson {
+        /// The parser's message and what was expected.
+        message: String,
     },
     /// A field that must not be empty is empty.
     #[error("must not be empty")]
@@ -138,47 +135,37 @@ pub enum EvalErrorKind {
     Json(serde_json::Error),
 }
 
-impl EvalError {
-    /// An error about the whole file (no line, no field).
-    pub(crate) fn file(path: &Path, kind: EvalErrorKind) -> Self {
-        Self {
-            path: path.to_path_buf(),
-            line: None,
-            field: None,
-            kind,
-        }
-    }
+/// An error about the whole file (no line, no field).
+pub(crate) fn file_error(path: &Path, kind: EvalErrorKind) -> EvalError {
+    EvalError::whole(path.display().to_string(), kind)
+}
 
-    /// An error about one line (and optionally one field) of a file.
-    pub(crate) fn at(
-        path: &Path,
-        line: usize,
-        field: Option<&'static str>,
-        kind: EvalErrorKind,
-    ) -> Self {
-        Self {
-            path: path.to_path_buf(),
-            line: Some(line),
-            field,
-            kind,
-        }
-    }
+/// An error about one line (and optionally one field) of a file.
+pub(crate) fn line_error(
+    path: &Path,
+    line: usize,
+    field: Option<&str>,
+    kind: EvalErrorKind,
+) -> EvalError {
+    EvalError::at(path.display().to_string(), line, field, kind)
+}
 
-    /// An error about one field of a value being written (no line: the output does not exist yet).
-    pub(crate) fn field(path: &Path, field: &'static str, kind: EvalErrorKind) -> Self {
-        Self {
-            path: path.to_path_buf(),
-            line: None,
-            field: Some(field),
-            kind,
-        }
-    }
+/// An error about one field of a value being written (no line: the output does not exist yet).
+pub(crate) fn field_error(path: &Path, field: &str, kind: EvalErrorKind) -> EvalError {
+    EvalError::new(
+        path.display().to_string(),
+        None,
+        Some(field.to_owned()),
+        kind,
+    )
+}
 
+impl crate::error::ErrorKind for EvalErrorKind {
     /// Whether the caller is at fault (bad input data, a missing input file, a bad path or value)
     /// rather than the system (a full disk, an I/O failure). Servers map `true` to 4xx, `false`
     /// to 5xx.
-    pub fn is_caller_fault(&self) -> bool {
-        match &self.kind {
+    fn is_caller_fault(&self) -> bool {
+        match self {
             EvalErrorKind::Read(e) | EvalErrorKind::Write(e) => matches!(
                 e.kind(),
                 io::ErrorKind::NotFound
@@ -193,37 +180,13 @@ impl EvalError {
     }
 }
 
-/// Displays `:LINE` when there is a line, nothing otherwise.
-struct LineSuffix(Option<usize>);
-
-impl fmt::Display for LineSuffix {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.0 {
-            Some(line) => write!(f, ":{line}"),
-            None => Ok(()),
-        }
-    }
-}
-
-/// Displays `: field "NAME"` when there is a field, nothing otherwise.
-struct FieldSuffix(Option<&'static str>);
-
-impl fmt::Display for FieldSuffix {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.0 {
-            Some(field) => write!(f, ": field {field:?}"),
-            None => Ok(()),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn display_names_file_line_and_field() {
-        let e = EvalError::at(
+        let e = line_error(
             Path::new("qrels.dev.txt"),
             17,
             Some("grade"),
@@ -238,7 +201,7 @@ mod tests {
 
     #[test]
     fn display_without_line_or_field() {
-        let e = EvalError::file(
+        let e = file_error(
             Path::new("out/run.trec"),
             EvalErrorKind::Write(io::Error::other("disk full")),
         );

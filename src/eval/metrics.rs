@@ -54,20 +54,29 @@ fn first_occurrences<'a>(ranked: &'a [&'a str], k: usize) -> impl Iterator<Item 
         .map(move |doc| if seen.insert(*doc) { Some(*doc) } else { None })
 }
 
-/// NDCG@k with linear gains (see the module docs). Unjudged documents and negative grades have
-/// gain 0; the ideal DCG is computed from all judged documents. Returns `None` when the ideal DCG
-/// is 0 (no positive grade, or `k == 0`), so the query is excluded from the mean.
-pub fn ndcg_at_k(ranked: &[&str], judged: &HashMap<String, i32>, k: usize) -> Option<f64> {
-    let mut ideal: Vec<f64> = judged.values().map(|&g| gain(g)).collect();
+/// NDCG@k of the gains of a ranking, in ranked order, against the ideal ordering of
+/// `judged_gains`, the gains of every judged item in any order. Returns `None` when the ideal DCG
+/// is 0 (no positive gain, or `k == 0`), so the query is excluded from the mean. Every NDCG of the
+/// crate (evaluation, the CTR head's validation, personalised tasks) is this function.
+pub fn ndcg_of_gains(ranked_gains: &[f64], judged_gains: &[f64], k: usize) -> Option<f64> {
+    let mut ideal = judged_gains.to_vec();
     ideal.sort_by(|a, b| b.total_cmp(a));
     let idcg = dcg_at_k(&ideal, k);
     if idcg <= 0.0 {
         return None;
     }
+    Some(dcg_at_k(ranked_gains, k) / idcg)
+}
+
+/// NDCG@k with linear gains (see the module docs). Unjudged documents and negative grades have
+/// gain 0; the ideal DCG is computed from all judged documents. Returns `None` when the ideal DCG
+/// is 0 (no positive grade, or `k == 0`), so the query is excluded from the mean.
+pub fn ndcg_at_k(ranked: &[&str], judged: &HashMap<String, i32>, k: usize) -> Option<f64> {
+    let ideal: Vec<f64> = judged.values().map(|&g| gain(g)).collect();
     let gains: Vec<f64> = first_occurrences(ranked, k)
         .map(|doc| doc.and_then(|d| judged.get(d)).map_or(0.0, |&g| gain(g)))
         .collect();
-    Some(dcg_at_k(&gains, k) / idcg)
+    ndcg_of_gains(&gains, &ideal, k)
 }
 
 /// The number of relevant (grade ≥ `min_grade`) documents of a query.

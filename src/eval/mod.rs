@@ -13,22 +13,37 @@
 //!
 //! Per-query values that are undefined (`None`) are left out of the means, as in trec_eval.
 //!
-//! Typical use: [`read_queries`] and [`read_qrels`], search every query, then
-//! [`evaluate_run`] per mode, [`write_trec_run`] / [`write_json`] for the record and
-//! [`markdown_table`] for the summary.
+//! Typical use: [`read_queries`] and [`read_qrels`], then [`retrieval`] (every mode from one
+//! retrieval per query), [`RetrievalEval::write`] for the TREC run files and `report.json`, and
+//! [`RetrievalEval::table`] for the summary. Personalised tasks: [`read_personal_tasks`], then
+//! [`personal`]. HNSW recall against exact search: [`hnsw_recall`].
 //!
 //! Files: `error.rs` ([`EvalError`]), `files.rs` (readers and atomic writers), `metrics.rs`
-//! (single-query metrics, [`Mean`]), `report.rs` (whole-run evaluation, the table).
+//! (single-query metrics, [`Mean`]; the crate's one AUC and NDCG), `report.rs` (whole-run
+//! evaluation, the table), `retrieval.rs`, `personal.rs` and `recall.rs` (the three drivers).
 
 mod error;
 mod files;
-mod metrics;
+pub mod metrics;
+mod personal;
+mod recall;
 mod report;
+mod retrieval;
 
 pub use error::{EvalError, EvalErrorKind};
 pub use files::{
-    read_personal_tasks, read_qrels, read_queries, read_trec_run, write_json, write_trec_run,
-    PersonalTask, Qrels, Query, ScoredRanking,
+    read_candidates, read_personal_tasks, read_qrels, read_queries, read_trec_run, write_json,
+    write_trec_run, PersonalTask, Qrels, Query, ScoredRanking,
 };
-pub use metrics::{auc, dcg_at_k, hit_at_k, ndcg_at_k, recall_at_k, reciprocal_rank_at_k, Mean};
+pub use metrics::{
+    auc, dcg_at_k, hit_at_k, ndcg_at_k, ndcg_of_gains, recall_at_k, reciprocal_rank_at_k, Mean,
+};
+pub use personal::{
+    personal, personal_table, PersonalMode, PersonalOptions, PersonalReport, PERSONAL_MRR_K,
+    PERSONAL_TOP,
+};
+pub use recall::{hnsw_recall, RecallRow};
 pub use report::{evaluate_run, markdown_table, ModeReport, QueryMetrics, MRR_K, NDCG_K};
+pub use retrieval::{
+    in_fold, parse_modes, retrieval, EvalMode, RetrievalEval, RetrievalOptions, Run,
+};

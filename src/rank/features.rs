@@ -2,7 +2,7 @@
 //!
 //! Every feature is cheap to compute at query time from the retrieval lists, the
 //! shopper's [`Profile`] and [`ItemStats`], all as of the request's time. The list
-//! and its order are part of a trained head's card; [`FEATURE_NAMES`] documents
+//! and its order are part of a trained head's card; [`Feature`] documents
 //! each one.
 
 use std::collections::HashSet;
@@ -13,37 +13,172 @@ use crate::profile::{ItemStats, Profile};
 /// Seconds in a day.
 const DAY: f32 = 86_400.0;
 
-/// Names of the features, in vector order.
-pub const FEATURE_NAMES: [&str; 25] = [
-    "bm25",              // BM25 score, 0 when the keyword list missed the item
-    "bm25_rrank",        // 1 / BM25 rank, 0 when missed
-    "dense",             // cosine of query and item embeddings (always computed)
-    "dense_rrank",       // 1 / dense rank, 0 when missed
-    "fused",             // the non-personalised fused score
-    "title_overlap",     // share of query terms present in the title (analysed, stemmed)
-    "profile_sim",       // cosine of the shopper's taste vector and the item
-    "has_profile",       // 1 when the shopper has history
-    "user_item_count",   // ln(1 + past events on this item)
-    "user_item_buys",    // ln(1 + past purchases of this item)
-    "user_item_weight",  // decayed, kind-weighted past interest in this item
-    "user_item_recency", // exp(-days since last event on the item / 30), 0 if never
-    "category_affinity", // shopper's weight share on the item's top category
-    "brand_affinity",    // shopper's weight share on the item's brand
-    "popularity",        // ln(1 + events on the item before the request time)
-    "popularity_recent", // ln(1 + events on the item in the 30 days before)
-    "price_gap",         // |ln(1 + price) - shopper's usual ln(1 + price)|, 0 if unknown
-    "user_activity",     // ln(1 + the shopper's number of events)
-    "bm25_rel",          // BM25 / the best BM25 among the candidates (scale-free across queries)
-    "dense_gap",         // dense - the best dense among the candidates
-    "title_len",         // ln(1 + analysed title terms)
-    "query_len",         // ln(1 + analysed query terms)
-    "title_coverage",    // share of the title's distinct terms that the query has
-    "bigram_overlap",    // share of the query's adjacent term pairs found adjacent in the title
-    "numeric_match",     // share of the query's terms with a digit found in the title (0 if none)
-];
+/// One feature of a candidate. The declaration order is the vector order, which is
+/// part of a trained head's card (its `feature_names`): append new features, and a
+/// head trained on another list is refused at load time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Feature {
+    /// `bm25`: BM25 score, 0 when the keyword list missed the item.
+    Bm25,
+    /// `bm25_rrank`: 1 / BM25 rank, 0 when missed.
+    Bm25Rrank,
+    /// `dense`: cosine of query and item embeddings (always computed).
+    Dense,
+    /// `dense_rrank`: 1 / dense rank, 0 when missed.
+    DenseRrank,
+    /// `fused`: the non-personalised fused score.
+    Fused,
+    /// `title_overlap`: share of query terms present in the title (analysed, stemmed).
+    TitleOverlap,
+    /// `profile_sim`: cosine of the shopper's taste vector and the item.
+    ProfileSim,
+    /// `has_profile`: 1 when the shopper has history.
+    HasProfile,
+    /// `user_item_count`: ln(1 + past events on this item).
+    UserItemCount,
+    /// `user_item_buys`: ln(1 + past purchases of this item).
+    UserItemBuys,
+    /// `user_item_weight`: decayed, kind-weighted past interest in this item.
+    UserItemWeight,
+    /// `user_item_recency`: exp(-days since last event on the item / 30), 0 if never.
+    UserItemRecency,
+    /// `category_affinity`: shopper's weight share on the item's top category.
+    CategoryAffinity,
+    /// `brand_affinity`: shopper's weight share on the item's brand.
+    BrandAffinity,
+    /// `popularity`: ln(1 + events on the item before the request time).
+    Popularity,
+    /// `popularity_recent`: ln(1 + events on the item in the 30 days before).
+    PopularityRecent,
+    /// `price_gap`: |ln(1 + price) - shopper's usual ln(1 + price)|, 0 if unknown.
+    PriceGap,
+    /// `user_activity`: ln(1 + the shopper's number of events).
+    UserActivity,
+    /// `bm25_rel`: BM25 / the best BM25 among the candidates (scale-free across queries).
+    Bm25Rel,
+    /// `dense_gap`: dense - the best dense among the candidates.
+    DenseGap,
+    /// `title_len`: ln(1 + analysed title terms).
+    TitleLen,
+    /// `query_len`: ln(1 + analysed query terms).
+    QueryLen,
+    /// `title_coverage`: share of the title's distinct terms that the query has.
+    TitleCoverage,
+    /// `bigram_overlap`: share of the query's adjacent term pairs found adjacent in the title.
+    BigramOverlap,
+    /// `numeric_match`: share of the query's terms with a digit found in the title (0 if none).
+    NumericMatch,
+}
+
+impl Feature {
+    /// Every feature, in vector order.
+    pub const ALL: [Feature; 25] = [
+        Feature::Bm25,
+        Feature::Bm25Rrank,
+        Feature::Dense,
+        Feature::DenseRrank,
+        Feature::Fused,
+        Feature::TitleOverlap,
+        Feature::ProfileSim,
+        Feature::HasProfile,
+        Feature::UserItemCount,
+        Feature::UserItemBuys,
+        Feature::UserItemWeight,
+        Feature::UserItemRecency,
+        Feature::CategoryAffinity,
+        Feature::BrandAffinity,
+        Feature::Popularity,
+        Feature::PopularityRecent,
+        Feature::PriceGap,
+        Feature::UserActivity,
+        Feature::Bm25Rel,
+        Feature::DenseGap,
+        Feature::TitleLen,
+        Feature::QueryLen,
+        Feature::TitleCoverage,
+        Feature::BigramOverlap,
+        Feature::NumericMatch,
+    ];
+
+    /// The number of features.
+    pub const COUNT: usize = Self::ALL.len();
+
+    /// The feature's name, as in a head's card.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Feature::Bm25 => "bm25",
+            Feature::Bm25Rrank => "bm25_rrank",
+            Feature::Dense => "dense",
+            Feature::DenseRrank => "dense_rrank",
+            Feature::Fused => "fused",
+            Feature::TitleOverlap => "title_overlap",
+            Feature::ProfileSim => "profile_sim",
+            Feature::HasProfile => "has_profile",
+            Feature::UserItemCount => "user_item_count",
+            Feature::UserItemBuys => "user_item_buys",
+            Feature::UserItemWeight => "user_item_weight",
+            Feature::UserItemRecency => "user_item_recency",
+            Feature::CategoryAffinity => "category_affinity",
+            Feature::BrandAffinity => "brand_affinity",
+            Feature::Popularity => "popularity",
+            Feature::PopularityRecent => "popularity_recent",
+            Feature::PriceGap => "price_gap",
+            Feature::UserActivity => "user_activity",
+            Feature::Bm25Rel => "bm25_rel",
+            Feature::DenseGap => "dense_gap",
+            Feature::TitleLen => "title_len",
+            Feature::QueryLen => "query_len",
+            Feature::TitleCoverage => "title_coverage",
+            Feature::BigramOverlap => "bigram_overlap",
+            Feature::NumericMatch => "numeric_match",
+        }
+    }
+
+    /// The feature's position in a [`FeatureVector`].
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Names of the features, in vector order (from [`Feature::name`]).
+pub const FEATURE_NAMES: [&str; Feature::COUNT] = {
+    let mut names = [""; Feature::COUNT];
+    let mut i = 0;
+    while i < Feature::COUNT {
+        names[i] = Feature::ALL[i].name();
+        i += 1;
+    }
+    names
+};
 
 /// Number of features.
-pub const NUM_FEATURES: usize = FEATURE_NAMES.len();
+pub const NUM_FEATURES: usize = Feature::COUNT;
+
+/// The features of one candidate, addressed by [`Feature`].
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct FeatureVector([f32; Feature::COUNT]);
+
+impl FeatureVector {
+    /// All zeros.
+    pub fn zeros() -> Self {
+        Self::default()
+    }
+
+    /// The value of `f`.
+    pub fn get(&self, f: Feature) -> f32 {
+        self.0[f.index()]
+    }
+
+    /// Sets the value of `f`.
+    pub fn set(&mut self, f: Feature, value: f32) {
+        self.0[f.index()] = value;
+    }
+
+    /// The values in vector order (what the head reads).
+    pub fn as_slice(&self) -> &[f32] {
+        &self.0
+    }
+}
 
 /// Everything about the query and shopper that does not depend on the item.
 #[derive(Debug, Clone, Copy)]
@@ -94,76 +229,99 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
 }
 
 /// The feature vector of one candidate.
-pub fn compute(ctx: &QueryContext<'_>, c: &CandidateInput<'_>) -> [f32; NUM_FEATURES] {
+pub fn compute(ctx: &QueryContext<'_>, c: &CandidateInput<'_>) -> FeatureVector {
     let rr = |r: Option<usize>| r.map_or(0.0, |r| 1.0 / r as f32);
     let dense = c.dense;
-    let overlap = if ctx.terms.is_empty() {
-        0.0
-    } else {
-        ctx.terms
-            .iter()
-            .filter(|t| c.title_terms.contains(*t))
-            .count() as f32
-            / ctx.terms.len() as f32
-    };
-    let mut f = [0.0f32; NUM_FEATURES];
-    f[0] = c.bm25.map_or(0.0, |b| b.0);
-    f[1] = rr(c.bm25.map(|b| b.1));
-    f[2] = dense;
-    f[3] = rr(c.dense_rank);
-    f[4] = c.fused;
-    f[5] = overlap;
-    if let Some(p) = ctx.profile.filter(|p| !p.is_empty()) {
-        f[6] = match (&p.embedding, c.embedding) {
-            (Some(u), Some(e)) => dot(u, e),
-            _ => 0.0,
-        };
-        f[7] = 1.0;
-        if let Some(h) = p.items.get(&c.ord) {
-            f[8] = (h.count as f32).ln_1p();
-            f[9] = (h.purchases as f32).ln_1p();
-            f[10] = h.weight;
-            f[11] = (-((ctx.as_of - h.last_ts).max(0) as f32 / DAY) / 30.0).exp();
-        }
-        if let Some(top) = c.product.category.first() {
-            f[12] = p
-                .categories
-                .get(&top.to_lowercase())
-                .copied()
-                .unwrap_or(0.0);
-        }
-        if let Some(b) = &c.product.brand {
-            f[13] = p.brands.get(&b.to_lowercase()).copied().unwrap_or(0.0);
-        }
-        if let (Some(lp), Some(price)) = (p.log_price, c.product.price) {
-            f[16] = ((price as f32).ln_1p() - lp).abs();
-        }
-        f[17] = (p.events as f32).ln_1p();
-    }
-    f[14] = (ctx.stats.count_before(c.ord, ctx.as_of) as f32).ln_1p();
-    f[15] = (ctx.stats.recent_before(c.ord, ctx.as_of) as f32).ln_1p();
-    f[18] = if ctx.max_bm25 > 0.0 {
-        f[0] / ctx.max_bm25
-    } else {
-        0.0
-    };
-    f[19] = if ctx.query_vec.is_some() {
-        dense - ctx.max_dense
-    } else {
-        0.0
-    };
-    f[20] = (c.title_terms.len() as f32).ln_1p();
-    f[21] = (ctx.terms.len() as f32).ln_1p();
+    // Query terms found in the title.
     let shared = ctx
         .terms
         .iter()
         .filter(|t| c.title_terms.contains(*t))
         .count() as f32;
-    f[22] = if c.title_terms.is_empty() {
+    let overlap = if ctx.terms.is_empty() {
         0.0
     } else {
-        shared / c.title_terms.len() as f32
+        shared / ctx.terms.len() as f32
     };
+    let mut f = FeatureVector::zeros();
+    f.set(Feature::Bm25, c.bm25.map_or(0.0, |b| b.0));
+    f.set(Feature::Bm25Rrank, rr(c.bm25.map(|b| b.1)));
+    f.set(Feature::Dense, dense);
+    f.set(Feature::DenseRrank, rr(c.dense_rank));
+    f.set(Feature::Fused, c.fused);
+    f.set(Feature::TitleOverlap, overlap);
+    if let Some(p) = ctx.profile.filter(|p| !p.is_empty()) {
+        f.set(
+            Feature::ProfileSim,
+            match (&p.embedding, c.embedding) {
+                (Some(u), Some(e)) => dot(u, e),
+                _ => 0.0,
+            },
+        );
+        f.set(Feature::HasProfile, 1.0);
+        if let Some(h) = p.items.get(&c.ord) {
+            f.set(Feature::UserItemCount, (h.count as f32).ln_1p());
+            f.set(Feature::UserItemBuys, (h.purchases as f32).ln_1p());
+            f.set(Feature::UserItemWeight, h.weight);
+            f.set(
+                Feature::UserItemRecency,
+                (-((ctx.as_of - h.last_ts).max(0) as f32 / DAY) / 30.0).exp(),
+            );
+        }
+        if let Some(top) = c.product.category.first() {
+            f.set(
+                Feature::CategoryAffinity,
+                p.categories
+                    .get(&top.to_lowercase())
+                    .copied()
+                    .unwrap_or(0.0),
+            );
+        }
+        if let Some(b) = &c.product.brand {
+            f.set(
+                Feature::BrandAffinity,
+                p.brands.get(&b.to_lowercase()).copied().unwrap_or(0.0),
+            );
+        }
+        if let (Some(lp), Some(price)) = (p.log_price, c.product.price) {
+            f.set(Feature::PriceGap, ((price as f32).ln_1p() - lp).abs());
+        }
+        f.set(Feature::UserActivity, (p.events as f32).ln_1p());
+    }
+    f.set(
+        Feature::Popularity,
+        (ctx.stats.count_before(c.ord, ctx.as_of) as f32).ln_1p(),
+    );
+    f.set(
+        Feature::PopularityRecent,
+        (ctx.stats.recent_before(c.ord, ctx.as_of) as f32).ln_1p(),
+    );
+    f.set(
+        Feature::Bm25Rel,
+        if ctx.max_bm25 > 0.0 {
+            f.get(Feature::Bm25) / ctx.max_bm25
+        } else {
+            0.0
+        },
+    );
+    f.set(
+        Feature::DenseGap,
+        if ctx.query_vec.is_some() {
+            dense - ctx.max_dense
+        } else {
+            0.0
+        },
+    );
+    f.set(Feature::TitleLen, (c.title_terms.len() as f32).ln_1p());
+    f.set(Feature::QueryLen, (ctx.terms.len() as f32).ln_1p());
+    f.set(
+        Feature::TitleCoverage,
+        if c.title_terms.is_empty() {
+            0.0
+        } else {
+            shared / c.title_terms.len() as f32
+        },
+    );
     let q = ctx.ordered_terms;
     if q.len() > 1 {
         let pairs: HashSet<(&str, &str)> = c
@@ -175,18 +333,21 @@ pub fn compute(ctx: &QueryContext<'_>, c: &CandidateInput<'_>) -> [f32; NUM_FEAT
             .windows(2)
             .filter(|w| pairs.contains(&(w[0].as_str(), w[1].as_str())))
             .count();
-        f[23] = hits as f32 / (q.len() - 1) as f32;
+        f.set(Feature::BigramOverlap, hits as f32 / (q.len() - 1) as f32);
     }
     let numeric: Vec<&String> = q
         .iter()
         .filter(|t| t.chars().any(|ch| ch.is_ascii_digit()))
         .collect();
     if !numeric.is_empty() {
-        f[24] = numeric
-            .iter()
-            .filter(|t| c.title_terms.contains(t.as_str()))
-            .count() as f32
-            / numeric.len() as f32;
+        f.set(
+            Feature::NumericMatch,
+            numeric
+                .iter()
+                .filter(|t| c.title_terms.contains(t.as_str()))
+                .count() as f32
+                / numeric.len() as f32,
+        );
     }
     f
 }
@@ -196,5 +357,25 @@ pub fn dense_score(query_vec: Option<&[f32]>, embedding: Option<&[f32]>) -> f32 
     match (query_vec, embedding) {
         (Some(q), Some(e)) => dot(q, e),
         _ => 0.0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_positions_come_from_the_enum() {
+        for (i, f) in Feature::ALL.iter().enumerate() {
+            assert_eq!(f.index(), i, "{f:?}");
+            assert_eq!(FEATURE_NAMES[i], f.name());
+        }
+        let distinct: HashSet<&str> = FEATURE_NAMES.iter().copied().collect();
+        assert_eq!(distinct.len(), NUM_FEATURES);
+        let mut v = FeatureVector::zeros();
+        v.set(Feature::Fused, 0.5);
+        assert_eq!(v.get(Feature::Fused), 0.5);
+        assert_eq!(v.as_slice()[Feature::Fused.index()], 0.5);
+        assert_eq!(v.as_slice().iter().filter(|x| **x != 0.0).count(), 1);
     }
 }

@@ -1,5 +1,11 @@
 //! Reranking: features, the learned CTR head, the fallback formula and
-//! diversification.
+//! diversification; and training the head from the shop's logs.
+//!
+//! Files: `features.rs` (the [`Feature`] list and how each is computed), `head/`
+//! (the network: model, fitting, saving), `samples.rs` (training samples from tasks,
+//! impressions or judgements, with importance weights), `train.rs` ([`train_head`],
+//! the whole pipeline). This module never reaches into the engine: samples come
+//! through the [`CandidateSource`] trait, which the engine implements.
 //!
 //! The final personalised score of a candidate is
 //!
@@ -18,15 +24,28 @@
 
 pub mod features;
 pub mod head;
+pub mod samples;
 pub mod train;
 
 use serde::{Deserialize, Serialize};
 
-pub use features::{FEATURE_NAMES, NUM_FEATURES};
-pub use head::{CtrHead, HeadConfig};
+use crate::fuse::min_max;
 
-/// Directory of the trained head inside an index.
-pub const RANK_DIR: &str = "rank";
+pub use features::{Feature, FeatureVector, FEATURE_NAMES, NUM_FEATURES};
+pub use head::{CtrHead, HeadConfig};
+pub use samples::{CandidateQuery, CandidateSource, SampleOptions};
+pub use train::{train_head, TrainSpec, TrainedHead, TrainingLogs};
+
+/// One candidate of a personalised ranking, with its features.
+#[derive(Debug, Clone)]
+pub struct ScoredCandidate {
+    /// The product's row in the index the candidate came from.
+    pub ord: u32,
+    /// What retrieval said: BM25 and dense scores and ranks, the fused score.
+    pub fused: crate::fuse::Fused,
+    /// Its features.
+    pub features: FeatureVector,
+}
 
 /// How a personalised request is reranked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -82,24 +101,18 @@ impl Default for FallbackWeights {
     }
 }
 
-/// Min-max normalises `xs` in place to [0, 1] (all 1 when equal).
-pub fn min_max(xs: &mut [f32]) {
-    let lo = xs.iter().copied().fold(f32::INFINITY, f32::min);
-    let hi = xs.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    for x in xs.iter_mut() {
-        *x = if hi > lo { (*x - lo) / (hi - lo) } else { 1.0 };
-    }
-}
-
-/// Fallback scores of candidates from their feature vectors.
-pub fn fallback_scores(feats: &[[f32; NUM_FEATURES]], w: &FallbackWeights) -> (Vec<f32>, Vec<f32>) {
-    let mut retrieval: Vec<f32> = feats.iter().map(|f| f[4]).collect();
-    let mut prior: Vec<f32> = feats.iter().map(|f| f[14]).collect();
+/// Fallback scores of candidates from their feature vectors, and each one's profile
+/// term (see the module docs).
+pub fn fallback_scores(feats: &[FeatureVector], w: &FallbackWeights) -> (Vec<f32>, Vec<f32>) {
+    let mut retrieval: Vec<f32> = feats.iter().map(|f| f.get(Feature::Fused)).collect();
+    let mut prior: Vec<f32> = feats.iter().map(|f| f.get(Feature::Popularity)).collect();
     min_max(&mut retrieval);
     min_max(&mut prior);
     let profile: Vec<f32> = feats
         .iter()
-        .map(|f| 0.5 * f[6] + 0.5 * (1.0 - (-f[10]).exp()))
+        .map(|f| {
+            0.5 * f.get(Feature::ProfileSim) + 0.5 * (1.0 - (-f.get(Feature::UserItemWeight)).exp())
+        })
         .collect();
     let scores = (0..feats.len())
         .map(|i| w.alpha * prior[i] + w.beta * profile[i] + w.gamma * retrieval[i])
@@ -161,12 +174,12 @@ mod tests {
 
     #[test]
     fn fallback_prefers_past_items_and_retrieval() {
-        let mut a = [0.0f32; NUM_FEATURES];
-        let mut b = [0.0f32; NUM_FEATURES];
-        a[4] = 1.0; // better retrieval
-        b[4] = 0.8;
-        b[10] = 3.0; // bought before
-        let c = [0.0f32; NUM_FEATURES]; // a weak match, so b normalises to 0.8
+        let mut a = FeatureVector::zeros();
+        let mut b = FeatureVector::zeros();
+        a.set(Feature::Fused, 1.0); // better retrieval
+        b.set(Feature::Fused, 0.8);
+        b.set(Feature::UserItemWeight, 3.0); // bought before
+        let c = FeatureVector::zeros(); // a weak match, so b normalises to 0.8
         let (s, _) = fallback_scores(&[a, b, c], &FallbackWeights::default());
         assert!(s[1] > s[0], "{s:?}");
     }

@@ -1,548 +1,232 @@
-//! Training data for the CTR head, from three kinds of logs, with per-sample
-//! importance weights.
-//!
-//! Sources:
-//!
-//! * **Personalised search tasks** (`qid, user, ts, query, target_item`): the
-//!   engine's own non-personalised top-N for the query stands for what was shown,
-//!   the target for what was chosen (label 1), the rest label 0. The shopper's
-//!   profile is built from events strictly before the task's `ts`.
-//! * **Impression logs** (`{"user", "query", "ts", "shown": [...], "clicked":
-//!   [...]}`): each shown item is a sample at its display position, label = clicked.
-//! * **Graded judgements** (queries + TREC qrels): the engine's top-N, label =
-//!   grade / max grade (a soft label), no shopper.
-//!
-//! Weights. A logged choice is observed only if the shopper examined its position,
-//! so each positive is weighted by the inverse of its position's examination
-//! propensity (Joachims, Swaminathan & Schnabel, "Unbiased Learning-to-Rank with
-//! Biased Feedback", WSDM 2017). Propensities are estimated from the logs as the
-//! choice rate per position bucket relative to position 1, or given, and clipped
-//! from below at `min_propensity` so no sample dominates. Then classes are
-//! re-weighted as the importance-weighting estimator `w = p(y|x) / p(y)` suggests
-//! for a label-shifted sample: each class's total weight is scaled to one half, so
-//! that the rare positives are not drowned by negatives.
-//!
-//! Validation is split by shopper (or by query for qrels), never by row, so the
-//! validation AUC measures generalisation to unseen shoppers.
+//! Training a CTR head end to end: samples from one kind of log ([`super::samples`]),
+//! importance weights, fitting ([`super::head`]) and the model card. The CLI's
+//! `shelfrank train` is this function and a few prints; a server calls it the same way.
 
-use std::collections::HashSet;
-use std::io::BufRead;
 use std::path::Path;
+use std::time::Instant;
 
-use rayon::prelude::*;
-use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
 
-use super::head::TrainData;
-use super::NUM_FEATURES;
-use crate::engine::{Engine, ScoredCandidate, SearchRequest};
+use super::head::{CtrHead, EpochReport, HeadConfig, TrainReport};
+use super::samples::{self, CandidateSource, DatasetSummary, Impression, SampleOptions};
+use super::FEATURE_NAMES;
 use crate::error::{Error, Result};
 use crate::eval::{PersonalTask, Qrels, Query};
-use crate::profile::events::parse_timestamp;
 use crate::profile::{EventStore, ItemStats};
+use crate::progress::Progress;
+use crate::store::IndexPaths;
 
-/// Position buckets for propensity estimation: 1, 2, 3, 4, 5, 6-10, 11-20,
-/// 21-50, 51-100, 101+. Deep positions are rare, so they share an estimate.
-const BUCKET_ENDS: [usize; 10] = [1, 2, 3, 4, 5, 10, 20, 50, 100, usize::MAX];
-
-/// The bucket of a 1-based position.
-pub fn bucket(position: usize) -> usize {
-    BUCKET_ENDS
-        .iter()
-        .position(|&end| position <= end)
-        .unwrap_or(BUCKET_ENDS.len() - 1)
-}
-
-/// How training samples are built and weighted.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct SampleOptions {
-    /// Candidates per task/query (the "shown" list).
-    pub depth: usize,
-    /// Share of shoppers (or queries) held out for validation.
-    pub val_fraction: f64,
-    /// Inverse-propensity weighting of positives.
-    pub ips: bool,
-    /// Propensities per bucket (see [`bucket`]); `None`: estimated from the data.
-    pub propensities: Option<Vec<f32>>,
-    /// Lower clip of a propensity (so a weight is at most `1 / min_propensity`).
-    pub min_propensity: f32,
-    /// Re-weight classes to equal total weight.
-    pub class_weights: bool,
-}
-
-impl Default for SampleOptions {
-    fn default() -> Self {
-        SampleOptions {
-            depth: 100,
-            val_fraction: 0.1,
-            ips: true,
-            propensities: None,
-            min_propensity: 0.05,
-            class_weights: true,
-        }
-    }
-}
-
-/// One task or query: its candidates, labels and positions.
+/// The logs a head learns from: exactly one kind per training run.
 #[derive(Debug, Clone)]
-pub struct Group {
-    /// Who (for the validation split): the shopper, or the query id.
-    pub key: String,
-    /// Features per candidate.
-    pub features: Vec<[f32; NUM_FEATURES]>,
-    /// Label per candidate in [0, 1].
-    pub labels: Vec<f32>,
-    /// 1-based display position per candidate.
-    pub positions: Vec<usize>,
+pub enum TrainingLogs {
+    /// Personalised search tasks: the shopper chose `target` after searching `query`.
+    /// Needs the shoppers' event history ([`TrainSpec::events`]).
+    Tasks(Vec<PersonalTask>),
+    /// Impressions: what was shown for a query and what was clicked.
+    Impressions(Vec<Impression>),
+    /// Graded judgements of queries (soft labels, no shopper).
+    Judgements {
+        /// The queries.
+        queries: Vec<Query>,
+        /// Their judgements.
+        qrels: Qrels,
+    },
 }
 
-/// A weighted dataset and how it was made.
+impl TrainingLogs {
+    /// What the card calls this kind of log.
+    fn kind(&self) -> &'static str {
+        match self {
+            TrainingLogs::Tasks(_) => "personal tasks",
+            TrainingLogs::Impressions(_) => "impressions",
+            TrainingLogs::Judgements { .. } => "judgements",
+        }
+    }
+}
+
+/// One training run.
+#[derive(Debug)]
+pub struct TrainSpec {
+    /// The logs.
+    pub logs: TrainingLogs,
+    /// The shoppers' events; a profile for a task or impression uses only those
+    /// strictly before its time. `None`: no shopper has history.
+    pub events: Option<EventStore>,
+    /// How samples are drawn and weighted.
+    pub sampling: SampleOptions,
+    /// The network and its optimiser.
+    pub config: HeadConfig,
+    /// Fine-tune this head on the new logs instead of starting afresh (its
+    /// normalisation statistics are kept).
+    pub resume: Option<CtrHead>,
+    /// Where the logs came from, recorded in the model card (e.g. file names).
+    pub provenance: Value,
+}
+
+impl TrainSpec {
+    /// A run over `logs` with default sampling and network settings.
+    pub fn new(logs: TrainingLogs) -> Self {
+        TrainSpec {
+            logs,
+            events: None,
+            sampling: SampleOptions::default(),
+            config: HeadConfig::default(),
+            resume: None,
+            provenance: Value::Null,
+        }
+    }
+}
+
+/// A trained head with what went into it.
 #[derive(Debug, Clone)]
-pub struct Dataset {
-    /// Training part.
-    pub train: TrainData,
-    /// Validation part.
-    pub val: TrainData,
-    /// What was done, for the model card.
-    pub summary: DatasetSummary,
+pub struct TrainedHead {
+    /// The head (weights of the best validation epoch).
+    pub head: CtrHead,
+    /// Per-epoch metrics.
+    pub report: TrainReport,
+    /// The samples it saw.
+    pub dataset: DatasetSummary,
+    /// Shown item ids of impressions that are not in the index (skipped).
+    pub unknown_shown: usize,
+    /// Seconds spent building samples.
+    pub sample_secs: f64,
+    /// The model card saved beside the weights.
+    pub card: Value,
 }
 
-/// Numbers about a dataset, printed and saved in the model card.
-#[derive(Debug, Clone, Serialize)]
-pub struct DatasetSummary {
-    /// Groups (tasks or queries) used.
-    pub groups: usize,
-    /// Groups whose chosen item was not among the candidates and was added.
-    pub targets_added: usize,
-    /// Samples in training / validation.
-    pub train_samples: usize,
-    /// Validation samples.
-    pub val_samples: usize,
-    /// Positives (label >= 0.5) in training.
-    pub train_positives: usize,
-    /// Propensity per position bucket used for IPS (after clipping), or empty.
-    pub propensities: Vec<f32>,
-    /// Bucket upper ends, for reading `propensities`.
-    pub bucket_ends: Vec<String>,
-    /// Weight applied to positives and negatives by class re-weighting.
-    pub class_weights: (f32, f32),
-}
-
-fn fnv1a(s: &str) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in s.bytes() {
-        h ^= b as u64;
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+impl TrainedHead {
+    /// Saves the head into `INDEX/rank/`, where opening the index finds it.
+    pub fn save(&self, index_dir: &Path) -> Result<()> {
+        let dir = IndexPaths::new(index_dir).rank_dir();
+        Ok(self.head.save(&dir, &self.card)?)
     }
-    h
 }
 
-fn is_val(key: &str, fraction: f64) -> bool {
-    (fnv1a(key) % 10_000) as f64 / 10_000.0 < fraction
-}
-
-/// Estimates examination propensities per bucket from where positives sit:
-/// choices per shown slot in each bucket, relative to bucket 1, clipped.
-pub fn estimate_propensities(groups: &[Group], min: f32) -> Vec<f32> {
-    let n = BUCKET_ENDS.len();
-    let mut pos = vec![0f64; n];
-    let mut shown = vec![0f64; n];
-    for g in groups {
-        for (l, p) in g.labels.iter().zip(&g.positions) {
-            let b = bucket(*p);
-            shown[b] += 1.0;
-            pos[b] += *l as f64;
-        }
-    }
-    let rate: Vec<f64> = (0..n)
-        .map(|b| {
-            if shown[b] > 0.0 {
-                pos[b] / shown[b]
-            } else {
-                0.0
+/// Builds samples from `spec.logs` over the index behind `source`, weighs them,
+/// trains (or fine-tunes) the head with early stopping on validation AUC, and
+/// writes its card. Reports the "samples" and "epochs" phases, and a line per
+/// epoch, to `progress`.
+pub fn train_head(
+    source: &dyn CandidateSource,
+    spec: TrainSpec,
+    progress: &dyn Progress,
+) -> Result<TrainedHead> {
+    let start = Instant::now();
+    let mut opts = spec.sampling.clone();
+    let empty = EventStore::open_in_memory();
+    let events = spec.events.as_ref().unwrap_or(&empty);
+    let stats = ItemStats::from_events(events.iter(), &|id: &str| source.ord_of(id));
+    let (groups, added, unknown_shown) = match &spec.logs {
+        TrainingLogs::Tasks(tasks) => {
+            if spec.events.is_none() {
+                return Err(Error::invalid(
+                    "events",
+                    "training from search tasks needs the shoppers' event history (--events FILE)",
+                ));
             }
-        })
-        .collect();
-    let top = rate[0].max(f64::MIN_POSITIVE);
-    rate.iter()
-        .map(|r| ((r / top) as f32).clamp(min, 1.0))
-        .collect()
-}
-
-/// Turns groups into weighted train/validation data.
-pub fn weigh(groups: Vec<Group>, opts: &SampleOptions, targets_added: usize) -> Dataset {
-    let propensities = if opts.ips {
-        opts.propensities
-            .clone()
-            .map(|p| {
-                p.into_iter()
-                    .map(|x| x.clamp(opts.min_propensity, 1.0))
-                    .collect()
-            })
-            .unwrap_or_else(|| estimate_propensities(&groups, opts.min_propensity))
-    } else {
-        Vec::new()
+            progress.start("samples", tasks.len());
+            let (g, added) =
+                samples::personal_task_groups(source, tasks, events, &stats, &opts, &|n| {
+                    progress.set(n)
+                })?;
+            (g, added, 0)
+        }
+        TrainingLogs::Impressions(imps) => {
+            progress.start("samples", imps.len());
+            let (g, unknown) = samples::impression_groups(source, imps, events, &stats)?;
+            (g, 0, unknown)
+        }
+        TrainingLogs::Judgements { queries, qrels } => {
+            // Judgements are not clicks: no position bias to correct, and the graded
+            // soft labels already say how relevant each item is, so the class
+            // re-weighting meant for rare binary clicks is left out.
+            opts.ips = false;
+            opts.class_weights = false;
+            progress.start("samples", queries.len());
+            let g = samples::qrels_groups(source, queries, qrels, &opts, &|n| progress.set(n))?;
+            (g, 0, 0)
+        }
     };
-    let empty = || TrainData {
-        features: Vec::new(),
-        labels: Vec::new(),
-        weights: Vec::new(),
-        groups: Vec::new(),
+    progress.finish();
+    let data = samples::weigh(groups, &opts, added);
+    let sample_secs = start.elapsed().as_secs_f64();
+    report_dataset(&data.summary, &opts, unknown_shown, progress);
+
+    let cfg = &spec.config;
+    progress.start("epochs", cfg.epochs);
+    let mut on_epoch = |r: &EpochReport| {
+        progress.set(r.epoch);
+        progress.message(&format!(
+            "epoch {:>2}: train loss {:.4}, val loss {:.4}, val AUC {}, val NDCG@10 {}",
+            r.epoch,
+            r.train_loss,
+            r.val_loss,
+            r.val_auc.map_or("-".into(), |v| format!("{v:.4}")),
+            r.val_ndcg10.map_or("-".into(), |v| format!("{v:.4}"))
+        ));
     };
-    let mut train = empty();
-    let mut val = empty();
-    let n_groups = groups.len();
-    for (gi, g) in groups.into_iter().enumerate() {
-        let part = if is_val(&g.key, opts.val_fraction) {
-            &mut val
-        } else {
-            &mut train
-        };
-        for ((f, l), p) in g.features.iter().zip(&g.labels).zip(&g.positions) {
-            let w = if *l > 0.0 && !propensities.is_empty() {
-                let b = bucket(*p).min(propensities.len() - 1);
-                1.0 / propensities[b]
-            } else {
-                1.0
-            };
-            part.features.push(f.to_vec());
-            part.labels.push(*l);
-            part.weights.push(w);
-            part.groups.push(gi as u64);
+    let (head, report) = match &spec.resume {
+        Some(old) => old.resume(&data.train, &data.val, cfg, &mut on_epoch)?,
+        None => {
+            let names = FEATURE_NAMES.iter().map(|s| s.to_string()).collect();
+            CtrHead::train(names, &data.train, &data.val, cfg, &mut on_epoch)?
         }
+    };
+    progress.finish();
+    let card = json!({
+        "trained_unix": std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
+        "logs": spec.logs.kind(),
+        "source": spec.provenance,
+        "sampling": opts,
+        "dataset": data.summary,
+        "config": cfg,
+        "report": report,
+        "resumed": spec.resume.is_some(),
+    });
+    Ok(TrainedHead {
+        head,
+        report,
+        dataset: data.summary,
+        unknown_shown,
+        sample_secs,
+        card,
+    })
+}
+
+/// Tells `progress` what the samples are: counts, propensities, class weights.
+fn report_dataset(
+    s: &DatasetSummary,
+    opts: &SampleOptions,
+    unknown_shown: usize,
+    progress: &dyn Progress,
+) {
+    if unknown_shown > 0 {
+        progress.message(&format!(
+            "{unknown_shown} shown ids are not in the index and were skipped"
+        ));
     }
-    let mut class_weights = (1.0, 1.0);
-    if opts.class_weights {
-        for (is_train, part) in [(true, &mut train), (false, &mut val)] {
-            let (mut wp, mut wn) = (0f64, 0f64);
-            for (l, w) in part.labels.iter().zip(&part.weights) {
-                wp += (*l * *w) as f64;
-                wn += ((1.0 - *l) * *w) as f64;
-            }
-            if wp > 0.0 && wn > 0.0 {
-                let total = wp + wn;
-                let (cp, cn) = ((0.5 * total / wp) as f32, (0.5 * total / wn) as f32);
-                for (l, w) in part.labels.iter().zip(part.weights.iter_mut()) {
-                    *w *= *l * cp + (1.0 - *l) * cn;
-                }
-                if is_train {
-                    class_weights = (cp, cn);
-                }
-            }
-        }
-    }
-    let summary = DatasetSummary {
-        groups: n_groups,
-        targets_added,
-        train_samples: train.labels.len(),
-        val_samples: val.labels.len(),
-        train_positives: train.labels.iter().filter(|l| **l >= 0.5).count(),
-        propensities,
-        bucket_ends: BUCKET_ENDS
+    progress.message(&format!(
+        "{} groups ({} targets added beyond the shown list), {} train / {} validation samples, {} train positives",
+        s.groups, s.targets_added, s.train_samples, s.val_samples, s.train_positives
+    ));
+    if !s.propensities.is_empty() {
+        let est: Vec<String> = s
+            .bucket_ends
             .iter()
-            .map(|e| {
-                if *e == usize::MAX {
-                    "inf".into()
-                } else {
-                    e.to_string()
-                }
-            })
-            .collect(),
-        class_weights,
-    };
-    Dataset {
-        train,
-        val,
-        summary,
-    }
-}
-
-fn group_from(cands: Vec<ScoredCandidate>, key: String, label: &dyn Fn(u32) -> f32) -> Group {
-    let mut g = Group {
-        key,
-        features: Vec::with_capacity(cands.len()),
-        labels: Vec::with_capacity(cands.len()),
-        positions: Vec::with_capacity(cands.len()),
-    };
-    for (i, c) in cands.into_iter().enumerate() {
-        g.labels.push(label(c.ord));
-        g.positions.push(i + 1);
-        g.features.push(c.features);
-    }
-    g
-}
-
-/// Samples from personalised search tasks, with profiles from `events` before
-/// each task's time. Tasks whose target is not in the catalog are skipped.
-pub fn personal_task_groups(
-    engine: &Engine,
-    tasks: &[PersonalTask],
-    events: &EventStore,
-    stats: &ItemStats,
-    opts: &SampleOptions,
-    progress: &(dyn Fn(usize) + Sync),
-) -> Result<(Vec<Group>, usize)> {
-    let texts: Vec<&str> = tasks.iter().map(|t| t.query.as_str()).collect();
-    let qvecs = engine.embed_distinct(&texts, &|_| {})?;
-    let done = std::sync::atomic::AtomicUsize::new(0);
-    let out: Vec<Option<(Group, bool)>> = tasks
-        .par_iter()
-        .map(|t| -> Result<Option<(Group, bool)>> {
-            let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            if n.is_multiple_of(100) {
-                progress(n);
-            }
-            let Some(target) = engine.ord_of(&t.target) else {
-                return Ok(None);
-            };
-            let ts = parse_timestamp(&t.ts)
-                .map_err(|e| Error::invalid(format!("task {} ts", t.qid), e))?;
-            let profile = engine.profile_from(&t.user, events.user_events(&t.user), ts);
-            let mut req = SearchRequest::new(t.query.clone()).k(opts.depth);
-            req.candidates = Some(opts.depth);
-            req.embedding = qvecs.get(&t.query).cloned();
-            let mut cands = engine.personal_candidates(&req, Some(&profile), stats, ts)?;
-            let mut added = false;
-            if !cands.iter().any(|c| c.ord == target) {
-                // The chosen item was not in the shown list: add it, with ranks that
-                // say "beyond the list" (not the 1 of a one-item list).
-                let mut extra =
-                    engine.candidates_for(&req, &[target], Some(&profile), stats, ts)?;
-                let beyond = 1.0 / (opts.depth as f32 + 1.0);
-                for c in &mut extra {
-                    c.features[1] = if c.fused.bm25.is_some() { beyond } else { 0.0 };
-                    c.features[3] = 0.0;
-                    c.features[4] = 0.0;
-                }
-                cands.extend(extra);
-                added = true;
-            }
-            let g = group_from(cands, t.user.clone(), &|o| {
-                if o == target {
-                    1.0
-                } else {
-                    0.0
-                }
-            });
-            Ok(Some((g, added)))
-        })
-        .collect::<Result<_>>()?;
-    progress(tasks.len());
-    let mut groups = Vec::new();
-    let mut added = 0;
-    for (g, a) in out.into_iter().flatten() {
-        added += a as usize;
-        groups.push(g);
-    }
-    Ok((groups, added))
-}
-
-/// Samples from graded judgements: the engine's top-N per query, label = grade /
-/// max grade.
-pub fn qrels_groups(
-    engine: &Engine,
-    queries: &[Query],
-    qrels: &Qrels,
-    opts: &SampleOptions,
-    progress: &(dyn Fn(usize) + Sync),
-) -> Result<Vec<Group>> {
-    let max_grade = qrels
-        .values()
-        .flat_map(|m| m.values())
-        .copied()
-        .max()
-        .unwrap_or(1)
-        .max(1) as f32;
-    let texts: Vec<&str> = queries.iter().map(|q| q.text.as_str()).collect();
-    let qvecs = engine.embed_distinct(&texts, &|_| {})?;
-    let empty = ItemStats::default();
-    let done = std::sync::atomic::AtomicUsize::new(0);
-    let groups: Vec<Group> = queries
-        .par_iter()
-        .filter(|q| qrels.contains_key(&q.qid))
-        .map(|q| -> Result<Group> {
-            let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            if n.is_multiple_of(100) {
-                progress(n);
-            }
-            let judged = &qrels[&q.qid];
-            let mut req = SearchRequest::new(q.text.clone()).k(opts.depth);
-            req.candidates = Some(opts.depth);
-            req.embedding = qvecs.get(&q.text).cloned();
-            let cands = engine.personal_candidates(&req, None, &empty, 0)?;
-            Ok(group_from(cands, q.qid.clone(), &|o| {
-                engine
-                    .product(o)
-                    .and_then(|p| judged.get(&p.id))
-                    .map_or(0.0, |g| (*g).max(0) as f32 / max_grade)
-            }))
-        })
-        .collect::<Result<_>>()?;
-    progress(queries.len());
-    Ok(groups)
-}
-
-/// One line of an impression log.
-#[derive(Debug, Clone, Deserialize)]
-pub struct Impression {
-    /// The shopper.
-    pub user: String,
-    /// What they typed.
-    pub query: String,
-    /// When.
-    pub ts: String,
-    /// Item ids in display order.
-    pub shown: Vec<String>,
-    /// Item ids clicked.
-    #[serde(default)]
-    pub clicked: Vec<String>,
-}
-
-/// Reads an impression log (JSONL), naming file and line on errors.
-pub fn read_impressions(path: &Path) -> Result<Vec<Impression>> {
-    let f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let mut out = Vec::new();
-    for (i, line) in std::io::BufReader::new(f).lines().enumerate() {
-        let line = line.map_err(|e| Error::io(path, e))?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let imp: Impression = serde_json::from_str(&line).map_err(|e| {
-            Error::invalid(
-                format!("{}:{}", path.display(), i + 1),
-                format!("not an impression record: {e}"),
-            )
-        })?;
-        parse_timestamp(&imp.ts).map_err(|e| {
-            Error::invalid(format!("{}:{}: field \"ts\"", path.display(), i + 1), e)
-        })?;
-        out.push(imp);
-    }
-    Ok(out)
-}
-
-/// Samples from impressions: each known shown item at its position, label =
-/// clicked. Unknown item ids are skipped and counted.
-pub fn impression_groups(
-    engine: &Engine,
-    imps: &[Impression],
-    events: &EventStore,
-    stats: &ItemStats,
-) -> Result<(Vec<Group>, usize)> {
-    let mut unknown = 0;
-    let mut groups = Vec::new();
-    for imp in imps {
-        let ts = parse_timestamp(&imp.ts).map_err(|e| Error::invalid("impression ts", e))?;
-        let profile = engine.profile_from(&imp.user, events.user_events(&imp.user), ts);
-        let mut ords = Vec::new();
-        let mut positions = Vec::new();
-        for (i, id) in imp.shown.iter().enumerate() {
-            match engine.ord_of(id) {
-                Some(o) => {
-                    ords.push(o);
-                    positions.push(i + 1);
-                }
-                None => unknown += 1,
-            }
-        }
-        if ords.is_empty() {
-            continue;
-        }
-        let req = SearchRequest::new(imp.query.clone()).k(ords.len());
-        let cands = engine.candidates_for(&req, &ords, Some(&profile), stats, ts)?;
-        let clicked: HashSet<&str> = imp.clicked.iter().map(String::as_str).collect();
-        let mut g = group_from(cands, imp.user.clone(), &|o| {
-            engine.product(o).map_or(0.0, |p| {
-                if clicked.contains(p.id.as_str()) {
-                    1.0
-                } else {
-                    0.0
-                }
-            })
-        });
-        g.positions = positions;
-        groups.push(g);
-    }
-    Ok((groups, unknown))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn group(key: &str, labels: &[f32]) -> Group {
-        Group {
-            key: key.into(),
-            features: vec![[0.0; NUM_FEATURES]; labels.len()],
-            labels: labels.to_vec(),
-            positions: (1..=labels.len()).collect(),
-        }
-    }
-
-    #[test]
-    fn buckets() {
-        assert_eq!(bucket(1), 0);
-        assert_eq!(bucket(5), 4);
-        assert_eq!(bucket(6), 5);
-        assert_eq!(bucket(10), 5);
-        assert_eq!(bucket(101), 9);
-    }
-
-    #[test]
-    fn propensities_fall_with_position_and_are_clipped() {
-        // Positives at position 1 in 3 groups, at position 2 in 1 group, never deeper.
-        let groups = vec![
-            group("a", &[1.0, 0.0, 0.0]),
-            group("b", &[1.0, 0.0, 0.0]),
-            group("c", &[1.0, 0.0, 0.0]),
-            group("d", &[0.0, 1.0, 0.0]),
-        ];
-        let p = estimate_propensities(&groups, 0.05);
-        assert_eq!(p[0], 1.0);
-        assert!((p[1] - 1.0 / 3.0).abs() < 1e-6);
-        assert_eq!(p[2], 0.05, "never chosen: clipped at the floor");
-    }
-
-    #[test]
-    fn weights_balance_classes_and_split_by_key() {
-        let groups: Vec<Group> = (0..200)
-            .map(|i| group(&format!("user{i}"), &[1.0, 0.0, 0.0, 0.0]))
+            .zip(&s.propensities)
+            .map(|(e, p)| format!("<={e}: {p:.3}"))
             .collect();
-        let opts = SampleOptions {
-            ips: false,
-            ..SampleOptions::default()
-        };
-        let d = weigh(groups, &opts, 0);
-        assert!(!d.val.labels.is_empty() && d.train.labels.len() > d.val.labels.len());
-        // Every group is wholly in one part.
-        assert_eq!(d.train.labels.len() % 4, 0);
-        let (wp, wn): (f32, f32) = d
-            .train
-            .labels
-            .iter()
-            .zip(&d.train.weights)
-            .fold((0.0, 0.0), |(p, n), (l, w)| (p + l * w, n + (1.0 - l) * w));
-        assert!((wp - wn).abs() / wn < 1e-4, "{wp} vs {wn}");
+        progress.message(&format!(
+            "position propensities (clipped at {}): {}",
+            opts.min_propensity,
+            est.join(", ")
+        ));
     }
-
-    #[test]
-    fn ips_upweights_deep_positives() {
-        let groups = vec![
-            group("a", &[1.0, 0.0]),
-            group("b", &[1.0, 0.0]),
-            group("c", &[0.0, 1.0]),
-        ];
-        let opts = SampleOptions {
-            class_weights: false,
-            val_fraction: 0.0,
-            ..SampleOptions::default()
-        };
-        let d = weigh(groups, &opts, 0);
-        // The position-2 positive weighs 1 / (0.5 / 1.0) = 2.
-        assert_eq!(d.train.weights[0], 1.0);
-        assert!(
-            (d.train.weights[5] - 2.0).abs() < 1e-6,
-            "{:?}",
-            d.train.weights
-        );
-    }
+    progress.message(&format!(
+        "class weights: positive {:.2}, negative {:.3}",
+        s.class_weights.0, s.class_weights.1
+    ));
 }

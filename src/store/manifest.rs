@@ -74,7 +74,7 @@ pub struct Manifest {
 impl Manifest {
     /// Reads and checks `dir/manifest.json`.
     pub fn read(dir: &Path) -> Result<Self> {
-        let path = dir.join(super::MANIFEST);
+        let path = dir.join(super::layout::MANIFEST);
         if !path.exists() {
             return Err(Error::IndexNotFound {
                 path: dir.to_path_buf(),
@@ -104,6 +104,9 @@ impl Manifest {
     pub fn write(&self, dir: &Path) -> Result<()> {
         let text = serde_json::to_string_pretty(self)
             .map_err(|e| Error::invalid("manifest", e.to_string()))?;
-        super::atomic_write(&dir.join(super::MANIFEST), text.as_bytes())
+        Ok(super::durable::atomic_write(
+            &dir.join(super::layout::MANIFEST),
+            text.as_bytes(),
+        )?)
     }
 }

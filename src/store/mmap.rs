@@ -79,7 +79,7 @@ impl VectorFile {
                 bytes.extend_from_slice(&v.to_le_bytes());
             }
         }
-        super::write_file_synced(path, &bytes)
+        Ok(super::durable::write_synced(path, &bytes)?)
     }
 }
 

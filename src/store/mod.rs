@@ -1,49 +1,28 @@
-//! On-disk layout of an index directory, its manifest, atomic publication and the
-//! memory-mapped vector file.
-//!
-//! An index directory holds:
-//!
-//! | path | content |
-//! | --- | --- |
-//! | `manifest.json` | format version, model, build settings, size and CRC-32 of every other file |
-//! | `products.bin` | the catalog's products, bincode (standard config, serde) |
-//! | `vectors.f32` | the L2-normalised embeddings, a row-major little-endian `f32` matrix, `count x dim` |
-//! | `hnsw/` | the HNSW graph and its copy of the vectors, as dumped by hnsw_rs |
-//! | `text/` | the tantivy keyword index (tantivy checks its own files) |
+//! The index on disk: its layout ([`layout`]: every file and directory name), the
+//! manifest and format version, durable writes and checksums ([`durable`]: the one
+//! module every writer uses), staged publication of a build, and the memory-mapped
+//! vector file.
 //!
 //! Writes never touch a published index: a build writes into a staging directory
 //! next to the destination, fsyncs every file, then swaps it in with renames
 //! ([`Staging::publish`]). This is the only module with `unsafe` (the mmap).
 
+pub mod durable;
+pub mod layout;
 mod manifest;
 mod mmap;
 
+pub use layout::{IndexPaths, PRESERVED_DIRS};
 pub use manifest::{FileEntry, HnswSettings, Manifest, ModelRecord, FORMAT_VERSION};
 pub use mmap::VectorFile;
 
-use std::fs::{self, File};
-use std::io::{Read, Write};
+use std::fs;
 use std::path::{Path, PathBuf};
 
 use crate::catalog::Product;
 use crate::error::{Error, Result};
-
-/// File name of the manifest inside an index directory.
-pub const MANIFEST: &str = "manifest.json";
-/// File name of the product metadata.
-pub const PRODUCTS: &str = "products.bin";
-/// File name of the raw embedding matrix.
-pub const VECTORS: &str = "vectors.f32";
-/// Sub-directory of the HNSW dump.
-pub const HNSW_DIR: &str = "hnsw";
-/// Base name of the HNSW dump files inside [`HNSW_DIR`].
-pub const HNSW_BASENAME: &str = "graph";
-/// Sub-directory of the tantivy index.
-pub const TEXT_DIR: &str = "text";
-/// Sub-directories that belong to the shop rather than to the catalog build: the
-/// event store and the trained head. A rebuild carries them over from the index it
-/// replaces, so rebuilding never loses a recorded event.
-pub const PRESERVED_DIRS: [&str; 2] = ["events", "rank"];
+use durable::parent_dir;
+use layout::MANIFEST;
 
 /// The on-disk form of a product in `products.bin`: every field always present
 /// (bincode is not self-describing, so the JSON form's skipped fields cannot be
@@ -110,7 +89,7 @@ fn bincode_config() -> bincode::config::Configuration {
 pub fn write_bincode<T: serde::Serialize>(path: &Path, value: &T) -> Result<()> {
     let bytes = bincode::serde::encode_to_vec(value, bincode_config())
         .map_err(|e| Error::invalid("metadata", format!("cannot serialise: {e}")))?;
-    write_file_synced(path, &bytes)
+    Ok(durable::write_synced(path, &bytes)?)
 }
 
 /// Reads a bincode file written by [`write_bincode`]; a short or malformed file is a
@@ -128,81 +107,10 @@ pub fn read_bincode<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
     Ok(value)
 }
 
-/// Writes `bytes` to `path` and fsyncs the file.
-pub fn write_file_synced(path: &Path, bytes: &[u8]) -> Result<()> {
-    let mut f = File::create(path).map_err(|e| Error::io(path, e))?;
-    f.write_all(bytes).map_err(|e| Error::io(path, e))?;
-    f.sync_all().map_err(|e| Error::io(path, e))
-}
-
-/// Writes `bytes` to `path` atomically: a temporary file in the same directory,
-/// fsync, rename, fsync of the directory. Readers see the old or the new content,
-/// never a mix.
-pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = parent_dir(path);
-    let mut tmp = tempfile::NamedTempFile::new_in(&dir).map_err(|e| Error::io(&dir, e))?;
-    tmp.write_all(bytes).map_err(|e| Error::io(tmp.path(), e))?;
-    tmp.as_file()
-        .sync_all()
-        .map_err(|e| Error::io(tmp.path(), e))?;
-    tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
-    sync_dir(&dir)
-}
-
-fn parent_dir(path: &Path) -> PathBuf {
-    match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    }
-}
-
-/// fsyncs a directory so that renames inside it are durable. A no-op where the
-/// platform cannot open directories.
-pub fn sync_dir(dir: &Path) -> Result<()> {
-    #[cfg(unix)]
-    {
-        let f = File::open(dir).map_err(|e| Error::io(dir, e))?;
-        f.sync_all().map_err(|e| Error::io(dir, e))?;
-    }
-    #[cfg(not(unix))]
-    let _ = dir;
-    Ok(())
-}
-
-/// fsyncs every file below `dir` and the directories themselves.
-pub fn sync_tree(dir: &Path) -> Result<()> {
-    for entry in fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
-        let entry = entry.map_err(|e| Error::io(dir, e))?;
-        let path = entry.path();
-        let kind = entry.file_type().map_err(|e| Error::io(&path, e))?;
-        if kind.is_dir() {
-            sync_tree(&path)?;
-        } else if kind.is_file() {
-            let f = File::open(&path).map_err(|e| Error::io(&path, e))?;
-            f.sync_all().map_err(|e| Error::io(&path, e))?;
-        }
-    }
-    sync_dir(dir)
-}
-
-/// Size and CRC-32 of a file, streamed.
+/// Size and CRC-32 of a file, as recorded in the manifest.
 pub fn checksum_file(path: &Path) -> Result<FileEntry> {
-    let mut f = File::open(path).map_err(|e| Error::io(path, e))?;
-    let mut hasher = crc32fast::Hasher::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut bytes = 0u64;
-    loop {
-        let n = f.read(&mut buf).map_err(|e| Error::io(path, e))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-        bytes += n as u64;
-    }
-    Ok(FileEntry {
-        bytes,
-        crc32: hasher.finalize(),
-    })
+    let (bytes, crc32) = durable::checksum_file(path)?;
+    Ok(FileEntry { bytes, crc32 })
 }
 
 /// Checks a file against its manifest entry: a missing, truncated or altered file
@@ -295,7 +203,7 @@ impl Staging {
     /// existing index at the destination is moved aside first and deleted only
     /// once the new one is in place.
     pub fn publish(mut self) -> Result<()> {
-        sync_tree(&self.path)?;
+        durable::sync_tree(&self.path)?;
         let parent = parent_dir(&self.dest);
         let old = if self.dest.exists() {
             if !self.dest.join(MANIFEST).exists()
@@ -330,7 +238,7 @@ impl Staging {
             return Err(Error::io(&self.dest, e));
         }
         self.published = true;
-        sync_dir(&parent)?;
+        durable::sync_dir(&parent)?;
         if let Some(old) = old {
             // Carry the shop's own data over; the old directory is only deleted
             // once that succeeded (a crash in between is repaired by the next
@@ -359,7 +267,7 @@ fn adopt_preserved(old: &Path, dest: &Path) -> Result<()> {
             fs::rename(&from, &to).map_err(|e| Error::io(&from, e))?;
         }
     }
-    sync_dir(dest)
+    Ok(durable::sync_dir(dest)?)
 }
 
 /// Removes staging and old directories of `name` left by processes that no longer

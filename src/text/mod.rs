@@ -17,9 +17,11 @@ use std::path::Path;
 use std::sync::Arc;
 
 use tantivy::collector::{FilterCollector, TopDocs};
-use tantivy::query::{BooleanQuery, BoostQuery, Occur, Query, TermQuery};
+use tantivy::query::{
+    Bm25StatisticsProvider, Bm25Weight, BooleanQuery, BoostQuery, Occur, Query, TermQuery,
+};
 use tantivy::schema::{
-    Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, Value, FAST, STORED, STRING,
+    Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, FAST, STORED, STRING,
 };
 use tantivy::tokenizer::{
     Language, LowerCaser, RemoveLongFilter, SimpleTokenizer, Stemmer, StopWordFilter, TextAnalyzer,
@@ -28,6 +30,7 @@ use tantivy::{doc, Index, IndexReader, ReloadPolicy, TantivyDocument, Term};
 
 use crate::catalog::Product;
 use crate::error::{Error, Result};
+use crate::fuse::Candidate;
 
 /// Weight of a title match relative to a match in another field. Titles are
 /// written to describe the product; descriptions and attributes are noisier. 2.0 is
@@ -47,17 +50,11 @@ const MAX_TOKEN_BYTES: usize = 40;
 /// Memory budget of the index writer (tantivy's minimum is 15 MB per thread).
 const WRITER_MEMORY: usize = 64 << 20;
 
-/// One keyword hit: product ordinal and BM25 score.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct TextHit {
-    /// The product's ordinal in the index.
-    pub ord: u32,
-    /// BM25 score (sum over fields, title boosted).
-    pub score: f32,
-}
-
 #[derive(Clone, Copy)]
 struct Fields {
+    /// The product id, stored: written for tools that read the tantivy index directly
+    /// (and part of the format-1 schema, which opening checks); shelfrank itself maps
+    /// hits to products through `ord`.
     id: Field,
     ord: Field,
     title: Field,
@@ -70,7 +67,6 @@ struct Fields {
 /// The keyword index.
 #[derive(Clone)]
 pub struct TextIndex {
-    index: Index,
     reader: IndexReader,
     fields: Fields,
 }
@@ -190,11 +186,7 @@ impl TextIndex {
             .reload_policy(ReloadPolicy::Manual)
             .try_into()
             .map_err(tv)?;
-        Ok(TextIndex {
-            index,
-            reader,
-            fields,
-        })
+        Ok(TextIndex { reader, fields })
     }
 
     /// Number of indexed products.
@@ -237,17 +229,46 @@ impl TextIndex {
         terms
     }
 
-    fn build_query(&self, terms: &[String]) -> BooleanQuery {
+    /// The searched fields with their boosts.
+    fn weighted_fields(&self) -> [(Field, f32); 5] {
         let f = self.fields;
+        [
+            (f.title, TITLE_BOOST),
+            (f.description, 1.0),
+            (f.category, 1.0),
+            (f.brand, 1.0),
+            (f.attributes, 1.0),
+        ]
+    }
+
+    /// The largest BM25 score any product could reach for `text` in this index: for
+    /// every analysed query term and every field that holds text in some product, the
+    /// term's saturated weight `boost x idf x (k1 + 1)` (its term frequency going to
+    /// infinity), summed; a term no product has counts at its full idf. It depends only
+    /// on the query and the collection's statistics, never on which products matched,
+    /// so a score divided by it is comparable across queries, and a lone weak match
+    /// stays weak. 0 for a query without terms.
+    pub fn max_score(&self, text: &str) -> Result<f32> {
+        let terms = self.analyze(text);
+        let searcher = self.reader.searcher();
+        let mut total = 0.0;
+        for (field, boost) in self.weighted_fields() {
+            if searcher.total_num_tokens(field).map_err(tv)? == 0 {
+                continue; // no product fills this field, so no term can match in it
+            }
+            for t in &terms {
+                let term = Term::from_field_text(field, t);
+                let weight = Bm25Weight::for_terms(&searcher, &[term]).map_err(tv)?;
+                total += weight.boost_by(boost).max_score();
+            }
+        }
+        Ok(total)
+    }
+
+    fn build_query(&self, terms: &[String]) -> BooleanQuery {
         let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
         for t in terms {
-            for (field, boost) in [
-                (f.title, TITLE_BOOST),
-                (f.description, 1.0),
-                (f.category, 1.0),
-                (f.brand, 1.0),
-                (f.attributes, 1.0),
-            ] {
+            for (field, boost) in self.weighted_fields() {
                 let q = TermQuery::new(
                     Term::from_field_text(field, t),
                     IndexRecordOption::WithFreqs,
@@ -271,7 +292,7 @@ impl TextIndex {
         text: &str,
         k: usize,
         allowed: Option<Arc<Vec<bool>>>,
-    ) -> Result<Vec<TextHit>> {
+    ) -> Result<Vec<Candidate>> {
         if k == 0 {
             return Ok(Vec::new());
         }
@@ -300,7 +321,7 @@ impl TextIndex {
             let ord = column
                 .first(addr.doc_id)
                 .ok_or_else(|| Error::TextIndex(format!("document {addr:?} has no ordinal")))?;
-            hits.push(TextHit {
+            hits.push(Candidate {
                 ord: ord as u32,
                 score,
             });
@@ -308,27 +329,5 @@ impl TextIndex {
         // Equal scores: smaller ordinal first, so results are deterministic.
         hits.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.ord.cmp(&b.ord)));
         Ok(hits)
-    }
-
-    /// The stored id of the product with ordinal `ord` (used by consistency checks).
-    pub fn stored_id(&self, ord: u32) -> Result<Option<String>> {
-        let searcher = self.reader.searcher();
-        let q = tantivy::query::RangeQuery::new(
-            std::ops::Bound::Included(Term::from_field_u64(self.fields.ord, ord as u64)),
-            std::ops::Bound::Included(Term::from_field_u64(self.fields.ord, ord as u64)),
-        );
-        let docs = searcher.search(&q, &TopDocs::with_limit(1)).map_err(tv)?;
-        let Some((_, addr)) = docs.first() else {
-            return Ok(None);
-        };
-        let d: TantivyDocument = searcher.doc(*addr).map_err(tv)?;
-        Ok(d.get_first(self.fields.id)
-            .and_then(|v| v.as_str())
-            .map(str::to_string))
-    }
-
-    #[allow(dead_code)]
-    fn index(&self) -> &Index {
-        &self.index
     }
 }

@@ -4,7 +4,7 @@
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 
-use super::Neighbor;
+use crate::fuse::Candidate;
 
 /// Inner product of two equally long slices (eight independent accumulators so
 /// the compiler vectorises it).
@@ -29,7 +29,7 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
 /// Min-heap entry on score (ties broken by the larger ordinal being "smaller", so
 /// the final order prefers smaller ordinals on equal scores, deterministically).
 #[derive(PartialEq)]
-struct Entry(Neighbor);
+struct Entry(Candidate);
 
 impl Eq for Entry {}
 
@@ -50,7 +50,7 @@ impl Ord for Entry {
     }
 }
 
-fn top_k(k: usize, candidates: impl Iterator<Item = Neighbor>) -> Vec<Neighbor> {
+fn top_k(k: usize, candidates: impl Iterator<Item = Candidate>) -> Vec<Candidate> {
     if k == 0 {
         return Vec::new();
     }
@@ -64,19 +64,19 @@ fn top_k(k: usize, candidates: impl Iterator<Item = Neighbor>) -> Vec<Neighbor> 
             heap.pop();
         }
     }
-    let mut out: Vec<Neighbor> = heap.into_iter().map(|e| e.0).collect();
-    sort_neighbors(&mut out);
+    let mut out: Vec<Candidate> = heap.into_iter().map(|e| e.0).collect();
+    sort_candidates(&mut out);
     out
 }
 
 /// Sorts by descending score, then ascending ordinal.
-pub(crate) fn sort_neighbors(v: &mut [Neighbor]) {
+pub(crate) fn sort_candidates(v: &mut [Candidate]) {
     v.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.ord.cmp(&b.ord)));
 }
 
 /// The `k` rows of `matrix` (row-major, `dim` wide) with the highest inner product
 /// with `query`, best first.
-pub fn exact_search(matrix: &[f32], dim: usize, query: &[f32], k: usize) -> Vec<Neighbor> {
+pub fn exact_search(matrix: &[f32], dim: usize, query: &[f32], k: usize) -> Vec<Candidate> {
     if dim == 0 {
         return Vec::new();
     }
@@ -85,7 +85,7 @@ pub fn exact_search(matrix: &[f32], dim: usize, query: &[f32], k: usize) -> Vec<
         matrix
             .chunks_exact(dim)
             .enumerate()
-            .map(|(i, row)| Neighbor {
+            .map(|(i, row)| Candidate {
                 ord: i as u32,
                 score: dot(row, query),
             }),
@@ -99,13 +99,13 @@ pub fn exact_search_filtered(
     query: &[f32],
     k: usize,
     rows: &[u32],
-) -> Vec<Neighbor> {
+) -> Vec<Candidate> {
     top_k(
         k,
         rows.iter().filter_map(|&r| {
             let start = (r as usize).checked_mul(dim)?;
             let row = matrix.get(start..start + dim)?;
-            Some(Neighbor {
+            Some(Candidate {
                 ord: r,
                 score: dot(row, query),
             })
@@ -123,15 +123,15 @@ mod tests {
         let m: Vec<f32> = (0..60).map(|i| ((i * 37 % 11) as f32) - 5.0).collect();
         let q = [0.3, -0.2, 0.9];
         let got = exact_search(&m, dim, &q, 5);
-        let mut all: Vec<Neighbor> = m
+        let mut all: Vec<Candidate> = m
             .chunks(dim)
             .enumerate()
-            .map(|(i, r)| Neighbor {
+            .map(|(i, r)| Candidate {
                 ord: i as u32,
                 score: dot(r, &q),
             })
             .collect();
-        sort_neighbors(&mut all);
+        sort_candidates(&mut all);
         all.truncate(5);
         assert_eq!(got, all);
     }

@@ -9,8 +9,9 @@ use hnsw_rs::hnswio::HnswIo;
 use hnsw_rs::prelude::Distance;
 use serde::{Deserialize, Serialize};
 
-use super::{flat, Neighbor};
+use super::flat;
 use crate::error::{Error, Result};
+use crate::fuse::Candidate;
 
 /// Inner-product distance `1 - a.b` for unit vectors, clamped at 0.
 ///
@@ -241,7 +242,7 @@ impl HnswIndex {
         k: usize,
         ef: Option<usize>,
         allowed: Option<&(dyn Fn(usize) -> bool + Sync)>,
-    ) -> Result<Vec<Neighbor>> {
+    ) -> Result<Vec<Candidate>> {
         if query.len() != self.dim {
             return Err(Error::invalid(
                 "query vector",
@@ -261,15 +262,15 @@ impl HnswIndex {
             Inner::Built(g) => run(g),
             Inner::Loaded(l) => l.with_dependent(|_, g| run(g)),
         };
-        let mut out: Vec<Neighbor> = found
+        let mut out: Vec<Candidate> = found
             .into_iter()
             .filter(|n| n.d_id < self.len)
-            .map(|n| Neighbor {
+            .map(|n| Candidate {
                 ord: n.d_id as u32,
                 score: 1.0 - n.distance,
             })
             .collect();
-        flat::sort_neighbors(&mut out);
+        flat::sort_candidates(&mut out);
         out.truncate(k);
         Ok(out)
     }

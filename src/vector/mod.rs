@@ -13,12 +13,3 @@ mod hnsw;
 
 pub use flat::{dot, exact_search, exact_search_filtered};
 pub use hnsw::{HnswIndex, HnswParams};
-
-/// One result: the row (product ordinal) and its cosine similarity to the query.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Neighbor {
-    /// Row of the vector, the product's ordinal in the index.
-    pub ord: u32,
-    /// Cosine similarity to the query, in [-1, 1].
-    pub score: f32,
-}

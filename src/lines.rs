@@ -1,6 +1,7 @@
-//! Line-oriented JSON input, shared by the catalog and event readers: splitting
-//! a stream into numbered, non-blank lines, dropping a leading byte-order mark,
-//! and turning parse problems into short, readable messages.
+//! Line-oriented input, shared by every file reader (catalogs, events, queries,
+//! qrels, personalised tasks, impressions, candidate lists): splitting a stream
+//! into numbered, non-blank lines, dropping a leading byte-order mark, and turning
+//! JSON parse problems into short, readable messages.
 
 use std::io::{self, BufRead, BufReader, Read};
 

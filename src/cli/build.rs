@@ -1,0 +1,128 @@
+//! `shelfrank build`: catalog file -> index.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::Result;
+use clap::Args;
+
+use shelfrank::catalog::{self, ColumnMap, Format, ReadOptions, TextEncoding};
+use shelfrank::{encoder, HnswParams, IndexBuilder};
+
+use super::{Bars, ModelArgs, DEFAULT_INDEX};
+
+#[derive(Args)]
+pub struct BuildArgs {
+    /// Catalog file.
+    #[arg(long)]
+    catalog: PathBuf,
+    /// Where to write the index (replaced atomically if it exists).
+    #[arg(long, default_value = DEFAULT_INDEX)]
+    index: PathBuf,
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Catalog format: jsonl, csv or tsv (default: from the file extension).
+    #[arg(long)]
+    format: Option<String>,
+    /// CSV/TSV column mapping, e.g. "id=sku,title=name,attr.color=colour".
+    #[arg(long)]
+    columns: Option<String>,
+    /// Text encoding of the catalog: utf8 or latin1.
+    #[arg(long, default_value = "utf8")]
+    encoding: String,
+    /// Skip invalid lines (counted and reported) instead of stopping at the first.
+    #[arg(long)]
+    skip_invalid: bool,
+    /// Texts per encoder batch.
+    #[arg(long, default_value_t = encoder::DEFAULT_BATCH_SIZE)]
+    batch_size: usize,
+    /// Maximum tokens per product text (default: the model's own limit).
+    #[arg(long)]
+    max_tokens: Option<usize>,
+    /// HNSW links per node (M).
+    #[arg(long, default_value_t = HnswParams::default().m)]
+    hnsw_m: usize,
+    /// HNSW candidate list size while building.
+    #[arg(long, default_value_t = HnswParams::default().ef_construction)]
+    hnsw_ef_construction: usize,
+    /// HNSW candidate list size while searching (saved with the index).
+    #[arg(long, default_value_t = HnswParams::default().ef_search)]
+    hnsw_ef_search: usize,
+    /// Encode every product again instead of reusing unchanged products'
+    /// embeddings from an index already at --index.
+    #[arg(long)]
+    no_reuse: bool,
+    /// No progress bars.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+pub fn run(a: BuildArgs) -> Result<()> {
+    let start = Instant::now();
+    let opts = ReadOptions {
+        format: a.format.as_deref().map(str::parse::<Format>).transpose()?,
+        encoding: a.encoding.parse::<TextEncoding>()?,
+        columns: match &a.columns {
+            Some(c) => c.parse::<ColumnMap>()?,
+            None => ColumnMap::default(),
+        },
+        skip_invalid: a.skip_invalid,
+        ..ReadOptions::default()
+    };
+    let cat = catalog::read_catalog(&a.catalog, &opts)?;
+    eprintln!(
+        "read {} products from {}{}",
+        cat.products.len(),
+        a.catalog.display(),
+        if cat.skipped > 0 {
+            format!(", skipped {} invalid lines", cat.skipped)
+        } else {
+            String::new()
+        }
+    );
+    for p in &cat.problems {
+        eprintln!("  skipped: {p}");
+    }
+    if cat.skipped > cat.problems.len() {
+        eprintln!("  ... and {} more", cat.skipped - cat.problems.len());
+    }
+    let mut enc = a.model.encoder_options()?;
+    enc.max_tokens = a.max_tokens;
+    let summary = IndexBuilder::new(&a.index, enc.model_dir.clone())
+        .encoder_options(enc)
+        .hnsw(HnswParams {
+            m: a.hnsw_m,
+            ef_construction: a.hnsw_ef_construction,
+            ef_search: a.hnsw_ef_search,
+        })
+        .batch_size(a.batch_size)
+        .reuse_embeddings(!a.no_reuse)
+        .source(a.catalog.display().to_string())
+        .build_with(&cat.products, &Bars::new(a.quiet))?;
+    println!(
+        "built {} with {} products ({} dims) in {:.1}s (encoding {:.1}s{}, hnsw {:.1}s, keywords {:.1}s); index size {}",
+        summary.index.display(),
+        summary.products,
+        summary.dim,
+        start.elapsed().as_secs_f64(),
+        summary.encode_secs,
+        if summary.reused_embeddings > 0 {
+            format!(" with {} embeddings reused", summary.reused_embeddings)
+        } else {
+            String::new()
+        },
+        summary.hnsw_secs,
+        summary.text_secs,
+        human_bytes(summary.bytes)
+    );
+    Ok(())
+}
+
+fn human_bytes(b: u64) -> String {
+    let mb = b as f64 / (1024.0 * 1024.0);
+    if mb >= 1.0 {
+        format!("{mb:.1} MiB")
+    } else {
+        format!("{:.1} KiB", b as f64 / 1024.0)
+    }
+}

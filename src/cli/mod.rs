@@ -1,0 +1,211 @@
+//! The command line's commands, one file each, and what they share: model and
+//! personalisation flags, opening an engine, progress bars. Every command parses its
+//! flags, calls the library, and prints.
+
+pub mod bench;
+pub mod build;
+pub mod eval;
+pub mod events;
+pub mod recall;
+pub mod rerank;
+pub mod search;
+pub mod train;
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use shelfrank::encoder::{self, DeviceSpec, EncoderOptions};
+use shelfrank::profile::events::parse_timestamp;
+use shelfrank::profile::EventStore;
+use shelfrank::{Engine, EngineBuilder, Progress, SearchRequest};
+
+/// The index directory when `--index` is not given.
+pub const DEFAULT_INDEX: &str = "index/main";
+
+/// Which model, on which device, with which forward pass.
+#[derive(Args)]
+pub struct ModelArgs {
+    /// Model directory (Hugging Face BERT: config.json, tokenizer.json, model.safetensors).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Device for the encoder: cpu, cuda, cuda:N or auto.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Encoder implementation: fast (default) or reference (candle-transformers'
+    /// stock BERT, slower; for checking the fast one).
+    #[arg(long, default_value = "fast")]
+    pub encoder: String,
+}
+
+impl ModelArgs {
+    /// Encoder options for the model, device and implementation named on the command line.
+    pub fn encoder_options(&self) -> Result<EncoderOptions> {
+        let dir = self
+            .model
+            .clone()
+            .unwrap_or_else(encoder::default_model_dir);
+        let mut opts = EncoderOptions::new(dir);
+        opts.device = self.device.parse::<DeviceSpec>()?;
+        opts.implementation = self.encoder.parse()?;
+        Ok(opts)
+    }
+
+    /// Opens the index, with the encoder when `need_encoder`, and warns about a head
+    /// that could not be loaded.
+    pub fn open(&self, index: &Path, need_encoder: bool) -> Result<Engine> {
+        let mut b = EngineBuilder::new(index)
+            .device(self.device.parse::<DeviceSpec>()?)
+            .encoder_implementation(self.encoder.parse()?)
+            .keyword_only(!need_encoder);
+        if let Some(dir) = &self.model {
+            b = b.model_dir(dir);
+        }
+        let engine = b.build()?;
+        if let Some(w) = engine.head_warning() {
+            eprintln!("warning: {w}");
+        }
+        Ok(engine)
+    }
+}
+
+/// Who is searching, and how their results are reranked.
+#[derive(Args)]
+pub struct PersonalArgs {
+    /// The shopper (personalised reranking).
+    #[arg(long)]
+    pub user: Option<String>,
+    /// Rank as of this time (RFC 3339 or ISO 8601); default now.
+    #[arg(long)]
+    pub as_of: Option<String>,
+    /// Reranking: auto (head if trained, else profile), ctr, profile, off.
+    #[arg(long, default_value = "auto")]
+    pub rerank: String,
+    /// Diversity weight (MMR over embeddings), 0..1.
+    #[arg(long, default_value_t = 0.0)]
+    pub diversity: f32,
+}
+
+impl PersonalArgs {
+    /// Sets the request's shopper, time, reranking and diversity.
+    pub fn apply(&self, req: &mut SearchRequest) -> Result<()> {
+        req.user = self.user.clone();
+        req.as_of = self
+            .as_of
+            .as_deref()
+            .map(|t| parse_timestamp(t).map_err(|e| anyhow::anyhow!("--as-of: {e}")))
+            .transpose()?;
+        req.rerank = self.rerank.parse()?;
+        req.diversity = self.diversity;
+        Ok(())
+    }
+}
+
+/// Loads event files into an in-memory store, saying what was loaded and skipped.
+pub fn load_events(engine: &Engine, files: &[PathBuf]) -> Result<EventStore> {
+    let (store, loaded) = EventStore::load_files(files, &|id: &str| engine.product(id).is_some())?;
+    for f in loaded {
+        if f.skipped > 0 {
+            eprintln!(
+                "{}: skipped {} lines (first: {})",
+                f.path.display(),
+                f.skipped,
+                f.first_problem.unwrap_or_default()
+            );
+        }
+        eprintln!("loaded {} events from {}", f.events, f.path.display());
+    }
+    Ok(store)
+}
+
+/// Progress bars on standard error (or nothing with `--quiet`); messages go above
+/// the bar.
+pub struct Bars {
+    quiet: bool,
+    bar: Mutex<Option<ProgressBar>>,
+}
+
+impl Bars {
+    /// Bars, unless `quiet`.
+    pub fn new(quiet: bool) -> Self {
+        Bars {
+            quiet,
+            bar: Mutex::new(None),
+        }
+    }
+
+    fn with_bar(&self, f: impl FnOnce(&ProgressBar)) {
+        if let Ok(guard) = self.bar.lock() {
+            if let Some(bar) = guard.as_ref() {
+                f(bar);
+            }
+        }
+    }
+}
+
+impl Progress for Bars {
+    fn start(&self, phase: &str, total: usize) {
+        let target = if self.quiet {
+            ProgressDrawTarget::hidden()
+        } else {
+            ProgressDrawTarget::stderr()
+        };
+        let bar = ProgressBar::with_draw_target(Some(total as u64), target);
+        if let Ok(style) = ProgressStyle::with_template(
+            "{prefix:>10} [{bar:30}] {pos}/{len} ({per_sec}, ETA {eta})",
+        ) {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        bar.set_prefix(phase.to_string());
+        if let Ok(mut guard) = self.bar.lock() {
+            *guard = Some(bar);
+        }
+    }
+
+    fn set(&self, done: usize) {
+        self.with_bar(|b| b.set_position(done as u64));
+    }
+
+    fn message(&self, line: &str) {
+        let mut shown = false;
+        self.with_bar(|b| {
+            if !b.is_hidden() {
+                b.println(line);
+                shown = true;
+            }
+        });
+        if !shown {
+            eprintln!("{line}");
+        }
+    }
+
+    fn finish(&self) {
+        if let Ok(mut guard) = self.bar.lock() {
+            if let Some(bar) = guard.take() {
+                bar.finish();
+            }
+        }
+    }
+}
+
+/// Parses a comma-separated list of numbers, naming the flag on error.
+pub fn number_list<T: std::str::FromStr>(flag: &str, list: &str) -> Result<Vec<T>> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse::<T>()
+                .ok()
+                .with_context(|| format!("{flag}: bad number {s:?}"))
+        })
+        .collect()
+}
+
+/// Median of `v` (0 when empty).
+pub fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(0.0)
+}

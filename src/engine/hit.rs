@@ -1,0 +1,66 @@
+//! What a search returns: [`Hit`]s, each with its [`ScoreBreakdown`].
+
+use serde::{Deserialize, Serialize};
+
+use crate::catalog::Product;
+use crate::fuse::Fused;
+
+/// Why a hit ranks where it does.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ScoreBreakdown {
+    /// BM25 score, when the keyword retriever found the product.
+    pub bm25: Option<f32>,
+    /// 1-based rank in the keyword list.
+    pub bm25_rank: Option<usize>,
+    /// Cosine similarity of query and product embeddings, when the dense retriever
+    /// found the product.
+    pub dense: Option<f32>,
+    /// 1-based rank in the dense list.
+    pub dense_rank: Option<usize>,
+    /// The fused score (equals the single retriever's score in bm25/dense mode).
+    pub fused: f32,
+    /// The CTR head's probability, when it ranked this hit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ctr: Option<f32>,
+    /// The profile term (taste similarity and past interest), when personalised.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<f32>,
+    /// Each feature's approximate contribution to the head's logit (gradient x
+    /// normalised input), when the head ranked this hit.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub contributions: Vec<(String, f32)>,
+}
+
+/// One search result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Hit {
+    /// Product id: the stable way to refer to the product.
+    pub id: String,
+    /// Final score (higher is better).
+    pub score: f32,
+    /// Score breakdown.
+    pub breakdown: ScoreBreakdown,
+    /// The product's row in this index: valid for this opened engine only (a rebuild
+    /// renumbers), so it stays inside the crate.
+    #[serde(skip)]
+    pub(crate) ord: u32,
+}
+
+impl Hit {
+    /// The hit of a fused candidate: scores and ranks from both retrievers.
+    pub(crate) fn from_fused(product: &Product, f: &Fused) -> Hit {
+        Hit {
+            id: product.id.clone(),
+            score: f.score,
+            breakdown: ScoreBreakdown {
+                bm25: f.bm25.map(|x| x.0),
+                bm25_rank: f.bm25.map(|x| x.1),
+                dense: f.dense.map(|x| x.0),
+                dense_rank: f.dense.map(|x| x.1),
+                fused: f.score,
+                ..ScoreBreakdown::default()
+            },
+            ord: f.ord,
+        }
+    }
+}

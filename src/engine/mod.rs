@@ -1,0 +1,189 @@
+//! [`Engine`]: an opened index, and the one place that orchestrates a search. One
+//! file per job:
+//!
+//! | file | job |
+//! | --- | --- |
+//! | `mod.rs` | the [`Engine`] and its accessors, query embedding (with its LRU) |
+//! | `open.rs` | [`EngineBuilder`]: opening and verifying an index, loading the encoder and the head |
+//! | `request.rs` | [`SearchRequest`], [`Mode`], [`Filters`] and all their validation |
+//! | `hit.rs` | [`Hit`] and [`ScoreBreakdown`] |
+//! | `search.rs` | retrieval (filters, BM25, dense route choice) and fusion |
+//! | `personal.rs` | a shopper's candidates, features, ranking, MMR, external rerank |
+//! | `events.rs` | recording, importing and forgetting events; profiles |
+//!
+//! A query goes: filters -> allowed-product mask; text -> BM25 top-`candidates`
+//! ([`crate::text`]); text -> embedding ([`crate::encoder`]) -> HNSW top-
+//! `candidates` ([`crate::vector`]); both lists -> [`crate::fuse`] -> top-`k` hits
+//! with their score breakdown. With a shopper, [`crate::rank`] reranks the hybrid
+//! top candidates using their profile.
+
+mod events;
+mod hit;
+mod open;
+mod personal;
+mod request;
+mod search;
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+
+use crate::catalog::Product;
+use crate::encoder::{Encoder, DEFAULT_BATCH_SIZE};
+use crate::error::{Error, Result};
+use crate::fuse::Fusion;
+use crate::profile::{EventStore, ItemStats, ProfileConfig};
+use crate::rank::{CtrHead, FallbackWeights};
+use crate::store::{Manifest, VectorFile};
+use crate::text::TextIndex;
+use crate::vector::HnswIndex;
+
+pub use events::ImportSummary;
+pub use hit::{Hit, ScoreBreakdown};
+pub use open::{EngineBuilder, DEFAULT_QUERY_CACHE};
+pub use personal::{ExternalCandidate, RerankResponse, DEFAULT_RERANK_DEPTH, PERSONAL_CANDIDATES};
+pub use request::{Filters, Mode, SearchRequest, MAX_EF_SEARCH, MAX_K};
+pub use search::{Candidates, DEFAULT_CANDIDATES};
+
+/// An opened index. `Send + Sync`: share one `Engine` (or an `Arc<Engine>`) across
+/// threads; searches do not lock each other.
+#[derive(Debug)]
+pub struct Engine {
+    dir: PathBuf,
+    manifest: Manifest,
+    products: Vec<Product>,
+    by_id: HashMap<String, u32>,
+    text: TextIndex,
+    hnsw: HnswIndex,
+    vectors: VectorFile,
+    encoder: Option<Arc<Encoder>>,
+    fusion: Fusion,
+    events: Mutex<EventStore>,
+    stats: RwLock<ItemStats>,
+    head: Option<CtrHead>,
+    head_warning: Option<String>,
+    query_cache: Option<Mutex<lru::LruCache<String, Arc<Vec<f32>>>>>,
+    profile_cfg: ProfileConfig,
+    fallback: FallbackWeights,
+}
+
+impl Engine {
+    /// Opens the index in `dir` with default options (see [`EngineBuilder`]).
+    pub fn open(dir: impl AsRef<Path>) -> Result<Self> {
+        EngineBuilder::new(dir.as_ref()).build()
+    }
+
+    /// The index directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The index manifest.
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// Number of products.
+    pub fn len(&self) -> usize {
+        self.products.len()
+    }
+
+    /// True when the index holds no product.
+    pub fn is_empty(&self) -> bool {
+        self.products.is_empty()
+    }
+
+    /// The product with id `id`.
+    pub fn product(&self, id: &str) -> Option<&Product> {
+        self.by_id
+            .get(id)
+            .and_then(|&o| self.products.get(o as usize))
+    }
+
+    /// The stored (L2-normalised) embedding of product `id`.
+    pub fn embedding(&self, id: &str) -> Option<&[f32]> {
+        self.by_id
+            .get(id)
+            .and_then(|&o| self.vectors.row(o as usize))
+    }
+
+    /// The encoder, unless opened keyword-only.
+    pub fn encoder(&self) -> Option<&Encoder> {
+        self.encoder.as_deref()
+    }
+
+    /// The default fusion.
+    pub fn default_fusion(&self) -> Fusion {
+        self.fusion
+    }
+
+    /// The trained CTR head, if any.
+    pub fn head(&self) -> Option<&CtrHead> {
+        self.head.as_ref()
+    }
+
+    /// Why a head found in the index was not loaded (trained for another feature
+    /// set, or unreadable), if that happened. Reranking then uses the fallback.
+    pub fn head_warning(&self) -> Option<&str> {
+        self.head_warning.as_deref()
+    }
+
+    /// The embedding of a query text, from the LRU cache when it was seen recently.
+    pub fn embed_query(&self, text: &str, mode: Mode) -> Result<Arc<Vec<f32>>> {
+        if let Some(cache) = &self.query_cache {
+            if let Ok(mut c) = cache.lock() {
+                if let Some(v) = c.get(text) {
+                    return Ok(Arc::clone(v));
+                }
+            }
+        }
+        let enc = self.encoder.as_ref().ok_or(Error::NoEncoder {
+            mode: mode.name().into(),
+        })?;
+        let v = Arc::new(enc.embed(text)?);
+        if let Some(cache) = &self.query_cache {
+            if let Ok(mut c) = cache.lock() {
+                c.put(text.to_string(), Arc::clone(&v));
+            }
+        }
+        Ok(v)
+    }
+
+    /// Embeds query texts in batches (for evaluation and bulk jobs).
+    pub(crate) fn embed_queries(
+        &self,
+        texts: &[&str],
+        progress: &(dyn Fn(usize) + Sync),
+    ) -> Result<Vec<Vec<f32>>> {
+        let enc = self.encoder.as_ref().ok_or(Error::NoEncoder {
+            mode: "dense".into(),
+        })?;
+        enc.embed_many(texts, DEFAULT_BATCH_SIZE, progress)
+    }
+
+    /// Embeddings of the distinct texts among `texts` (queries repeat a lot in
+    /// logs), keyed by text; empty when the engine has no encoder (requests then
+    /// fall back to what they can do without one).
+    pub(crate) fn embed_distinct(
+        &self,
+        texts: &[&str],
+        progress: &(dyn Fn(usize) + Sync),
+    ) -> Result<HashMap<String, Vec<f32>>> {
+        if self.encoder.is_none() {
+            return Ok(HashMap::new());
+        }
+        let distinct: Vec<&str> = texts
+            .iter()
+            .copied()
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        let vecs = self.embed_queries(&distinct, progress)?;
+        Ok(distinct.into_iter().map(String::from).zip(vecs).collect())
+    }
+
+    /// The stored embedding in row `ord`.
+    pub(crate) fn embedding_at(&self, ord: u32) -> Option<&[f32]> {
+        self.vectors.row(ord as usize)
+    }
+}

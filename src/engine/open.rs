@@ -1,0 +1,258 @@
+//! Opening an index: [`EngineBuilder`], the checks every open runs, and loading the
+//! encoder and the trained head.
+
+use std::collections::HashMap;
+use std::num::NonZeroUsize;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+
+use super::Engine;
+use crate::encoder::{DeviceSpec, Encoder, EncoderOptions, Implementation};
+use crate::error::{Error, ModelMismatch, Result};
+use crate::fuse::Fusion;
+use crate::profile::{EventStore, ItemStats, ProfileConfig};
+use crate::rank::{CtrHead, FallbackWeights, FEATURE_NAMES};
+use crate::store::{self, layout, IndexPaths, Manifest, VectorFile};
+use crate::text::TextIndex;
+use crate::vector::{HnswIndex, HnswParams};
+
+/// Default size of the query-embedding cache: 10,000 texts, about 15 MiB of
+/// 384-d vectors. Head queries repeat in every shop; this holds far more than a
+/// typical head.
+pub const DEFAULT_QUERY_CACHE: usize = 10_000;
+
+/// Opens an [`Engine`] with options.
+#[derive(Debug, Clone)]
+pub struct EngineBuilder {
+    index_dir: PathBuf,
+    model_dir: Option<PathBuf>,
+    device: DeviceSpec,
+    implementation: Implementation,
+    keyword_only: bool,
+    fusion: Fusion,
+    verify: bool,
+    load_head: bool,
+    query_cache: usize,
+}
+
+impl EngineBuilder {
+    /// Options for the index in `index_dir`: the model recorded in the manifest, on
+    /// the CPU, default fusion, with checksums verified.
+    pub fn new(index_dir: impl Into<PathBuf>) -> Self {
+        EngineBuilder {
+            index_dir: index_dir.into(),
+            model_dir: None,
+            device: DeviceSpec::Cpu,
+            implementation: Implementation::default(),
+            keyword_only: false,
+            fusion: Fusion::default(),
+            verify: true,
+            load_head: true,
+            query_cache: DEFAULT_QUERY_CACHE,
+        }
+    }
+
+    /// Uses this model directory instead of the one recorded at build time. It must
+    /// be the same model (same weights checksum).
+    pub fn model_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.model_dir = Some(dir.into());
+        self
+    }
+
+    /// Runs the encoder on `device`.
+    pub fn device(mut self, device: DeviceSpec) -> Self {
+        self.device = device;
+        self
+    }
+
+    /// Runs this implementation of the encoder's forward pass (default: the fast one).
+    pub fn encoder_implementation(mut self, implementation: Implementation) -> Self {
+        self.implementation = implementation;
+        self
+    }
+
+    /// Opens without an encoder: only `bm25` mode and requests that carry their own
+    /// embedding work.
+    pub fn keyword_only(mut self, yes: bool) -> Self {
+        self.keyword_only = yes;
+        self
+    }
+
+    /// Sets the default fusion used when a request names none.
+    pub fn fusion(mut self, fusion: Fusion) -> Self {
+        self.fusion = fusion;
+        self
+    }
+
+    /// Skips the CRC-32 check of the index files on open (faster; only for indexes
+    /// you trust, e.g. just built).
+    pub fn verify_checksums(mut self, yes: bool) -> Self {
+        self.verify = yes;
+        self
+    }
+
+    /// Keeps the embeddings of the `n` most recently searched query texts (LRU),
+    /// so a repeated query skips the encoder. 0 turns the cache off.
+    pub fn query_cache(mut self, n: usize) -> Self {
+        self.query_cache = n;
+        self
+    }
+
+    /// Loads the trained CTR head from `INDEX/rank/` when there is one (default on).
+    pub fn load_head(mut self, yes: bool) -> Self {
+        self.load_head = yes;
+        self
+    }
+
+    /// Opens the index: checks the manifest and every file's size and CRC-32, loads
+    /// the products, maps the vectors, reloads the HNSW graph and the keyword index,
+    /// loads the encoder (refusing another model than the one the index was built
+    /// with), replays the event store and loads the trained head if there is one.
+    pub fn build(self) -> Result<Engine> {
+        self.fusion
+            .validate()
+            .map_err(|r| Error::invalid("fusion", r))?;
+        let paths = IndexPaths::new(&self.index_dir);
+        let manifest = Manifest::read(paths.root())?;
+        self.check_files(&paths, &manifest)?;
+        let products = store::read_products(&paths.products())?;
+        if products.len() != manifest.products {
+            return Err(Error::corrupt(
+                paths.products(),
+                format!(
+                    "{} products, the manifest says {}",
+                    products.len(),
+                    manifest.products
+                ),
+            ));
+        }
+        let dim = manifest.model.dim;
+        let vectors = VectorFile::open(&paths.vectors(), products.len(), dim)?;
+        let params = HnswParams {
+            m: manifest.hnsw.m,
+            ef_construction: manifest.hnsw.ef_construction,
+            ef_search: manifest.hnsw.ef_search,
+        };
+        let hnsw = HnswIndex::load(
+            &paths.hnsw_dir(),
+            layout::HNSW_BASENAME,
+            dim,
+            products.len(),
+            params,
+        )?;
+        let text = TextIndex::open(&paths.text_dir())?;
+        if text.len() != products.len() as u64 {
+            return Err(Error::corrupt(
+                paths.text_dir(),
+                format!(
+                    "{} documents, the manifest says {} products",
+                    text.len(),
+                    products.len()
+                ),
+            ));
+        }
+        let encoder = if self.keyword_only {
+            None
+        } else {
+            Some(Arc::new(self.open_encoder(&paths, &manifest)?))
+        };
+        let by_id: HashMap<String, u32> = products
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.id.clone(), i as u32))
+            .collect();
+        let events = EventStore::open(&paths.events_dir())?;
+        let stats = ItemStats::from_events(events.iter(), &|id: &str| by_id.get(id).copied());
+        let (head, head_warning) = if self.load_head {
+            load_head(&paths.rank_dir())
+        } else {
+            (None, None)
+        };
+        Ok(Engine {
+            dir: self.index_dir,
+            manifest,
+            products,
+            by_id,
+            text,
+            hnsw,
+            vectors,
+            encoder,
+            fusion: self.fusion,
+            events: Mutex::new(events),
+            stats: RwLock::new(stats),
+            head,
+            head_warning,
+            query_cache: NonZeroUsize::new(self.query_cache)
+                .map(|n| Mutex::new(lru::LruCache::new(n))),
+            profile_cfg: ProfileConfig::default(),
+            fallback: FallbackWeights::default(),
+        })
+    }
+
+    /// Every file the manifest lists exists, and (unless turned off) has the size and
+    /// CRC-32 it records.
+    fn check_files(&self, paths: &IndexPaths, manifest: &Manifest) -> Result<()> {
+        for (rel, entry) in &manifest.files {
+            let path = paths.root().join(rel);
+            if self.verify {
+                store::verify_file(&path, entry)?;
+            } else if !path.is_file() {
+                return Err(Error::corrupt(&path, "missing"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The encoder, which must be the model the index was built with (same weights
+    /// checksum and dimension).
+    fn open_encoder(&self, paths: &IndexPaths, manifest: &Manifest) -> Result<Encoder> {
+        let model_dir = self
+            .model_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(&manifest.model.path));
+        let mut opts = EncoderOptions::new(model_dir);
+        opts.device = self.device;
+        opts.implementation = self.implementation;
+        opts.max_tokens = Some(manifest.model.max_tokens);
+        let enc = Encoder::load(&opts)?;
+        let info = enc.info();
+        let built = &manifest.model;
+        if info.sha256 != built.sha256 || info.dim != built.dim {
+            return Err(Error::ModelMismatch(Box::new(ModelMismatch {
+                index: paths.root().to_path_buf(),
+                built_name: built.name.clone(),
+                built_dim: built.dim,
+                built_sha: built.sha256.chars().take(12).collect(),
+                given_name: info.name.clone(),
+                given_dim: info.dim,
+                given_sha: info.sha256.chars().take(12).collect(),
+            })));
+        }
+        Ok(enc)
+    }
+}
+
+/// The trained head in `rank_dir`, if there is one that fits this build's features;
+/// otherwise why it is ignored (reranking then uses the fallback formula).
+fn load_head(rank_dir: &Path) -> (Option<CtrHead>, Option<String>) {
+    if !rank_dir.join(layout::HEAD_WEIGHTS).exists() {
+        return (None, None);
+    }
+    match CtrHead::load(rank_dir) {
+        Ok(h) if h.feature_names() == FEATURE_NAMES => (Some(h), None),
+        Ok(_) => (
+            None,
+            Some(format!(
+                "the CTR head in {} was trained on another feature set and is ignored; retrain it with `shelfrank train`",
+                rank_dir.display()
+            )),
+        ),
+        Err(e) => (
+            None,
+            Some(format!(
+                "the CTR head in {} cannot be loaded and is ignored ({e}); retrain it with `shelfrank train`",
+                rank_dir.display()
+            )),
+        ),
+    }
+}

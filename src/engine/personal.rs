@@ -1,0 +1,413 @@
+//! Personalised ranking: a shopper's candidates (the hybrid top plus their own past
+//! items that match), their features, scoring by the CTR head or the fallback formula,
+//! the diversity pass, and reranking candidates another engine found.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use super::{Engine, Hit, Mode, ScoreBreakdown, SearchRequest};
+use crate::error::{Error, Result};
+use crate::fuse::{self, min_max, Fused};
+use crate::profile::{Event, ItemStats, Profile};
+use crate::rank::features::{self, CandidateInput, QueryContext};
+use crate::rank::{
+    self, CandidateQuery, CandidateSource, Feature, FeatureVector, RerankMode, ScoredCandidate,
+};
+
+/// Candidates reranked for a personalised request when the request does not say.
+pub const DEFAULT_RERANK_DEPTH: usize = 200;
+
+/// Extra candidates taken from the shopper's own past items that match the query
+/// (BM25 restricted to those items), so that a repurchase is always in reach even
+/// for a broad query.
+pub const PERSONAL_CANDIDATES: usize = 50;
+
+/// A candidate found by another engine, for [`Engine::rerank`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExternalCandidate {
+    /// Product id.
+    pub id: String,
+    /// The other engine's score (higher is better), if it has one.
+    #[serde(default)]
+    pub score: Option<f32>,
+}
+
+/// The answer of [`Engine::rerank`].
+#[derive(Debug, Clone, Serialize)]
+pub struct RerankResponse {
+    /// The reranked hits.
+    pub hits: Vec<Hit>,
+    /// Candidate ids not in this index (reported, not fatal).
+    pub unknown: Vec<String>,
+}
+
+impl Engine {
+    /// Reranks candidates found by another engine for `req.query` and `req.user`.
+    /// Their scores (or, without scores, their order) stand for retrieval; BM25 is
+    /// computed among them. Unknown ids are reported, not fatal.
+    pub fn rerank(
+        &self,
+        req: &SearchRequest,
+        candidates: &[ExternalCandidate],
+    ) -> Result<RerankResponse> {
+        req.validate()?;
+        let mut unknown = Vec::new();
+        let mut seen = HashSet::new();
+        let mut known: Vec<(u32, f32)> = Vec::new();
+        for (i, c) in candidates.iter().enumerate() {
+            match self.by_id.get(&c.id) {
+                Some(&o) => {
+                    if seen.insert(o) {
+                        let s = c
+                            .score
+                            .filter(|s| s.is_finite())
+                            .unwrap_or(1.0 / (i as f32 + 1.0));
+                        known.push((o, s));
+                    }
+                }
+                None => unknown.push(c.id.clone()),
+            }
+        }
+        if known.is_empty() {
+            return Ok(RerankResponse {
+                hits: Vec::new(),
+                unknown,
+            });
+        }
+        let (as_of, profile) = self.request_profile(req)?;
+        let stats = self.read_stats()?;
+        let ords: Vec<u32> = known.iter().map(|k| k.0).collect();
+        let mut cands = self.candidates_for(req, &ords, profile.as_ref(), &stats, as_of)?;
+        let mut given: Vec<f32> = known.iter().map(|k| k.1).collect();
+        min_max(&mut given);
+        for (c, g) in cands.iter_mut().zip(&given) {
+            c.fused.score = *g;
+            c.features.set(Feature::Fused, *g);
+        }
+        let mut req = req.clone();
+        if req.user.is_none() && req.rerank == RerankMode::Auto && self.head.is_none() {
+            req.rerank = RerankMode::Profile;
+        }
+        let hits = self.rank_candidates(&req, &cands)?;
+        Ok(RerankResponse { hits, unknown })
+    }
+
+    /// Ranks a personalised request with an explicit profile and statistics (the
+    /// engine's own store is not read). `mode` comes from `req.rerank`.
+    pub(crate) fn personalize(
+        &self,
+        req: &SearchRequest,
+        profile: Option<&Profile>,
+        stats: &ItemStats,
+        as_of: i64,
+    ) -> Result<Vec<Hit>> {
+        req.validate()?;
+        let cands = self.personal_candidates(req, profile, stats, as_of)?;
+        self.rank_candidates(req, &cands)
+    }
+
+    /// The candidates of a personalised request with their features: the
+    /// non-personalised hybrid top-`depth` plus the shopper's own past items that
+    /// match the query. Training and evaluation use this directly.
+    pub(crate) fn personal_candidates(
+        &self,
+        req: &SearchRequest,
+        profile: Option<&Profile>,
+        stats: &ItemStats,
+        as_of: i64,
+    ) -> Result<Vec<ScoredCandidate>> {
+        let depth = req.candidates.unwrap_or(DEFAULT_RERANK_DEPTH.max(req.k));
+        let query_vec = self.query_vec(req)?;
+        let mut base = req.clone();
+        base.mode = if query_vec.is_some() {
+            Mode::Hybrid
+        } else {
+            Mode::Bm25
+        };
+        base.candidates = Some(depth);
+        base.embedding = query_vec.clone();
+        let lists = self.retrieve(&base)?;
+        let fusion = req.fusion.unwrap_or(self.fusion);
+        let mut fused = match base.mode {
+            Mode::Hybrid => fuse::fuse(&lists.bm25, &lists.dense, &fusion, depth),
+            _ => fuse::single(&lists.bm25, true, depth),
+        };
+        if let Some(p) = profile.filter(|p| !p.is_empty()) {
+            let mask = self.mask_of(p.items.keys().copied());
+            let mine = self
+                .text
+                .search(&req.query, PERSONAL_CANDIDATES, Some(mask))?;
+            let have: HashSet<u32> = fused.iter().map(|f| f.ord).collect();
+            for h in mine.into_iter().filter(|h| !have.contains(&h.ord)) {
+                fused.push(Fused {
+                    ord: h.ord,
+                    score: 0.0,
+                    bm25: Some((h.score, usize::MAX)),
+                    dense: None,
+                });
+            }
+            // A rank from the restricted list is not a global rank.
+            for f in &mut fused {
+                if let Some((s, usize::MAX)) = f.bm25 {
+                    f.bm25 = Some((s, depth + 1));
+                }
+            }
+        }
+        Ok(self.featurize(req, query_vec.as_deref(), fused, profile, stats, as_of))
+    }
+
+    /// Features of the listed products as candidates for `req` (in that order):
+    /// BM25 is computed among them, the dense score exactly, and each one's list
+    /// position stands for its dense rank; the fused score is 0 (callers that have
+    /// a retrieval score set it).
+    pub(crate) fn candidates_for(
+        &self,
+        req: &SearchRequest,
+        ords: &[u32],
+        profile: Option<&Profile>,
+        stats: &ItemStats,
+        as_of: i64,
+    ) -> Result<Vec<ScoredCandidate>> {
+        let query_vec = self.query_vec(req)?;
+        let mask = self.mask_of(ords.iter().copied());
+        let bm25 = self
+            .text
+            .search(&req.query, ords.len().max(1), Some(mask))?;
+        let bm25: HashMap<u32, (f32, usize)> = bm25
+            .into_iter()
+            .enumerate()
+            .map(|(r, h)| (h.ord, (h.score, r + 1)))
+            .collect();
+        let fused: Vec<Fused> = ords
+            .iter()
+            .enumerate()
+            .map(|(r, &o)| Fused {
+                ord: o,
+                score: 0.0,
+                bm25: bm25.get(&o).copied(),
+                dense: Some((0.0, r + 1)),
+            })
+            .collect();
+        Ok(self.featurize(req, query_vec.as_deref(), fused, profile, stats, as_of))
+    }
+
+    /// Scores candidates by `req.rerank`, applies the diversity pass, keeps `k`.
+    pub(crate) fn rank_candidates(
+        &self,
+        req: &SearchRequest,
+        cands: &[ScoredCandidate],
+    ) -> Result<Vec<Hit>> {
+        let feats: Vec<FeatureVector> = cands.iter().map(|c| c.features).collect();
+        let (fallback, profile_terms) = rank::fallback_scores(&feats, &self.fallback);
+        let use_head = match req.rerank {
+            RerankMode::Ctr => {
+                if self.head.is_none() {
+                    return Err(Error::NoHead {
+                        index: self.dir.clone(),
+                    });
+                }
+                true
+            }
+            RerankMode::Auto => self.head.is_some(),
+            RerankMode::Profile | RerankMode::Off => false,
+        };
+        let (scores, ctr): (Vec<f32>, Option<Vec<f32>>) = match (&self.head, use_head, req.rerank) {
+            (_, _, RerankMode::Off) => (cands.iter().map(|c| c.fused.score).collect(), None),
+            (Some(head), true, _) => {
+                let rows: Vec<Vec<f32>> = feats.iter().map(|f| f.as_slice().to_vec()).collect();
+                let p = head.predict(&rows)?;
+                (p.clone(), Some(p))
+            }
+            _ => (fallback, None),
+        };
+        let mut order: Vec<usize> = (0..cands.len()).collect();
+        order.sort_by(|&a, &b| {
+            scores[b]
+                .total_cmp(&scores[a])
+                .then(cands[a].ord.cmp(&cands[b].ord))
+        });
+        let picked: Vec<usize> = if req.diversity > 0.0 {
+            let pool: Vec<usize> = order.iter().copied().take((req.k * 3).max(req.k)).collect();
+            let rel: Vec<f32> = pool.iter().map(|&i| scores[i]).collect();
+            let sim = |a: usize, b: usize| match (
+                self.vectors.row(cands[pool[a]].ord as usize),
+                self.vectors.row(cands[pool[b]].ord as usize),
+            ) {
+                (Some(x), Some(y)) => crate::vector::dot(x, y),
+                _ => 0.0,
+            };
+            rank::mmr(&rel, req.k, req.diversity, &sim)
+                .into_iter()
+                .map(|i| pool[i])
+                .collect()
+        } else {
+            order.into_iter().take(req.k).collect()
+        };
+        let mut hits = Vec::with_capacity(picked.len());
+        for i in picked {
+            let c = &cands[i];
+            let Some(p) = self.products.get(c.ord as usize) else {
+                continue;
+            };
+            let contributions = match (&ctr, &self.head) {
+                (Some(_), Some(head)) => head.contributions(c.features.as_slice())?,
+                _ => Vec::new(),
+            };
+            let global = |r: Option<(f32, usize)>| r.filter(|x| x.1 != usize::MAX);
+            hits.push(Hit {
+                id: p.id.clone(),
+                score: scores[i],
+                breakdown: ScoreBreakdown {
+                    bm25: c.fused.bm25.map(|x| x.0),
+                    bm25_rank: global(c.fused.bm25).map(|x| x.1),
+                    dense: Some(c.features.get(Feature::Dense)),
+                    dense_rank: c.fused.dense.map(|x| x.1),
+                    fused: c.fused.score,
+                    ctr: ctr.as_ref().map(|v| v[i]),
+                    profile: (req.rerank != RerankMode::Off).then_some(profile_terms[i]),
+                    contributions,
+                },
+                ord: c.ord,
+            });
+        }
+        Ok(hits)
+    }
+
+    fn featurize(
+        &self,
+        req: &SearchRequest,
+        query_vec: Option<&[f32]>,
+        fused: Vec<Fused>,
+        profile: Option<&Profile>,
+        stats: &ItemStats,
+        as_of: i64,
+    ) -> Vec<ScoredCandidate> {
+        let ordered_terms = self.text.analyze(&req.query);
+        let terms: HashSet<String> = ordered_terms.iter().cloned().collect();
+        let max_bm25 = fused
+            .iter()
+            .filter_map(|f| f.bm25.map(|b| b.0))
+            .fold(0.0f32, f32::max);
+        let dense: Vec<f32> = fused
+            .iter()
+            .map(|f| features::dense_score(query_vec, self.vectors.row(f.ord as usize)))
+            .collect();
+        let max_dense = dense.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let ctx = QueryContext {
+            terms: &terms,
+            ordered_terms: &ordered_terms,
+            query_vec,
+            profile,
+            stats,
+            as_of,
+            max_bm25,
+            max_dense: if max_dense.is_finite() {
+                max_dense
+            } else {
+                0.0
+            },
+        };
+        fused
+            .into_iter()
+            .zip(dense)
+            .filter_map(|(f, dense)| {
+                let product = self.products.get(f.ord as usize)?;
+                let title_seq = self.title_seq(f.ord);
+                let title_terms: HashSet<String> = title_seq.iter().cloned().collect();
+                let input = CandidateInput {
+                    ord: f.ord,
+                    product,
+                    embedding: self.vectors.row(f.ord as usize),
+                    bm25: f.bm25,
+                    dense,
+                    dense_rank: f.dense.map(|d| d.1),
+                    fused: f.score,
+                    title_terms: &title_terms,
+                    title_seq: &title_seq,
+                };
+                Some(ScoredCandidate {
+                    ord: f.ord,
+                    fused: f,
+                    features: features::compute(&ctx, &input),
+                })
+            })
+            .collect()
+    }
+
+    fn query_vec(&self, req: &SearchRequest) -> Result<Option<Vec<f32>>> {
+        match (&req.embedding, &self.encoder) {
+            (Some(v), _) => Ok(Some(v.clone())),
+            (None, Some(_)) => Ok(Some(self.embed_query(&req.query, req.mode)?.to_vec())),
+            (None, None) => Ok(None),
+        }
+    }
+
+    /// The analysed title terms of `ord`, in order (repeats kept).
+    fn title_seq(&self, ord: u32) -> Vec<String> {
+        self.products
+            .get(ord as usize)
+            .map(|p| self.text.analyze_all(&p.title))
+            .unwrap_or_default()
+    }
+
+    /// A mask over product ordinals that allows exactly `ords`.
+    fn mask_of(&self, ords: impl IntoIterator<Item = u32>) -> Arc<Vec<bool>> {
+        let mut mask = vec![false; self.products.len()];
+        for o in ords {
+            if let Some(m) = mask.get_mut(o as usize) {
+                *m = true;
+            }
+        }
+        Arc::new(mask)
+    }
+}
+
+impl CandidateSource for Engine {
+    fn ord_of(&self, id: &str) -> Option<u32> {
+        self.by_id.get(id).copied()
+    }
+
+    fn id_of(&self, ord: u32) -> Option<&str> {
+        self.products.get(ord as usize).map(|p| p.id.as_str())
+    }
+
+    fn embed_distinct(&self, texts: &[&str]) -> Result<HashMap<String, Vec<f32>>> {
+        Engine::embed_distinct(self, texts, &|_| {})
+    }
+
+    fn profile_from(&self, user: &str, events: &[Event], as_of: i64) -> Profile {
+        Engine::profile_from(self, user, events, as_of)
+    }
+
+    fn retrieved(
+        &self,
+        query: &CandidateQuery<'_>,
+        profile: Option<&Profile>,
+        stats: &ItemStats,
+        as_of: i64,
+    ) -> Result<Vec<ScoredCandidate>> {
+        self.personal_candidates(&candidate_request(query), profile, stats, as_of)
+    }
+
+    fn listed(
+        &self,
+        query: &CandidateQuery<'_>,
+        ords: &[u32],
+        profile: Option<&Profile>,
+        stats: &ItemStats,
+        as_of: i64,
+    ) -> Result<Vec<ScoredCandidate>> {
+        self.candidates_for(&candidate_request(query), ords, profile, stats, as_of)
+    }
+}
+
+/// The request training asks candidates for: `depth` candidates of the default
+/// hybrid retrieval.
+fn candidate_request(q: &CandidateQuery<'_>) -> SearchRequest {
+    let mut req = SearchRequest::new(q.text).k(q.depth);
+    req.candidates = Some(q.depth);
+    req.embedding = q.embedding.map(<[f32]>::to_vec);
+    req
+}

@@ -1,0 +1,170 @@
+//! Retrieval and fusion: filters become a mask over product rows, BM25 and the dense
+//! retriever each return their top candidates, and [`crate::fuse`] merges the two
+//! lists into hits.
+
+use std::sync::Arc;
+
+use super::{Engine, Filters, Hit, Mode, SearchRequest};
+use crate::error::{Error, Result};
+use crate::fuse::{self, Candidate, Fused};
+use crate::rank::RerankMode;
+use crate::vector::{exact_search, exact_search_filtered};
+
+/// Default number of candidates each retriever contributes before fusion. 100
+/// covers Recall@100 and is cheap (BM25 and HNSW cost grow slowly with it).
+pub const DEFAULT_CANDIDATES: usize = 100;
+
+/// When a filter leaves at most this share of the catalog (or at most
+/// [`EXACT_FILTER_MIN_ROWS`] products), the dense retriever scans the allowed rows
+/// exactly instead of walking the graph: a filtered HNSW walk has to visit and
+/// reject most nodes in that regime, and an exact scan is then both faster and
+/// complete.
+const EXACT_FILTER_SHARE: f64 = 0.05;
+/// See [`EXACT_FILTER_SHARE`].
+const EXACT_FILTER_MIN_ROWS: usize = 4096;
+
+/// The two candidate lists of a query, before fusion (useful to evaluate several
+/// fusions from one retrieval).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Candidates {
+    /// BM25 list, best first.
+    pub bm25: Vec<Candidate>,
+    /// Dense list, best first.
+    pub dense: Vec<Candidate>,
+}
+
+impl Engine {
+    /// Searches: retrieval, fusion, top-k; with a user, personalised reranking
+    /// from the index's event store as of `req.as_of` (default now).
+    pub fn search(&self, req: &SearchRequest) -> Result<Vec<Hit>> {
+        if req.user.is_some() && req.rerank != RerankMode::Off {
+            let (as_of, profile) = self.request_profile(req)?;
+            // Cold start (unknown shopper, or no history before `as_of`): the
+            // non-personalised order, no error.
+            if profile.as_ref().is_some_and(|p| !p.is_empty()) {
+                let stats = self.read_stats()?;
+                return self.personalize(req, profile.as_ref(), &stats, as_of);
+            }
+        }
+        let cands = self.retrieve(req)?;
+        Ok(self.fuse(req, &cands))
+    }
+
+    /// Runs the retrievers `mode` needs and returns their lists (no fusion).
+    pub fn retrieve(&self, req: &SearchRequest) -> Result<Candidates> {
+        req.validate()?;
+        let depth = req.candidates.unwrap_or(DEFAULT_CANDIDATES.max(req.k));
+        let mask = self.mask(&req.filters);
+        let mut out = Candidates::default();
+        if req.mode != Mode::Dense {
+            out.bm25 = self.text.search(&req.query, depth, mask.clone())?;
+        }
+        if req.mode != Mode::Bm25 {
+            let owned;
+            let query_vec: &[f32] = match &req.embedding {
+                Some(v) => v,
+                None => {
+                    owned = self.embed_query(&req.query, req.mode)?;
+                    owned.as_slice()
+                }
+            };
+            out.dense = self.dense_search(query_vec, depth, req.ef_search, mask.as_deref())?;
+        }
+        Ok(out)
+    }
+
+    /// Fuses candidate lists as `req` asks and returns the hits.
+    pub fn fuse(&self, req: &SearchRequest, cands: &Candidates) -> Vec<Hit> {
+        let fused: Vec<Fused> = match req.mode {
+            Mode::Bm25 => fuse::single(&cands.bm25, true, req.k),
+            Mode::Dense => fuse::single(&cands.dense, false, req.k),
+            Mode::Hybrid => fuse::fuse(
+                &cands.bm25,
+                &cands.dense,
+                &req.fusion.unwrap_or(self.fusion),
+                req.k,
+            ),
+        };
+        fused
+            .iter()
+            .filter_map(|f| Some(Hit::from_fused(self.products.get(f.ord as usize)?, f)))
+            .collect()
+    }
+
+    /// The allowed-product mask for `filters`, `None` when unfiltered.
+    fn mask(&self, filters: &Filters) -> Option<Arc<Vec<bool>>> {
+        if filters.is_empty() {
+            return None;
+        }
+        Some(Arc::new(
+            self.products.iter().map(|p| filters.matches(p)).collect(),
+        ))
+    }
+
+    fn dense_search(
+        &self,
+        query: &[f32],
+        k: usize,
+        ef: Option<usize>,
+        mask: Option<&Vec<bool>>,
+    ) -> Result<Vec<Candidate>> {
+        let dim = self.manifest.model.dim;
+        if query.len() != dim {
+            return Err(Error::invalid(
+                "embedding",
+                format!("has {} dims, the index has {dim}", query.len()),
+            ));
+        }
+        let Some(mask) = mask else {
+            return self.hnsw.search(query, k, ef, None);
+        };
+        let allowed: Vec<u32> = mask
+            .iter()
+            .enumerate()
+            .filter(|(_, &ok)| ok)
+            .map(|(i, _)| i as u32)
+            .collect();
+        let threshold =
+            ((self.len() as f64 * EXACT_FILTER_SHARE) as usize).max(EXACT_FILTER_MIN_ROWS);
+        if allowed.len() <= threshold {
+            return Ok(exact_search_filtered(
+                self.vectors.as_slice(),
+                dim,
+                query,
+                k,
+                &allowed,
+            ));
+        }
+        let pred = |id: usize| mask.get(id).copied().unwrap_or(false);
+        let found = self.hnsw.search(query, k, ef, Some(&pred))?;
+        if found.len() < k.min(allowed.len()) {
+            // The graph walk got stuck in a region with few allowed nodes.
+            return Ok(exact_search_filtered(
+                self.vectors.as_slice(),
+                dim,
+                query,
+                k,
+                &allowed,
+            ));
+        }
+        Ok(found)
+    }
+
+    /// Exact dense top-k over all products (the oracle HNSW is measured against).
+    pub(crate) fn exact_dense(&self, query: &[f32], k: usize) -> Vec<(u32, f32)> {
+        exact_search(self.vectors.as_slice(), self.manifest.model.dim, query, k)
+            .into_iter()
+            .map(|n| (n.ord, n.score))
+            .collect()
+    }
+
+    /// Approximate dense top-k with an explicit `ef` (for recall/latency studies).
+    pub(crate) fn hnsw_dense(&self, query: &[f32], k: usize, ef: usize) -> Result<Vec<(u32, f32)>> {
+        Ok(self
+            .hnsw
+            .search(query, k, Some(ef), None)?
+            .into_iter()
+            .map(|n| (n.ord, n.score))
+            .collect())
+    }
+}

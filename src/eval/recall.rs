@@ -1,0 +1,78 @@
+//! HNSW recall against exact search, with latency, for several `ef` values: how much
+//! of the exact dense top-k the graph walk finds, and at what cost.
+//! `shelfrank hnsw-recall` is this and a print.
+
+use std::time::Instant;
+
+use serde::Serialize;
+
+use super::files::Query;
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+
+/// One `ef` value's figures.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RecallRow {
+    /// The HNSW search breadth.
+    pub ef: usize,
+    /// Share of the exact top-k found.
+    pub recall: f64,
+    /// Median latency of one graph search, microseconds.
+    pub median_us: f64,
+    /// 95th percentile latency, microseconds.
+    pub p95_us: f64,
+}
+
+/// Measures recall@`k` and latency for each of `efs`. The queries are the texts of
+/// `queries` (at most `limit`, encoded by the engine), or without them `limit`
+/// stored product vectors spread over the catalog.
+pub fn hnsw_recall(
+    engine: &Engine,
+    queries: Option<&[Query]>,
+    limit: usize,
+    k: usize,
+    efs: &[usize],
+) -> Result<Vec<RecallRow>> {
+    if k == 0 || efs.contains(&0) {
+        return Err(Error::invalid("k and ef", "must be at least 1"));
+    }
+    let qvecs: Vec<Vec<f32>> = match queries {
+        Some(qs) => {
+            let texts: Vec<&str> = qs.iter().take(limit).map(|q| q.text.as_str()).collect();
+            engine.embed_queries(&texts, &|_| {})?
+        }
+        None => {
+            let n = engine.len();
+            let step = (n / limit.max(1)).max(1);
+            (0..n)
+                .step_by(step)
+                .take(limit)
+                .filter_map(|i| engine.embedding_at(i as u32).map(<[f32]>::to_vec))
+                .collect()
+        }
+    };
+    let exact: Vec<Vec<u32>> = qvecs
+        .iter()
+        .map(|q| engine.exact_dense(q, k).into_iter().map(|x| x.0).collect())
+        .collect();
+    let total: usize = exact.iter().map(Vec::len).sum();
+    let mut rows = Vec::with_capacity(efs.len());
+    for &ef in efs {
+        let mut found = 0usize;
+        let mut lat = Vec::with_capacity(qvecs.len());
+        for (q, truth) in qvecs.iter().zip(&exact) {
+            let t = Instant::now();
+            let got = engine.hnsw_dense(q, k, ef)?;
+            lat.push(t.elapsed().as_secs_f64() * 1e6);
+            found += got.iter().filter(|(o, _)| truth.contains(o)).count();
+        }
+        lat.sort_by(f64::total_cmp);
+        rows.push(RecallRow {
+            ef,
+            recall: found as f64 / total.max(1) as f64,
+            median_us: lat.get(lat.len() / 2).copied().unwrap_or(0.0),
+            p95_us: lat.get(lat.len() * 95 / 100).copied().unwrap_or(0.0),
+        });
+    }
+    Ok(rows)
+}

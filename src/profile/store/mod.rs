@@ -1,0 +1,572 @@
+//! The embedded, crash-safe event store: every acknowledged event survives a killed process
+//! or a power loss.
+//!
+//! One [`EventStore`] per index keeps all recorded [`Event`]s in memory, grouped by user and
+//! sorted by time, and on disk in a directory of two files:
+//!
+//! | file | content |
+//! | --- | --- |
+//! | `snapshot.bin` | every event at the last compaction, written atomically (absent until the first one) |
+//! | `log.bin` | the events appended since, one checksummed record each |
+//!
+//! # Durability
+//!
+//! [`EventStore::append`] writes its records to the end of the log and calls `fsync`
+//! (`File::sync_data`) before it returns `Ok`: once acknowledged, an event is on disk. A crash
+//! in the middle of an append can leave a torn tail, an incomplete last record or one whose
+//! checksum does not match; [`EventStore::open`] cuts it off (the events of that unacknowledged
+//! append may be kept in part, always a prefix of the batch) and reports how many bytes it cut
+//! in [`EventStore::recovered_bytes`]. Damage anywhere else, such as a bad record followed by
+//! good ones, is not what a crash leaves: opening fails with an error naming the file and the
+//! byte offset, and nothing on disk is changed. So is a snapshot without its log, or a log
+//! whose generation says that a newer snapshot than the one present was written.
+//!
+//! [`EventStore::compact`] and [`EventStore::forget`] rewrite the snapshot the atomic way
+//! (a temporary file in the same directory, fsync, rename, fsync of the directory) and then
+//! replace the log with an empty one the same way. Each log carries a generation number and
+//! the snapshot records the first generation it does not contain, so a crash between the two
+//! renames cannot replay old log records on top of the new snapshot (and cannot bring back the
+//! events of a forgotten user). Appends compact first when the log holds
+//! [`COMPACT_AFTER_RECORDS`] records or more.
+//!
+//! One process owns a store at a time: there is no lock between processes, and two writers
+//! would interleave their records. Within a process the engine wraps the store in a mutex.
+//!
+//! # On-disk format, version 1 ([`FORMAT_VERSION`])
+//!
+//! Integers are little-endian. Both files start with a 24-byte header:
+//!
+//! | bytes | content |
+//! | --- | --- |
+//! | 0..8 | magic: `SRLOG\0\0\0` for the log, `SRSNAP\0\0` for the snapshot |
+//! | 8..12 | format version, `u32` |
+//! | 12..20 | generation, `u64`: the log's own; for the snapshot, the first log generation it does not contain |
+//! | 20..24 | CRC-32 of bytes 0..20, `u32` |
+//!
+//! The log then holds records, each `u32` payload length, `u32` CRC-32 (IEEE) of the payload,
+//! payload. A payload is one event, bincode 2 with the standard configuration (varints),
+//! through serde, with the fields in this order: `user` string, `item` string, `kind` `u8`
+//! (0 view, 1 click, 2 cart, 3 purchase), `ts` `i64`, `quantity` `Option<f64>`, `query`
+//! `Option<String>`, `position` `Option<u32>` (byte for byte what serde gives for [`Event`]).
+//! Payloads are at most [`MAX_RECORD_BYTES`].
+//!
+//! The snapshot then holds one `u64` payload length, one `u32` CRC-32 of the payload, and the
+//! payload: a bincode sequence of events in the same form, grouped by user (users in byte
+//! order), each user's events in store order.
+//!
+//! The stored form is its own private type, so a change to [`Event`] does not silently change
+//! the format: it fails to compile until the conversion is updated, which is the moment to
+//! bump [`FORMAT_VERSION`].
+
+mod format;
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::path::{Path, PathBuf};
+
+use crate::profile::events::{read_events, Event, EventError, EventErrorKind, EventReadOptions};
+use crate::store::durable::{self, IoFailure};
+use crate::store::layout::{EVENT_LOG as LOG_FILE, EVENT_SNAPSHOT as SNAPSHOT_FILE};
+use format::*;
+
+impl From<IoFailure> for EventError {
+    fn from(e: IoFailure) -> Self {
+        EventError::whole(
+            e.path.display().to_string(),
+            EventErrorKind::Io {
+                action: e.action,
+                source: e.source,
+            },
+        )
+    }
+}
+
+/// What [`EventStore::load_files`] read from one file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadedFile {
+    /// The file.
+    pub path: PathBuf,
+    /// Events loaded.
+    pub events: usize,
+    /// Lines skipped.
+    pub skipped: usize,
+    /// Why the first skipped line was skipped.
+    pub first_problem: Option<String>,
+}
+
+/// The version of the log and snapshot format this build reads and writes.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// The largest payload of one log record, 16 MiB. Real events are a few hundred bytes; the
+/// cap keeps a damaged length field from asking for a huge allocation.
+pub const MAX_RECORD_BYTES: usize = 16 << 20;
+
+/// When the log holds this many records, the next append compacts first. At a few hundred
+/// bytes per event that is a log of tens of MB, replayed in well under a second on open,
+/// while compactions (which rewrite every event) stay rare.
+pub const COMPACT_AFTER_RECORDS: usize = 100_000;
+
+/// An embedded, append-only store of shopper events, durable on disk (or in memory only).
+///
+/// See the [module docs](self) for the guarantees and the file format.
+pub struct EventStore {
+    /// Each user's events, sorted by time (equal times in insertion order).
+    by_user: BTreeMap<String, Vec<Event>>,
+    /// Total number of events.
+    len: usize,
+    /// The files, or `None` for an in-memory store.
+    disk: Option<Disk>,
+    /// Bytes of torn tail cut from the log by [`EventStore::open`].
+    recovered_bytes: u64,
+    /// Log length (in records) at which an append compacts first.
+    compact_after: usize,
+}
+
+impl std::fmt::Debug for EventStore {
+    /// A summary, not the events (a store can hold millions).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventStore")
+            .field("dir", &self.dir())
+            .field("events", &self.len)
+            .field("users", &self.by_user.len())
+            .field("log_records", &self.log_records())
+            .field("recovered_bytes", &self.recovered_bytes)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The open files of an on-disk store.
+#[derive(Debug)]
+struct Disk {
+    dir: PathBuf,
+    log_path: PathBuf,
+    /// The log, opened for appending.
+    log: File,
+    /// Length of the log's good data in bytes (its size, unless a write failed).
+    log_len: u64,
+    /// Records in the log.
+    log_records: usize,
+    /// The log's generation.
+    generation: u64,
+    /// Why the store takes no more writes, after a failure it could not undo.
+    unusable: Option<String>,
+}
+
+impl EventStore {
+    /// Opens the store in `dir`, creating the directory and an empty store if missing.
+    ///
+    /// Loads `snapshot.bin`, then replays `log.bin`. A torn tail left by a crash during an
+    /// append is cut off (see [`recovered_bytes`](Self::recovered_bytes)); any other damage
+    /// is an error naming the file and byte offset, and leaves the files untouched.
+    pub fn open(dir: &Path) -> Result<Self, EventError> {
+        let existed = dir.is_dir();
+        fs::create_dir_all(dir).map_err(io_err(dir, "create the directory"))?;
+        if !existed {
+            durable::sync_dir(&durable::parent_dir(dir))?;
+        }
+        let log_path = dir.join(LOG_FILE);
+        let snapshot_path = dir.join(SNAPSHOT_FILE);
+        // Leftovers of an interrupted compaction: never renamed, so never part of the store.
+        durable::remove_temp_files(dir, &[LOG_FILE, SNAPSHOT_FILE]);
+
+        let mut store = Self::open_in_memory();
+        let snapshot_generation = match read_if_exists(&snapshot_path)? {
+            Some(bytes) => {
+                let (generation, events) = decode_snapshot(&bytes, &snapshot_path)?;
+                for event in events {
+                    store.insert(event);
+                }
+                Some(generation)
+            }
+            None => None,
+        };
+
+        let (generation, log_len, log_records) = match read_if_exists(&log_path)? {
+            None => {
+                if snapshot_generation.is_some() {
+                    // Compactions replace the log by a rename, so it never goes missing.
+                    return Err(corrupt(
+                        &log_path,
+                        0,
+                        format!("{LOG_FILE} is missing but {SNAPSHOT_FILE} is there"),
+                    ));
+                }
+                write_new_log(&log_path, 0)?;
+                (0, HEADER_BYTES as u64, 0)
+            }
+            Some(bytes) => {
+                let generation = check_header(&bytes, &LOG_MAGIC, &log_path)?;
+                let covered = snapshot_generation.unwrap_or(0);
+                if generation > covered {
+                    let snapshot = match snapshot_generation {
+                        Some(_) => {
+                            format!("{SNAPSHOT_FILE} only covers generations below {covered}")
+                        }
+                        None => format!("{SNAPSHOT_FILE} is missing"),
+                    };
+                    return Err(corrupt(
+                        &log_path,
+                        GENERATION_OFFSET as u64,
+                        format!(
+                            "the log has generation {generation}, so it follows a compaction \
+                             that wrote a newer snapshot, but {snapshot}"
+                        ),
+                    ));
+                }
+                if generation < covered {
+                    // A crash came between the snapshot's rename and the log's reset: the
+                    // snapshot already holds these records.
+                    write_new_log(&log_path, covered)?;
+                    (covered, HEADER_BYTES as u64, 0)
+                } else {
+                    let scan = scan_log(&bytes, &log_path)?;
+                    let records = scan.events.len();
+                    for event in scan.events {
+                        store.insert(event);
+                    }
+                    if scan.good_end < bytes.len() {
+                        cut_log(&log_path, scan.good_end as u64)?;
+                        store.recovered_bytes = (bytes.len() - scan.good_end) as u64;
+                    }
+                    (generation, scan.good_end as u64, records)
+                }
+            }
+        };
+
+        let log = open_for_append(&log_path)?;
+        store.disk = Some(Disk {
+            dir: dir.to_path_buf(),
+            log_path,
+            log,
+            log_len,
+            log_records,
+            generation,
+            unusable: None,
+        });
+        Ok(store)
+    }
+
+    /// An empty store that keeps its events in memory only: for tests and one-off jobs.
+    pub fn open_in_memory() -> Self {
+        Self {
+            by_user: BTreeMap::new(),
+            len: 0,
+            disk: None,
+            recovered_bytes: 0,
+            compact_after: COMPACT_AFTER_RECORDS,
+        }
+    }
+
+    /// An in-memory store of the events in `files` (for training and evaluation on
+    /// logs): lines that fail to parse or name an item `known_item` rejects are skipped
+    /// and counted per file. I/O errors fail.
+    pub fn load_files(
+        files: &[PathBuf],
+        known_item: &dyn Fn(&str) -> bool,
+    ) -> Result<(Self, Vec<LoadedFile>), EventError> {
+        let opts = EventReadOptions {
+            skip_invalid: true,
+            ..EventReadOptions::default()
+        };
+        let mut store = Self::open_in_memory();
+        let mut loaded = Vec::with_capacity(files.len());
+        for path in files {
+            let batch = read_events(path, &opts, known_item)?;
+            store.append(&batch.events)?;
+            loaded.push(LoadedFile {
+                path: path.clone(),
+                events: batch.events.len(),
+                skipped: batch.skipped,
+                first_problem: batch.problems.first().map(|p| p.to_string()),
+            });
+        }
+        Ok((store, loaded))
+    }
+
+    /// Records `events`.
+    ///
+    /// Every event is checked first (non-empty `user` and `item`, finite `quantity`, an
+    /// encoded size within [`MAX_RECORD_BYTES`]); if one fails, nothing is recorded. Then all
+    /// records are written to the log and fsynced before this returns `Ok`: an acknowledged
+    /// event survives a killed process or a power loss. If the log already holds
+    /// [`COMPACT_AFTER_RECORDS`] records, the store is compacted first.
+    ///
+    /// After an `Err` from the disk, none of the events is in memory, and none is in the log
+    /// (a partly written batch is cut off again) unless the store reports itself unusable.
+    pub fn append(&mut self, events: &[Event]) -> Result<(), EventError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let mut records = Vec::new();
+        for (i, event) in events.iter().enumerate() {
+            check_event(event, i, events.len())?;
+            encode_record(event, i, events.len(), &mut records)?;
+        }
+        if let Some(disk) = &self.disk {
+            disk.check_usable()?;
+            if disk.log_records >= self.compact_after {
+                self.compact()?;
+            }
+        }
+        if let Some(disk) = &mut self.disk {
+            disk.write_records(&records, events.len())?;
+        }
+        for event in events {
+            self.insert(event.clone());
+        }
+        Ok(())
+    }
+
+    /// Removes every event of `user`, durably, and returns how many were removed (0 for an
+    /// unknown user, without touching the disk).
+    ///
+    /// Writes a new snapshot without them and empties the log (see the
+    /// [module docs](self)), so the events are gone from the files too, not only hidden.
+    pub fn forget(&mut self, user: &str) -> Result<usize, EventError> {
+        let count = self.user_events(user).len();
+        if count == 0 {
+            return Ok(0);
+        }
+        self.rewrite(Some(user))?;
+        Ok(count)
+    }
+
+    /// Folds the log into the snapshot: the snapshot gets every event and the log is emptied,
+    /// with the same atomic steps as [`forget`](Self::forget). Appends do this on their own
+    /// when the log holds [`COMPACT_AFTER_RECORDS`] records.
+    pub fn compact(&mut self) -> Result<(), EventError> {
+        self.rewrite(None)
+    }
+
+    /// The events of `user`, sorted by time (equal times in the order they were appended);
+    /// empty for an unknown user.
+    pub fn user_events(&self, user: &str) -> &[Event] {
+        self.by_user.get(user).map_or(&[], Vec::as_slice)
+    }
+
+    /// The users with at least one event, in byte order of their ids.
+    pub fn users(&self) -> impl Iterator<Item = &str> {
+        self.by_user.keys().map(String::as_str)
+    }
+
+    /// The number of events in the store.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the store holds no event.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Every event, user by user (in the order of [`users`](Self::users)), each user's
+    /// sorted by time.
+    pub fn iter(&self) -> impl Iterator<Item = &Event> {
+        self.by_user.values().flatten()
+    }
+
+    /// How many bytes of torn tail [`open`](Self::open) cut from the log (0 when the last
+    /// run ended cleanly, and for an in-memory store).
+    pub fn recovered_bytes(&self) -> u64 {
+        self.recovered_bytes
+    }
+
+    /// How many records the log holds (0 right after a compaction, and for an in-memory
+    /// store).
+    pub fn log_records(&self) -> usize {
+        self.disk.as_ref().map_or(0, |d| d.log_records)
+    }
+
+    /// The store's directory, or `None` for an in-memory store.
+    pub fn dir(&self) -> Option<&Path> {
+        self.disk.as_ref().map(|d| d.dir.as_path())
+    }
+
+    /// Adds one event to memory, after the events of its user with the same or earlier time.
+    fn insert(&mut self, event: Event) {
+        self.len += 1;
+        match self.by_user.get_mut(&event.user) {
+            Some(events) => {
+                let at = events.partition_point(|e| e.ts <= event.ts);
+                events.insert(at, event);
+            }
+            None => {
+                self.by_user.insert(event.user.clone(), vec![event]);
+            }
+        }
+    }
+
+    /// Removes a user from memory.
+    fn remove_user(&mut self, user: &str) {
+        if let Some(events) = self.by_user.remove(user) {
+            self.len -= events.len();
+        }
+    }
+
+    /// Writes a snapshot of every event except `skip_user`'s and empties the log; on
+    /// success (or once the snapshot is in place) drops `skip_user` from memory.
+    fn rewrite(&mut self, skip_user: Option<&str>) -> Result<(), EventError> {
+        let Some(disk) = &self.disk else {
+            if let Some(user) = skip_user {
+                self.remove_user(user);
+            }
+            return Ok(());
+        };
+        disk.check_usable()?;
+        let len = self
+            .by_user
+            .iter()
+            .filter(|(user, _)| Some(user.as_str()) != skip_user)
+            .map(|(_, events)| events.len())
+            .sum();
+        let events = SnapshotEvents {
+            by_user: &self.by_user,
+            skip_user,
+            len,
+        };
+        let new_generation = disk.generation + 1;
+        let snapshot_path = disk.dir.join(SNAPSHOT_FILE);
+        let bytes = encode_snapshot(&events, new_generation, &snapshot_path)?;
+        durable::atomic_write(&snapshot_path, &bytes)?;
+        // The new snapshot is in place: from here memory must follow it, and a failure leaves
+        // the open log handle out of step with the files.
+        if let Some(user) = skip_user {
+            self.remove_user(user);
+        }
+        let Some(disk) = &mut self.disk else {
+            return Ok(());
+        };
+        let reset = write_new_log(&disk.log_path, new_generation)
+            .and_then(|()| open_for_append(&disk.log_path));
+        match reset {
+            Ok(log) => {
+                disk.log = log;
+                disk.log_len = HEADER_BYTES as u64;
+                disk.log_records = 0;
+                disk.generation = new_generation;
+                Ok(())
+            }
+            Err(e) => {
+                disk.unusable = Some(e.to_string());
+                Err(e)
+            }
+        }
+    }
+}
+
+impl Disk {
+    /// `Err` once the store has had a failure it could not undo.
+    fn check_usable(&self) -> Result<(), EventError> {
+        match &self.unusable {
+            None => Ok(()),
+            Some(reason) => Err(EventError::new(
+                self.dir.display().to_string(),
+                None,
+                None,
+                EventErrorKind::Unusable {
+                    reason: reason.clone(),
+                },
+            )),
+        }
+    }
+
+    /// Appends encoded records to the log and fsyncs it. On failure, cuts the log back to
+    /// its previous length so that no partial record stays in front of later ones.
+    fn write_records(&mut self, records: &[u8], count: usize) -> Result<(), EventError> {
+        if let Err(e) = durable::append_synced(&mut self.log, &self.log_path, records) {
+            if let Err(undo) = durable::truncate_synced(&self.log, &self.log_path, self.log_len) {
+                self.unusable = Some(format!("a failed append could not be cut: {undo}"));
+            }
+            return Err(e.into());
+        }
+        self.log_len += records.len() as u64;
+        self.log_records += count;
+        Ok(())
+    }
+}
+
+/// Checks an event before it is stored.
+fn check_event(event: &Event, index: usize, count: usize) -> Result<(), EventError> {
+    let bad = |field: &str, kind| {
+        Err(EventError::new(
+            appended_name(index, count),
+            None,
+            Some(field.to_owned()),
+            kind,
+        ))
+    };
+    if event.user.trim().is_empty() {
+        return bad("user", EventErrorKind::EmptyField);
+    }
+    if event.item.trim().is_empty() {
+        return bad("item", EventErrorKind::EmptyField);
+    }
+    match event.quantity {
+        Some(q) if !q.is_finite() => bad("quantity", EventErrorKind::InvalidNumber { value: q }),
+        _ => Ok(()),
+    }
+}
+
+/// The name errors about an appended event carry: `appended event 3 of 10`.
+pub(crate) fn appended_name(index: usize, count: usize) -> String {
+    format!("appended event {} of {count}", index + 1)
+}
+
+/// A corruption error for `path` at `offset`.
+fn corrupt(path: &Path, offset: u64, reason: String) -> EventError {
+    EventError::new(
+        path.display().to_string(),
+        None,
+        None,
+        EventErrorKind::Corrupt { offset, reason },
+    )
+}
+
+/// Maps an I/O error on `path` while doing `action`.
+fn io_err<'a>(path: &'a Path, action: &'static str) -> impl FnOnce(io::Error) -> EventError + 'a {
+    move |source| {
+        EventError::new(
+            path.display().to_string(),
+            None,
+            None,
+            EventErrorKind::Io { action, source },
+        )
+    }
+}
+
+/// The whole file, or `None` if it does not exist.
+fn read_if_exists(path: &Path) -> Result<Option<Vec<u8>>, EventError> {
+    match fs::read(path) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io_err(path, "read")(e)),
+    }
+}
+
+/// Atomically replaces the log with an empty one of `generation` (see [`durable::atomic_write`]).
+fn write_new_log(log_path: &Path, generation: u64) -> Result<(), EventError> {
+    Ok(durable::atomic_write(
+        log_path,
+        &encode_header(&LOG_MAGIC, generation),
+    )?)
+}
+
+/// Cuts a torn tail off the log and fsyncs it.
+fn cut_log(path: &Path, len: u64) -> Result<(), EventError> {
+    let f = OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(io_err(path, "open for repair"))?;
+    Ok(durable::truncate_synced(&f, path, len)?)
+}
+
+/// Opens the log for appending.
+fn open_for_append(path: &Path) -> Result<File, EventError> {
+    OpenOptions::new()
+        .append(true)
+        .open(path)
+        .map_err(io_err(path, "open for appending"))
+}

@@ -1,0 +1,438 @@
+//! Tests of the event store: durability, crash recovery, corruption.
+
+use super::*;
+use crate::profile::events::EventKind;
+
+fn ev(user: &str, item: &str, ts: i64) -> Event {
+    Event::new(user, item, EventKind::Click, ts)
+}
+
+/// A few events of three users, with every optional field somewhere, out of time order.
+fn sample() -> Vec<Event> {
+    let mut rich = Event::new("u1", "i9", EventKind::Purchase, 50);
+    rich.quantity = Some(-2.5);
+    rich.query = Some("angle bracket".into());
+    rich.position = Some(7);
+    vec![
+        ev("u1", "a", 30),
+        ev("u2", "b", 10),
+        rich,
+        ev("u1", "c", 10),
+        ev("u3", "d", 5),
+        ev("u1", "e", 30),
+    ]
+}
+
+fn items(store: &EventStore, user: &str) -> Vec<String> {
+    store
+        .user_events(user)
+        .iter()
+        .map(|e| e.item.clone())
+        .collect()
+}
+
+fn snapshot_of(store: &EventStore) -> Vec<Event> {
+    store.iter().cloned().collect()
+}
+
+#[test]
+fn in_memory_orders_by_time_then_insertion() {
+    let mut store = EventStore::open_in_memory();
+    assert!(store.is_empty());
+    store.append(&sample()).unwrap();
+    store
+        .append(&[ev("u1", "f", 30), ev("u1", "g", 0)])
+        .unwrap();
+    assert_eq!(store.len(), 8);
+    assert_eq!(items(&store, "u1"), ["g", "c", "a", "e", "f", "i9"]);
+    assert_eq!(store.users().collect::<Vec<_>>(), ["u1", "u2", "u3"]);
+    assert!(store.user_events("nobody").is_empty());
+    assert_eq!(store.iter().count(), 8);
+    assert_eq!(store.forget("u1").unwrap(), 6);
+    assert_eq!(store.len(), 2);
+    store.compact().unwrap();
+    assert_eq!(store.log_records(), 0);
+    assert_eq!(store.dir(), None);
+}
+
+#[test]
+fn append_rejects_bad_events_whole_batch() {
+    let mut store = EventStore::open_in_memory();
+    let mut nan = ev("u", "i", 1);
+    nan.quantity = Some(f64::NAN);
+    for (bad, field) in [
+        (ev(" ", "i", 1), "user"),
+        (ev("u", "", 1), "item"),
+        (nan, "quantity"),
+    ] {
+        let err = store.append(&[ev("u", "ok", 1), bad]).unwrap_err();
+        assert_eq!(err.field(), Some(field));
+        assert_eq!(err.source_name(), "appended event 2 of 2");
+        assert!(err.is_caller_fault());
+    }
+    assert!(store.is_empty());
+    let huge = ev("u", &"x".repeat(MAX_RECORD_BYTES + 1), 1);
+    let err = store.append(&[huge]).unwrap_err();
+    assert!(matches!(err.kind, EventErrorKind::TooLarge { .. }), "{err}");
+}
+
+#[test]
+fn append_and_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events");
+    let mut store = EventStore::open(&path).unwrap();
+    assert_eq!(store.dir(), Some(path.as_path()));
+    store.append(&sample()[..3]).unwrap();
+    store.append(&sample()[3..]).unwrap();
+    store.append(&[]).unwrap();
+    assert_eq!(store.log_records(), 6);
+    let before = snapshot_of(&store);
+    drop(store);
+
+    let store = EventStore::open(&path).unwrap();
+    assert_eq!(snapshot_of(&store), before);
+    assert_eq!(items(&store, "u1"), ["c", "a", "e", "i9"]);
+    assert_eq!(store.user_events("u1")[3], sample()[2]);
+    assert_eq!(store.recovered_bytes(), 0);
+    assert_eq!(store.log_records(), 6);
+}
+
+#[test]
+fn compact_then_append_and_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = EventStore::open(dir.path()).unwrap();
+    store.append(&sample()).unwrap();
+    store.compact().unwrap();
+    assert_eq!(store.log_records(), 0);
+    assert_eq!(
+        fs::metadata(dir.path().join(LOG_FILE)).unwrap().len(),
+        HEADER_BYTES as u64
+    );
+    store.append(&[ev("u1", "late", 30)]).unwrap();
+    let before = snapshot_of(&store);
+    drop(store);
+    let mut store = EventStore::open(dir.path()).unwrap();
+    assert_eq!(snapshot_of(&store), before);
+    assert_eq!(items(&store, "u1"), ["c", "a", "e", "late", "i9"]);
+    assert_eq!(store.log_records(), 1);
+    // Compacting twice in a row and reopening changes nothing.
+    store.compact().unwrap();
+    store.compact().unwrap();
+    drop(store);
+    assert_eq!(snapshot_of(&EventStore::open(dir.path()).unwrap()), before);
+    let leftovers: Vec<_> = fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(leftovers.len(), 2, "{leftovers:?}");
+}
+
+#[test]
+fn append_compacts_when_the_log_is_long() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = EventStore::open(dir.path()).unwrap();
+    store.compact_after = 3;
+    store.append(&sample()[..2]).unwrap();
+    store.append(&sample()[2..4]).unwrap();
+    assert_eq!(store.log_records(), 4);
+    store.append(&sample()[4..]).unwrap();
+    assert_eq!(store.log_records(), 2);
+    assert!(dir.path().join(SNAPSHOT_FILE).exists());
+    let before = snapshot_of(&store);
+    drop(store);
+    assert_eq!(snapshot_of(&EventStore::open(dir.path()).unwrap()), before);
+}
+
+#[test]
+fn forget_is_durable_and_spares_other_users() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = EventStore::open(dir.path()).unwrap();
+    store.append(&sample()).unwrap();
+    store.compact().unwrap();
+    store
+        .append(&[ev("u1", "x", 1), ev("u2", "y", 11)])
+        .unwrap();
+    assert_eq!(store.forget("u1").unwrap(), 5);
+    assert_eq!(store.forget("u1").unwrap(), 0);
+    assert_eq!(store.forget("nobody").unwrap(), 0);
+    assert_eq!(store.len(), 3);
+    assert_eq!(store.users().collect::<Vec<_>>(), ["u2", "u3"]);
+    drop(store);
+
+    let store = EventStore::open(dir.path()).unwrap();
+    assert!(store.user_events("u1").is_empty());
+    assert_eq!(items(&store, "u2"), ["b", "y"]);
+    assert_eq!(items(&store, "u3"), ["d"]);
+    assert_eq!(store.len(), 3);
+    // The events are gone from the files, not only hidden.
+    for file in [LOG_FILE, SNAPSHOT_FILE] {
+        let bytes = fs::read(dir.path().join(file)).unwrap();
+        assert!(!bytes.windows(2).any(|w| w == b"u1"), "{file}");
+    }
+}
+
+#[test]
+fn crash_between_snapshot_and_log_reset_does_not_replay_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = EventStore::open(dir.path()).unwrap();
+    store.append(&sample()).unwrap();
+    let old_log = fs::read(dir.path().join(LOG_FILE)).unwrap();
+    assert_eq!(store.forget("u2").unwrap(), 1);
+    drop(store);
+    // Put the pre-forget log back, as if the crash came before its reset.
+    fs::write(dir.path().join(LOG_FILE), &old_log).unwrap();
+    let store = EventStore::open(dir.path()).unwrap();
+    assert_eq!(store.len(), 5);
+    assert!(store.user_events("u2").is_empty());
+    assert_eq!(store.log_records(), 0);
+}
+
+/// A closed store directory holding `sample()` compacted into a snapshot.
+fn compacted_sample_store() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = EventStore::open(dir.path()).unwrap();
+    store.append(&sample()).unwrap();
+    store.compact().unwrap();
+    dir
+}
+
+#[test]
+fn log_without_its_snapshot_is_an_error() {
+    let dir = compacted_sample_store();
+    fs::remove_file(dir.path().join(SNAPSHOT_FILE)).unwrap();
+    let err = EventStore::open(dir.path()).unwrap_err();
+    assert!(err.to_string().contains("snapshot.bin is missing"), "{err}");
+    assert!(!err.is_caller_fault());
+}
+
+#[test]
+fn snapshot_without_its_log_is_an_error() {
+    let dir = compacted_sample_store();
+    fs::remove_file(dir.path().join(LOG_FILE)).unwrap();
+    let err = EventStore::open(dir.path()).unwrap_err();
+    assert!(err.to_string().contains("log.bin is missing"), "{err}");
+    assert!(dir.path().join(SNAPSHOT_FILE).exists());
+}
+
+/// Writes `sample()` one event per append and returns the log's path and record offsets.
+fn log_of_single_records(dir: &Path) -> (PathBuf, Vec<u64>) {
+    let mut store = EventStore::open(dir).unwrap();
+    let mut offsets = Vec::new();
+    for e in sample() {
+        offsets.push(fs::metadata(dir.join(LOG_FILE)).unwrap().len());
+        store.append(&[e]).unwrap();
+    }
+    (dir.join(LOG_FILE), offsets)
+}
+
+#[test]
+fn torn_tail_is_cut_and_earlier_records_survive() {
+    for cut in [1, 3, 8, 9] {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, offsets) = log_of_single_records(dir.path());
+        let full = fs::metadata(&log).unwrap().len();
+        let f = OpenOptions::new().write(true).open(&log).unwrap();
+        f.set_len(full - cut).unwrap();
+        drop(f);
+
+        let mut store = EventStore::open(dir.path()).unwrap();
+        let last_start = offsets[offsets.len() - 1];
+        assert_eq!(
+            store.recovered_bytes(),
+            full - cut - last_start,
+            "cut {cut}"
+        );
+        assert_eq!(store.len(), 5);
+        assert!(!store.user_events("u1").iter().any(|e| e.item == "e"));
+        assert_eq!(fs::metadata(&log).unwrap().len(), last_start);
+        // The store keeps working, and a clean reopen reports nothing.
+        store.append(&[ev("u1", "after", 99)]).unwrap();
+        drop(store);
+        let store = EventStore::open(dir.path()).unwrap();
+        assert_eq!(store.recovered_bytes(), 0);
+        assert_eq!(store.len(), 6);
+    }
+}
+
+#[test]
+fn bad_checksum_in_last_record_is_a_torn_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, _) = log_of_single_records(dir.path());
+    let mut bytes = fs::read(&log).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xFF;
+    fs::write(&log, &bytes).unwrap();
+    let store = EventStore::open(dir.path()).unwrap();
+    assert_eq!(store.len(), 5);
+    assert!(store.recovered_bytes() > 0);
+}
+
+#[test]
+fn zero_filled_tail_is_a_torn_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, _) = log_of_single_records(dir.path());
+    let mut bytes = fs::read(&log).unwrap();
+    bytes.extend_from_slice(&[0; 4096]);
+    fs::write(&log, &bytes).unwrap();
+    let store = EventStore::open(dir.path()).unwrap();
+    assert_eq!((store.len(), store.recovered_bytes()), (6, 4096));
+}
+
+#[test]
+fn flipped_byte_in_a_middle_record_is_corruption() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, offsets) = log_of_single_records(dir.path());
+    let original = fs::read(&log).unwrap();
+    let middle = offsets[offsets.len() / 2] as usize;
+    // The length field, the checksum, and a payload byte of the middle record.
+    for at in [middle, middle + 2, middle + 5, middle + 10] {
+        let mut bytes = original.clone();
+        bytes[at] ^= 0x41;
+        fs::write(&log, &bytes).unwrap();
+        let err = EventStore::open(dir.path()).unwrap_err();
+        assert!(
+            matches!(err.kind, EventErrorKind::Corrupt { offset, .. } if offset == middle as u64),
+            "byte {at}: {err}"
+        );
+        let text = err.to_string();
+        assert!(text.contains("log.bin"), "{text}");
+        assert!(
+            text.contains(&format!("corrupt at byte {middle}")),
+            "{text}"
+        );
+        assert!(!err.is_caller_fault());
+        // Nothing was deleted.
+        assert_eq!(fs::read(&log).unwrap(), bytes);
+    }
+}
+
+#[test]
+fn damaged_log_header_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, _) = log_of_single_records(dir.path());
+    let original = fs::read(&log).unwrap();
+    let mut bytes = original.clone();
+    bytes[0] = b'X';
+    fs::write(&log, &bytes).unwrap();
+    let err = EventStore::open(dir.path()).unwrap_err();
+    assert!(err.to_string().contains("wrong magic bytes"), "{err}");
+
+    let mut bytes = original.clone();
+    bytes[8] = 9;
+    fs::write(&log, &bytes).unwrap();
+    let err = EventStore::open(dir.path()).unwrap_err();
+    assert!(matches!(
+        err.kind,
+        EventErrorKind::UnsupportedVersion {
+            found: 9,
+            supported: FORMAT_VERSION
+        }
+    ));
+
+    let mut bytes = original.clone();
+    bytes[13] ^= 1;
+    fs::write(&log, &bytes).unwrap();
+    let err = EventStore::open(dir.path()).unwrap_err();
+    assert!(err.to_string().contains("header checksum"), "{err}");
+
+    fs::write(&log, &original[..10]).unwrap();
+    let err = EventStore::open(dir.path()).unwrap_err();
+    assert!(err.to_string().contains("shorter than"), "{err}");
+}
+
+#[test]
+fn garbage_snapshot_is_an_error() {
+    let dir = compacted_sample_store();
+    let snapshot = dir.path().join(SNAPSHOT_FILE);
+    let original = fs::read(&snapshot).unwrap();
+
+    let cases: Vec<(Vec<u8>, &str)> = vec![
+        (
+            b"garbage, not a snapshot at all".to_vec(),
+            "wrong magic bytes",
+        ),
+        (original[..original.len() - 1].to_vec(), "payload length"),
+        (original[..20].to_vec(), "shorter than"),
+        (
+            {
+                let mut b = original.clone();
+                let mid = b.len() - 10;
+                b[mid] ^= 0x10;
+                b
+            },
+            "payload checksum mismatch",
+        ),
+        (
+            {
+                let mut b = original.clone();
+                b.extend_from_slice(b"tail");
+                b
+            },
+            "payload length",
+        ),
+    ];
+    for (bytes, want) in cases {
+        fs::write(&snapshot, &bytes).unwrap();
+        let err = EventStore::open(dir.path()).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("snapshot.bin"), "{text}");
+        assert!(text.contains(want), "want {want:?}: {text}");
+        assert!(!err.is_caller_fault());
+        assert_eq!(fs::read(&snapshot).unwrap(), bytes);
+    }
+}
+
+#[test]
+fn snapshot_with_valid_checksum_but_bad_payload_is_an_error() {
+    let dir = compacted_sample_store();
+    let snapshot = dir.path().join(SNAPSHOT_FILE);
+    let mut bytes = encode_header(&SNAPSHOT_MAGIC, 1);
+    let payload = [0xFFu8; 16];
+    bytes.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+    bytes.extend_from_slice(&durable::crc32(&payload).to_le_bytes());
+    bytes.extend_from_slice(&payload);
+    fs::write(&snapshot, &bytes).unwrap();
+    let err = EventStore::open(dir.path()).unwrap_err();
+    assert!(err.to_string().contains("does not decode"), "{err}");
+}
+
+#[test]
+fn record_with_valid_checksum_but_bad_payload_is_corruption() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, _) = log_of_single_records(dir.path());
+    let mut bytes = fs::read(&log).unwrap();
+    let payload = [0xFFu8; 5];
+    let at = bytes.len();
+    bytes.extend_from_slice(&5u32.to_le_bytes());
+    bytes.extend_from_slice(&durable::crc32(&payload).to_le_bytes());
+    bytes.extend_from_slice(&payload);
+    fs::write(&log, &bytes).unwrap();
+    let err = EventStore::open(dir.path()).unwrap_err();
+    assert!(
+        matches!(err.kind, EventErrorKind::Corrupt { offset, .. } if offset == at as u64),
+        "{err}"
+    );
+}
+
+#[test]
+fn stored_form_is_serde_of_event() {
+    for event in sample() {
+        let stored =
+            bincode::serde::encode_to_vec(StoredEventRef::from(&event), record_config()).unwrap();
+        let direct = bincode::serde::encode_to_vec(&event, record_config()).unwrap();
+        assert_eq!(stored, direct);
+        assert_eq!(decode_event(&stored).unwrap(), event);
+    }
+}
+
+#[test]
+fn open_creates_nested_directories_and_clears_temp_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a").join("b");
+    drop(EventStore::open(&path).unwrap());
+    let leftover = durable::temp_path(&path.join(SNAPSHOT_FILE));
+    fs::write(&leftover, b"half-written").unwrap();
+    let store = EventStore::open(&path).unwrap();
+    assert!(store.is_empty());
+    assert!(!leftover.exists());
+}
