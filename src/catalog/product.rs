@@ -36,7 +36,9 @@ pub struct Product {
     /// Free-form attributes (`"color" -> "white"`); keys are non-empty.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub attributes: BTreeMap<String, String>,
-    /// A popularity signal (sales, clicks), finite and >= 0.
+    /// A popularity signal (sales, clicks), finite and >= 0. Reranking counts it like
+    /// that many earlier events on the item (the `popularity` feature and the fallback
+    /// formula's prior).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub popularity: Option<f64>,
 }

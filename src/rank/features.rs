@@ -46,7 +46,8 @@ pub enum Feature {
     CategoryAffinity,
     /// `brand_affinity`: shopper's weight share on the item's brand.
     BrandAffinity,
-    /// `popularity`: ln(1 + events on the item before the request time).
+    /// `popularity`: ln(1 + events on the item before the request time + the
+    /// catalog's own `popularity` of the item, when it gives one).
     Popularity,
     /// `popularity_recent`: ln(1 + events on the item in the 30 days before).
     PopularityRecent,
@@ -288,9 +289,11 @@ pub fn compute(ctx: &QueryContext<'_>, c: &CandidateInput<'_>) -> FeatureVector 
         }
         f.set(Feature::UserActivity, (p.events as f32).ln_1p());
     }
+    // The catalog's popularity (past sales, ratings) counts like events seen before.
+    let prior = c.product.popularity.unwrap_or(0.0) as f32;
     f.set(
         Feature::Popularity,
-        (ctx.stats.count_before(c.ord, ctx.as_of) as f32).ln_1p(),
+        (ctx.stats.count_before(c.ord, ctx.as_of) as f32 + prior).ln_1p(),
     );
     f.set(
         Feature::PopularityRecent,
@@ -377,5 +380,39 @@ mod tests {
         assert_eq!(v.get(Feature::Fused), 0.5);
         assert_eq!(v.as_slice()[Feature::Fused.index()], 0.5);
         assert_eq!(v.as_slice().iter().filter(|x| **x != 0.0).count(), 1);
+    }
+
+    #[test]
+    fn catalog_popularity_counts_like_earlier_events() {
+        let terms = HashSet::new();
+        let stats = ItemStats::default();
+        let ctx = QueryContext {
+            terms: &terms,
+            ordered_terms: &[],
+            query_vec: None,
+            profile: None,
+            stats: &stats,
+            as_of: 0,
+            max_bm25: 0.0,
+            max_dense: 0.0,
+        };
+        let mut product = Product::new("p1", "Gas Grill");
+        let popularity = |product: &Product| {
+            let input = CandidateInput {
+                ord: 0,
+                product,
+                embedding: None,
+                bm25: None,
+                dense: 0.0,
+                dense_rank: None,
+                fused: 0.0,
+                title_terms: &terms,
+                title_seq: &[],
+            };
+            compute(&ctx, &input).get(Feature::Popularity)
+        };
+        assert_eq!(popularity(&product), 0.0);
+        product.popularity = Some(9.0);
+        assert!((popularity(&product) - 10f32.ln()).abs() < 1e-6);
     }
 }

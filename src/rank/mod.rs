@@ -14,7 +14,7 @@
 //! * without one (or in `profile` mode): the documented fusion
 //!   `alpha * ctr_prior + beta * profile + gamma * retrieval` ([`FallbackWeights`]),
 //!   where `retrieval` is the fused retrieval score min-max normalised over the
-//!   candidates, `ctr_prior` the item's popularity (`ln(1 + events)`) normalised
+//!   candidates, `ctr_prior` the item's popularity (`ln(1 + events + catalog popularity)`) normalised
 //!   the same way, and `profile = 0.5 * cosine(taste, item) + 0.5 * (1 -
 //!   exp(-past interest in the item))`.
 //!
