@@ -12,6 +12,8 @@
 
 use std::path::Path;
 
+mod common;
+
 use shelfrank::encoder::{Encoder, EncoderOptions, Implementation};
 
 #[derive(serde::Deserialize)]
@@ -22,21 +24,7 @@ struct Reference {
 }
 
 fn model_dir() -> Option<&'static Path> {
-    let dir = Path::new("models/all-MiniLM-L6-v2");
-    if shelfrank::encoder::is_model_dir(dir) {
-        return Some(dir);
-    }
-    if std::env::var_os("SHELFRANK_REQUIRE_MODEL").is_some() {
-        panic!(
-            "SHELFRANK_REQUIRE_MODEL is set but {} is missing; run scripts/fetch-model.sh",
-            dir.display()
-        );
-    }
-    eprintln!(
-        "skipping: {} not found (run scripts/fetch-model.sh)",
-        dir.display()
-    );
-    None
+    common::real_model()
 }
 
 fn reference() -> Reference {

@@ -261,3 +261,35 @@ fn repeated_queries_come_from_the_cache_with_the_same_results() {
         "the second lookup is served from the cache"
     );
 }
+
+/// README's showcase: the only keyword match of "something to cook burgers
+/// outside" is a microwave ("sensor cooking" in its description), while the real
+/// model puts two grills closest in meaning. Absolute fusion ranks a grill first;
+/// min-max fusion gave the lone keyword match a normalised 1.0 and the microwave won.
+#[test]
+fn showcase_query_ranks_a_grill_first() {
+    let Some(model) = common::real_model() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let index = common::build_index_with(tmp.path(), "idx", model);
+    let engine = Engine::open(&index).unwrap();
+    let query = "something to cook burgers outside";
+    let hits = engine.search(&SearchRequest::new(query).k(3)).unwrap();
+    let titles: Vec<&str> = hits
+        .iter()
+        .map(|h| engine.product(&h.id).unwrap().title.as_str())
+        .collect();
+    assert!(titles[0].contains("Grill"), "{titles:?}");
+    assert!(
+        !titles.iter().any(|t| t.contains("Microwave")),
+        "{titles:?}"
+    );
+    let min_max = engine
+        .search(&SearchRequest::new(query).k(3).fusion(Fusion::Weighted {
+            bm25: 0.7,
+            dense: 0.3,
+        }))
+        .unwrap();
+    assert_eq!(min_max[0].id, "p005", "the microwave, first under min-max");
+}

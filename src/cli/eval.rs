@@ -34,7 +34,7 @@ pub struct EvalArgs {
     /// Evaluate only queries of this half (0 or 1) of the two-fold split by query id.
     #[arg(long)]
     fold: Option<u8>,
-    /// Comma-separated modes: bm25, dense, hybrid (engine default), rrf[:K], weighted:W (W = BM25 weight, dense = 1 - W), rerank (the trained head over hybrid). Personalised: hybrid, profile, ctr.
+    /// Comma-separated modes: bm25, dense, hybrid (engine default), rrf[:K], absolute:W or weighted:W (W = BM25 weight, dense = 1 - W), rerank (the trained head over hybrid). Personalised: hybrid, profile, ctr.
     #[arg(long, default_value = "bm25,dense,hybrid")]
     modes: String,
     /// Relevant for recall and MRR: grade >= this.

@@ -48,16 +48,17 @@ pub struct SearchArgs {
 
 #[derive(Args)]
 struct FusionArgs {
-    /// Fusion for hybrid mode: weighted or rrf (default: the engine's default).
+    /// Fusion for hybrid mode: absolute, weighted (min-max) or rrf (default: the
+    /// engine's default, absolute 0.5/0.5).
     #[arg(long)]
     fusion: Option<String>,
     /// RRF rank constant.
     #[arg(long, default_value_t = 60.0)]
     rrf_k: f32,
-    /// Weight of BM25 (weighted fusion and RRF).
+    /// Weight of BM25 (all fusions; default 0.5, RRF 1).
     #[arg(long)]
     bm25_weight: Option<f32>,
-    /// Weight of the dense score (weighted fusion and RRF).
+    /// Weight of the dense score (all fusions; default 0.5, RRF 1).
     #[arg(long)]
     dense_weight: Option<f32>,
 }
@@ -66,7 +67,7 @@ impl FusionArgs {
     fn fusion(&self) -> Result<Option<Fusion>> {
         let Some(kind) = &self.fusion else {
             if self.bm25_weight.is_some() || self.dense_weight.is_some() {
-                bail!("--bm25-weight/--dense-weight need --fusion weighted or --fusion rrf");
+                bail!("--bm25-weight/--dense-weight need --fusion absolute, weighted or rrf");
             }
             return Ok(None);
         };
@@ -76,11 +77,15 @@ impl FusionArgs {
                 bm25_weight: self.bm25_weight.unwrap_or(1.0),
                 dense_weight: self.dense_weight.unwrap_or(1.0),
             },
+            "absolute" => Fusion::Absolute {
+                bm25: self.bm25_weight.unwrap_or(0.5),
+                dense: self.dense_weight.unwrap_or(0.5),
+            },
             "weighted" => Fusion::Weighted {
                 bm25: self.bm25_weight.unwrap_or(0.5),
                 dense: self.dense_weight.unwrap_or(0.5),
             },
-            other => bail!("unknown fusion {other:?}; expected weighted or rrf"),
+            other => bail!("unknown fusion {other:?}; expected absolute, weighted or rrf"),
         }))
     }
 }

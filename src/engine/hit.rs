@@ -3,19 +3,21 @@
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::Product;
-use crate::fuse::Fused;
+use crate::fuse::{Exact, Fused};
 
 /// Why a hit ranks where it does.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ScoreBreakdown {
-    /// BM25 score, when the keyword retriever found the product.
+    /// BM25 score: from the keyword list, or (hybrid search with absolute fusion)
+    /// the exact score fusion used for a product only the dense list found.
     pub bm25: Option<f32>,
-    /// 1-based rank in the keyword list.
+    /// 1-based rank in the keyword list, when the list has the product.
     pub bm25_rank: Option<usize>,
-    /// Cosine similarity of query and product embeddings, when the dense retriever
-    /// found the product.
+    /// Cosine similarity of query and product embeddings: from the dense list, or
+    /// (hybrid search with absolute fusion) computed for a product only the keyword
+    /// list found.
     pub dense: Option<f32>,
-    /// 1-based rank in the dense list.
+    /// 1-based rank in the dense list, when the list has the product.
     pub dense_rank: Option<usize>,
     /// The fused score (equals the single retriever's score in bm25/dense mode).
     pub fused: f32,
@@ -47,15 +49,16 @@ pub struct Hit {
 }
 
 impl Hit {
-    /// The hit of a fused candidate: scores and ranks from both retrievers.
-    pub(crate) fn from_fused(product: &Product, f: &Fused) -> Hit {
+    /// The hit of a fused candidate: each retriever's score (from its list, or the
+    /// exact one fusion used) and rank (only when its list has the product).
+    pub(crate) fn from_fused(product: &Product, f: &Fused, exact: &Exact) -> Hit {
         Hit {
             id: product.id.clone(),
             score: f.score,
             breakdown: ScoreBreakdown {
-                bm25: f.bm25.map(|x| x.0),
+                bm25: exact.bm25_of(f),
                 bm25_rank: f.bm25.map(|x| x.1),
-                dense: f.dense.map(|x| x.0),
+                dense: exact.dense_of(f),
                 dense_rank: f.dense.map(|x| x.1),
                 fused: f.score,
                 ..ScoreBreakdown::default()

@@ -3,7 +3,6 @@
 //! the diversity pass, and reranking candidates another engine found.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -131,7 +130,7 @@ impl Engine {
         let lists = self.retrieve(&base)?;
         let fusion = req.fusion.unwrap_or(self.fusion);
         let mut fused = match base.mode {
-            Mode::Hybrid => fuse::fuse(&lists.bm25, &lists.dense, &fusion, depth),
+            Mode::Hybrid => fuse::fuse(&lists.bm25, &lists.dense, &lists.exact, &fusion, depth),
             _ => fuse::single(&lists.bm25, true, depth),
         };
         if let Some(p) = profile.filter(|p| !p.is_empty()) {
@@ -350,17 +349,6 @@ impl Engine {
             .get(ord as usize)
             .map(|p| self.text.analyze_all(&p.title))
             .unwrap_or_default()
-    }
-
-    /// A mask over product ordinals that allows exactly `ords`.
-    fn mask_of(&self, ords: impl IntoIterator<Item = u32>) -> Arc<Vec<bool>> {
-        let mut mask = vec![false; self.products.len()];
-        for o in ords {
-            if let Some(m) = mask.get_mut(o as usize) {
-                *m = true;
-            }
-        }
-        Arc::new(mask)
     }
 }
 

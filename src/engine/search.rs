@@ -2,13 +2,14 @@
 //! retriever each return their top candidates, and [`crate::fuse`] merges the two
 //! lists into hits.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use super::{Engine, Filters, Hit, Mode, SearchRequest};
 use crate::error::{Error, Result};
-use crate::fuse::{self, Candidate, Fused};
+use crate::fuse::{self, Candidate, Exact, Fused};
 use crate::rank::RerankMode;
-use crate::vector::{exact_search, exact_search_filtered};
+use crate::vector::{dot, exact_search, exact_search_filtered};
 
 /// Default number of candidates each retriever contributes before fusion. 100
 /// covers Recall@100 and is cheap (BM25 and HNSW cost grow slowly with it).
@@ -31,6 +32,8 @@ pub struct Candidates {
     pub bm25: Vec<Candidate>,
     /// Dense list, best first.
     pub dense: Vec<Candidate>,
+    /// Exact scores for absolute fusion (hybrid retrieval with that fusion only).
+    pub exact: Exact,
 }
 
 impl Engine {
@@ -69,8 +72,55 @@ impl Engine {
                 }
             };
             out.dense = self.dense_search(query_vec, depth, req.ef_search, mask.as_deref())?;
+            let fusion = req.fusion.unwrap_or(self.fusion);
+            if req.mode == Mode::Hybrid && fusion.needs_exact_scores() {
+                out.exact = self.exact_scores(&req.query, query_vec, &out, depth)?;
+            }
         }
         Ok(out)
+    }
+
+    /// The scores [`Fusion::Absolute`](crate::Fusion::Absolute) needs beyond the two
+    /// lists: the query's BM25 reference score, the exact cosine of every BM25-only
+    /// candidate (a dot product with its stored vector), and the exact BM25 of every
+    /// dense-only candidate (a keyword search restricted to them; skipped when the
+    /// BM25 list is not full, since then every product that matches a term is in it).
+    fn exact_scores(
+        &self,
+        query: &str,
+        query_vec: &[f32],
+        lists: &Candidates,
+        depth: usize,
+    ) -> Result<Exact> {
+        let in_bm25: HashSet<u32> = lists.bm25.iter().map(|c| c.ord).collect();
+        let in_dense: HashSet<u32> = lists.dense.iter().map(|c| c.ord).collect();
+        let dense = lists
+            .bm25
+            .iter()
+            .filter(|c| !in_dense.contains(&c.ord))
+            .filter_map(|c| Some((c.ord, dot(query_vec, self.embedding_at(c.ord)?))))
+            .collect();
+        let dense_only: Vec<u32> = lists
+            .dense
+            .iter()
+            .map(|c| c.ord)
+            .filter(|o| !in_bm25.contains(o))
+            .collect();
+        let bm25 = if lists.bm25.len() < depth || dense_only.is_empty() {
+            HashMap::new()
+        } else {
+            let mask = self.mask_of(dense_only.iter().copied());
+            self.text
+                .search(query, dense_only.len(), Some(mask))?
+                .into_iter()
+                .map(|c| (c.ord, c.score))
+                .collect()
+        };
+        Ok(Exact {
+            bm25_reference: self.text.reference_score(query)?,
+            bm25,
+            dense,
+        })
     }
 
     /// Fuses candidate lists as `req` asks and returns the hits.
@@ -81,14 +131,29 @@ impl Engine {
             Mode::Hybrid => fuse::fuse(
                 &cands.bm25,
                 &cands.dense,
+                &cands.exact,
                 &req.fusion.unwrap_or(self.fusion),
                 req.k,
             ),
         };
         fused
             .iter()
-            .filter_map(|f| Some(Hit::from_fused(self.products.get(f.ord as usize)?, f)))
+            .filter_map(|f| {
+                let product = self.products.get(f.ord as usize)?;
+                Some(Hit::from_fused(product, f, &cands.exact))
+            })
             .collect()
+    }
+
+    /// A mask over product ordinals that allows exactly `ords`.
+    pub(super) fn mask_of(&self, ords: impl IntoIterator<Item = u32>) -> Arc<Vec<bool>> {
+        let mut mask = vec![false; self.products.len()];
+        for o in ords {
+            if let Some(m) = mask.get_mut(o as usize) {
+                *m = true;
+            }
+        }
+        Arc::new(mask)
     }
 
     /// The allowed-product mask for `filters`, `None` when unfiltered.

@@ -36,7 +36,8 @@ impl FromStr for EvalMode {
     type Err = Error;
 
     /// `bm25`, `dense`, `hybrid` (the engine's default fusion), `rrf[:K]`,
-    /// `weighted:W` (min-max, W = BM25 weight, dense = 1 - W), or `rerank`.
+    /// `absolute:W` (absolute fusion, W = BM25 weight, dense = 1 - W), `weighted:W`
+    /// (min-max, likewise), or `rerank`.
     fn from_str(raw: &str) -> Result<Self> {
         let raw = raw.trim();
         let (head, arg) = match raw.split_once(':') {
@@ -81,11 +82,19 @@ impl FromStr for EvalMode {
                 };
                 (Mode::Hybrid, Some(fusion), false)
             }
+            "absolute" => {
+                let w = weight("absolute")?;
+                let fusion = Fusion::Absolute {
+                    bm25: w,
+                    dense: 1.0 - w,
+                };
+                (Mode::Hybrid, Some(fusion), false)
+            }
             _ => {
                 return Err(Error::invalid(
                     "eval mode",
                     format!(
-                        "unknown mode {raw:?}; expected bm25, dense, hybrid, rrf[:K], weighted:W or rerank"
+                        "unknown mode {raw:?}; expected bm25, dense, hybrid, rrf[:K], absolute:W, weighted:W or rerank"
                     ),
                 ))
             }
@@ -327,8 +336,15 @@ mod tests {
 
     #[test]
     fn modes_parse_and_bad_ones_are_clear() {
-        let m = parse_modes("bm25, rrf:30,weighted:0.6,rerank").unwrap();
-        assert_eq!(m.len(), 4);
+        let m = parse_modes("bm25, rrf:30,weighted:0.6,rerank,absolute:0.4").unwrap();
+        assert_eq!(m.len(), 5);
+        assert_eq!(
+            m[4].fusion,
+            Some(Fusion::Absolute {
+                bm25: 0.4,
+                dense: 1.0 - 0.4
+            })
+        );
         assert_eq!(m[1].fusion, Some(Fusion::rrf(30.0)));
         assert_eq!(
             m[2].fusion,

@@ -17,6 +17,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use tantivy::collector::{FilterCollector, TopDocs};
+use tantivy::fieldnorm::FieldNormReader;
 use tantivy::query::{
     Bm25StatisticsProvider, Bm25Weight, BooleanQuery, BoostQuery, Occur, Query, TermQuery,
 };
@@ -241,25 +242,31 @@ impl TextIndex {
         ]
     }
 
-    /// The largest BM25 score any product could reach for `text` in this index: for
-    /// every analysed query term and every field that holds text in some product, the
-    /// term's saturated weight `boost x idf x (k1 + 1)` (its term frequency going to
-    /// infinity), summed; a term no product has counts at its full idf. It depends only
-    /// on the query and the collection's statistics, never on which products matched,
-    /// so a score divided by it is comparable across queries, and a lone weak match
-    /// stays weak. 0 for a query without terms.
-    pub fn max_score(&self, text: &str) -> Result<f32> {
+    /// The query's BM25 reference score: what a product would score if it held every
+    /// analysed term of `text` once in every field that some product fills, each field
+    /// of average length (so each term adds `boost x idf` per field; a term no product
+    /// has adds its full idf). It depends only on the query and the collection's
+    /// statistics, never on which products matched, so `score / reference` is on the
+    /// same scale for every query (about 1 for a product whose title is the query, in a
+    /// title-only catalog) and a lone weak match stays weak. 0 for a query without
+    /// terms. Computed with tantivy's own BM25 weights, at a few dictionary lookups per
+    /// term.
+    pub fn reference_score(&self, text: &str) -> Result<f32> {
         let terms = self.analyze(text);
         let searcher = self.reader.searcher();
+        let docs = searcher.total_num_docs().map_err(tv)?;
         let mut total = 0.0;
         for (field, boost) in self.weighted_fields() {
-            if searcher.total_num_tokens(field).map_err(tv)? == 0 {
+            let tokens = searcher.total_num_tokens(field).map_err(tv)?;
+            if tokens == 0 || docs == 0 {
                 continue; // no product fills this field, so no term can match in it
             }
+            let average =
+                FieldNormReader::fieldnorm_to_id((tokens as f64 / docs as f64).round() as u32);
             for t in &terms {
                 let term = Term::from_field_text(field, t);
                 let weight = Bm25Weight::for_terms(&searcher, &[term]).map_err(tv)?;
-                total += weight.boost_by(boost).max_score();
+                total += weight.boost_by(boost).score(average, 1);
             }
         }
         Ok(total)

@@ -9,6 +9,26 @@ use shelfrank::{IndexBuilder, Product};
 
 pub const TINY_MODEL: &str = "fixtures/tiny-bert";
 
+/// The real model (`scripts/fetch-model.sh`), or `None` to skip a test without it.
+/// With `SHELFRANK_REQUIRE_MODEL` set (as CI sets it), a missing model fails instead.
+pub fn real_model() -> Option<&'static Path> {
+    let dir = Path::new("models/all-MiniLM-L6-v2");
+    if shelfrank::encoder::is_model_dir(dir) {
+        return Some(dir);
+    }
+    if std::env::var_os("SHELFRANK_REQUIRE_MODEL").is_some() {
+        panic!(
+            "SHELFRANK_REQUIRE_MODEL is set but {} is missing; run scripts/fetch-model.sh",
+            dir.display()
+        );
+    }
+    eprintln!(
+        "skipping: {} not found (run scripts/fetch-model.sh)",
+        dir.display()
+    );
+    None
+}
+
 pub fn products() -> Vec<Product> {
     read_catalog(Path::new("fixtures/catalog.jsonl"), &ReadOptions::default())
         .expect("fixture catalog")
@@ -17,8 +37,13 @@ pub fn products() -> Vec<Product> {
 
 /// Builds the fixture catalog into `dir/name` and returns the index path.
 pub fn build_index(dir: &Path, name: &str) -> PathBuf {
+    build_index_with(dir, name, Path::new(TINY_MODEL))
+}
+
+/// Builds the fixture catalog into `dir/name` with the model in `model`.
+pub fn build_index_with(dir: &Path, name: &str, model: &Path) -> PathBuf {
     let index = dir.join(name);
-    IndexBuilder::new(&index, TINY_MODEL)
+    IndexBuilder::new(&index, model)
         .build(&products())
         .expect("build fixture index");
     index
