@@ -217,6 +217,14 @@ fn events_train_search_and_rerank_from_the_cli() {
     assert!(ok, "{stderr}");
     let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert!(v["hits"][0]["breakdown"]["ctr"].is_number(), "{stdout}");
+    // The table explains a personalised hit: head probability, profile, and how far
+    // the query, the shopper's history and popularity moved the head's score.
+    let (ok, stdout, stderr) = shelfrank(&["search", "white", "--index", idx, "--user", "u1"]);
+    assert!(ok, "{stderr}");
+    let first = stdout.lines().nth(2).unwrap_or_default();
+    for part in ["ctr=", "profile=", "why: query ", "shopper ", "popularity "] {
+        assert!(first.contains(part), "{part:?} missing: {stdout}");
+    }
     let cands = tmp.path().join("cands.txt");
     std::fs::write(&cands, "p032\t2.5\nunknown-id\t1.0\np033\t0.7\n").unwrap();
     let (ok, stdout, stderr) = shelfrank(&[
@@ -234,6 +242,23 @@ fn events_train_search_and_rerank_from_the_cli() {
     let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(v["unknown"][0], "unknown-id");
     assert_eq!(v["hits"].as_array().unwrap().len(), 2);
+    let (ok, stdout, stderr) = shelfrank(&[
+        "rerank",
+        "--index",
+        idx,
+        "--query",
+        "grill",
+        "--candidates",
+        cands.to_str().unwrap(),
+        "--table",
+    ]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("not in the index: unknown-id"), "{stdout}");
+    assert_eq!(
+        stdout.lines().filter(|l| l.contains(" p03")).count(),
+        2,
+        "{stdout}"
+    );
     let (ok, stdout, _) = shelfrank(&["events", "forget", "u1", "--index", idx]);
     assert!(ok);
     assert!(stdout.contains("forgot u1"), "{stdout}");

@@ -7,7 +7,7 @@ use clap::Args;
 
 use shelfrank::{eval, SearchRequest};
 
-use super::search::hits_json;
+use super::search::{hits_json, print_table};
 use super::{ModelArgs, PersonalArgs, DEFAULT_INDEX};
 
 #[derive(Args)]
@@ -28,6 +28,9 @@ pub struct RerankArgs {
     /// Number of hits.
     #[arg(short, long, default_value_t = 10)]
     k: usize,
+    /// Print a table instead of JSON.
+    #[arg(long)]
+    table: bool,
 }
 
 pub fn run(a: RerankArgs) -> Result<()> {
@@ -36,6 +39,13 @@ pub fn run(a: RerankArgs) -> Result<()> {
     let mut req = SearchRequest::new(a.query.clone()).k(a.k);
     a.personal.apply(&mut req)?;
     let res = engine.rerank(&req, &cands)?;
+    if a.table {
+        print_table(&engine, &res.hits);
+        if !res.unknown.is_empty() {
+            println!("not in the index: {}", res.unknown.join(", "));
+        }
+        return Ok(());
+    }
     let doc = serde_json::json!({
         "query": a.query,
         "user": a.personal.user,

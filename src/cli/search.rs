@@ -6,6 +6,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 
+use shelfrank::rank::features::contributions_by_group;
 use shelfrank::{Engine, Filters, Fusion, Hit, Mode, SearchRequest};
 
 use super::{ModelArgs, PersonalArgs, DEFAULT_INDEX};
@@ -139,6 +140,14 @@ pub fn run(a: SearchArgs) -> Result<()> {
         mode.name(),
         ms
     );
+    print_table(&engine, &hits);
+    Ok(())
+}
+
+/// Prints hits as a table: score, each retriever's score and rank, title, id, and
+/// for a personalised ranking the head's probability, the profile term, and how far
+/// the query, the shopper's history and popularity each moved the head's score.
+pub fn print_table(engine: &Engine, hits: &[Hit]) {
     println!(
         "{:>3}  {:>8}  {:<14} {:<14} {:<48} id",
         "#", "score", "bm25", "dense", "title"
@@ -155,6 +164,14 @@ pub fn run(a: SearchArgs) -> Result<()> {
         if let Some(p) = h.breakdown.profile {
             personal.push_str(&format!("  profile={p:.3}"));
         }
+        let why = contributions_by_group(&h.breakdown.contributions);
+        if !why.is_empty() {
+            let parts: Vec<String> = why
+                .iter()
+                .map(|(group, c)| format!("{} {c:+.2}", group.name()))
+                .collect();
+            personal.push_str(&format!("  why: {}", parts.join(", ")));
+        }
         println!(
             "{:>3}  {:>8.4}  {:<14} {:<14} {:<48} {}{}",
             i + 1,
@@ -166,7 +183,6 @@ pub fn run(a: SearchArgs) -> Result<()> {
             personal
         );
     }
-    Ok(())
 }
 
 /// Hits as JSON objects: id, title, score, breakdown.
@@ -183,9 +199,12 @@ pub fn hits_json(engine: &Engine, hits: &[Hit]) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// `score (#rank)`, the score alone when the product is not in that retriever's
+/// list (an exact score fusion computed), or `-`.
 fn score_and_rank(v: Option<f32>, rank: Option<usize>) -> String {
     match (v, rank) {
         (Some(v), Some(r)) => format!("{v:.3} (#{r})"),
+        (Some(v), None) => format!("{v:.3}"),
         _ => "-".into(),
     }
 }

@@ -135,10 +135,68 @@ impl Feature {
         }
     }
 
+    /// What the feature is about.
+    pub const fn group(self) -> FeatureGroup {
+        match self {
+            Feature::ProfileSim
+            | Feature::HasProfile
+            | Feature::UserItemCount
+            | Feature::UserItemBuys
+            | Feature::UserItemWeight
+            | Feature::UserItemRecency
+            | Feature::CategoryAffinity
+            | Feature::BrandAffinity
+            | Feature::PriceGap
+            | Feature::UserActivity => FeatureGroup::Shopper,
+            Feature::Popularity | Feature::PopularityRecent => FeatureGroup::Popularity,
+            _ => FeatureGroup::Query,
+        }
+    }
+
+    /// The feature named `name` (as in [`Feature::name`]).
+    pub fn from_name(name: &str) -> Option<Feature> {
+        Feature::ALL.into_iter().find(|f| f.name() == name)
+    }
+
     /// The feature's position in a [`FeatureVector`].
     pub const fn index(self) -> usize {
         self as usize
     }
+}
+
+/// What a feature is about, for explanations: how well the item matches the query,
+/// what the shopper's history says about it, or how popular it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum FeatureGroup {
+    /// Retrieval scores and ranks, and text overlap of query and title.
+    Query,
+    /// The shopper's taste, past interest in the item, affinities, price habit.
+    Shopper,
+    /// The item's popularity (events, and the catalog's own figure).
+    Popularity,
+}
+
+impl FeatureGroup {
+    /// The group's name.
+    pub const fn name(self) -> &'static str {
+        match self {
+            FeatureGroup::Query => "query",
+            FeatureGroup::Shopper => "shopper",
+            FeatureGroup::Popularity => "popularity",
+        }
+    }
+}
+
+/// Per-feature contributions (as in a hit's breakdown) summed by [`FeatureGroup`], in
+/// group order; names that are not features are left out.
+pub fn contributions_by_group(contributions: &[(String, f32)]) -> Vec<(FeatureGroup, f32)> {
+    let mut sums = std::collections::BTreeMap::new();
+    for (name, c) in contributions {
+        if let Some(f) = Feature::from_name(name) {
+            *sums.entry(f.group()).or_insert(0.0) += c;
+        }
+    }
+    sums.into_iter().collect()
 }
 
 /// Names of the features, in vector order (from [`Feature::name`]).
@@ -380,6 +438,26 @@ mod tests {
         assert_eq!(v.get(Feature::Fused), 0.5);
         assert_eq!(v.as_slice()[Feature::Fused.index()], 0.5);
         assert_eq!(v.as_slice().iter().filter(|x| **x != 0.0).count(), 1);
+    }
+
+    #[test]
+    fn contributions_sum_by_group() {
+        let c = vec![
+            ("bm25".to_string(), 0.5),
+            ("profile_sim".to_string(), 0.25),
+            ("user_item_weight".to_string(), 0.5),
+            ("popularity".to_string(), -0.1),
+            ("not_a_feature".to_string(), 9.0),
+        ];
+        assert_eq!(
+            contributions_by_group(&c),
+            vec![
+                (FeatureGroup::Query, 0.5),
+                (FeatureGroup::Shopper, 0.75),
+                (FeatureGroup::Popularity, -0.1)
+            ]
+        );
+        assert_eq!(Feature::from_name("price_gap"), Some(Feature::PriceGap));
     }
 
     #[test]
