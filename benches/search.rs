@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use criterion::{criterion_group, criterion_main, Criterion};
 use shelfrank::catalog::{read_catalog, ReadOptions};
 use shelfrank::encoder::{Encoder, EncoderOptions, Implementation};
-use shelfrank::{Engine, IndexBuilder, Mode, SearchRequest};
+use shelfrank::{Engine, Fusion, IndexBuilder, Mode, SearchRequest};
 
 const QUERIES: [&str; 8] = [
     "rain shower head",
@@ -138,6 +138,19 @@ fn bench_search(c: &mut Criterion) {
             engine
                 .search(black_box(&SearchRequest::new(QUERIES[i]).k(10)))
                 .unwrap()
+        })
+    });
+    // The same with min-max fusion, which needs no exact scores: the difference is
+    // what the default (absolute) fusion costs on top of the two retrievers.
+    let min_max = Fusion::Weighted {
+        bm25: 0.7,
+        dense: 0.3,
+    };
+    g.bench_function("hybrid_end_to_end_cached_minmax", |b| {
+        b.iter(|| {
+            i = (i + 1) % QUERIES.len();
+            let req = SearchRequest::new(QUERIES[i]).k(10).fusion(min_max);
+            engine.search(black_box(&req)).unwrap()
         })
     });
     g.finish();

@@ -31,13 +31,23 @@
 //!
 //! * **Catalog / Product** ([`catalog`]): products read from JSONL, CSV or TSV.
 //! * **Index** ([`IndexBuilder`], [`store`]): an on-disk directory with the keyword
-//!   index, the embeddings (memory-mapped), the HNSW graph and a versioned manifest.
+//!   index, the embeddings (memory-mapped), the HNSW graph, a versioned manifest, the
+//!   shop's events and the trained head ([`store::layout`] names every file).
 //! * **Retriever**: BM25 ([`text`]) and dense ([`encoder`] + [`vector`]).
-//! * **Fusion** ([`fuse`]): reciprocal rank fusion or a weighted sum of normalised
-//!   scores.
+//! * **Fusion** ([`fuse`]): by default BM25 over the query's reference score plus
+//!   cosine, every candidate scored by both retrievers; RRF and min-max remain.
 //! * **Engine / SearchRequest / Hit** ([`engine`]): open an index, search it from
 //!   many threads, get hits with a [`ScoreBreakdown`].
-//! * **Eval** ([`eval`]): NDCG, recall, MRR, AUC over query and qrels files.
+//! * **Event / Profile / Reranker** ([`profile`], [`rank`]): shoppers' events in a
+//!   crash-safe store, profiles as of a time, and a CTR head trained from the shop's
+//!   logs ([`train_head`]) that reranks a shopper's candidates or another engine's
+//!   ([`Engine::rerank`]).
+//! * **Eval** ([`eval`]): retrieval and personalised evaluation, NDCG, recall, MRR,
+//!   AUC over query, qrels and task files.
+//!
+//! Long work (builds, training, evaluation) reports to a [`Progress`]; errors are one
+//! [`Error`], whose [`Error::is_user_error`] separates the caller's faults from the
+//! system's.
 
 #![warn(missing_docs)]
 

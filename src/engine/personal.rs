@@ -134,10 +134,8 @@ impl Engine {
             _ => fuse::single(&lists.bm25, true, depth),
         };
         if let Some(p) = profile.filter(|p| !p.is_empty()) {
-            let mask = self.mask_of(p.items.keys().copied());
-            let mine = self
-                .text
-                .search(&req.query, PERSONAL_CANDIDATES, Some(mask))?;
+            let items: Vec<u32> = p.items.keys().copied().collect();
+            let mine = self.bm25_among(&req.query, &items, PERSONAL_CANDIDATES)?;
             let have: HashSet<u32> = fused.iter().map(|f| f.ord).collect();
             for h in mine.into_iter().filter(|h| !have.contains(&h.ord)) {
                 fused.push(Fused {
@@ -170,11 +168,8 @@ impl Engine {
         as_of: i64,
     ) -> Result<Vec<ScoredCandidate>> {
         let query_vec = self.query_vec(req)?;
-        let mask = self.mask_of(ords.iter().copied());
-        let bm25 = self
-            .text
-            .search(&req.query, ords.len().max(1), Some(mask))?;
-        let bm25: HashMap<u32, (f32, usize)> = bm25
+        let bm25: HashMap<u32, (f32, usize)> = self
+            .bm25_among(&req.query, ords, ords.len())?
             .into_iter()
             .enumerate()
             .map(|(r, h)| (h.ord, (h.score, r + 1)))

@@ -83,8 +83,9 @@ impl Engine {
     /// The scores [`Fusion::Absolute`](crate::Fusion::Absolute) needs beyond the two
     /// lists: the query's BM25 reference score, the exact cosine of every BM25-only
     /// candidate (a dot product with its stored vector), and the exact BM25 of every
-    /// dense-only candidate (a keyword search restricted to them; skipped when the
-    /// BM25 list is not full, since then every product that matches a term is in it).
+    /// dense-only candidate (tantivy's scorer seeking their documents; skipped when
+    /// the BM25 list is not full, since then every product that matches a term is in
+    /// it).
     fn exact_scores(
         &self,
         query: &str,
@@ -106,12 +107,11 @@ impl Engine {
             .map(|c| c.ord)
             .filter(|o| !in_bm25.contains(o))
             .collect();
-        let bm25 = if lists.bm25.len() < depth || dense_only.is_empty() {
+        let bm25 = if lists.bm25.len() < depth {
             HashMap::new()
         } else {
-            let mask = self.mask_of(dense_only.iter().copied());
             self.text
-                .search(query, dense_only.len(), Some(mask))?
+                .scores_of(query, &dense_only)?
                 .into_iter()
                 .map(|c| (c.ord, c.score))
                 .collect()
@@ -145,15 +145,13 @@ impl Engine {
             .collect()
     }
 
-    /// A mask over product ordinals that allows exactly `ords`.
-    pub(super) fn mask_of(&self, ords: impl IntoIterator<Item = u32>) -> Arc<Vec<bool>> {
-        let mut mask = vec![false; self.products.len()];
-        for o in ords {
-            if let Some(m) = mask.get_mut(o as usize) {
-                *m = true;
-            }
-        }
-        Arc::new(mask)
+    /// BM25 top-`k` among the products `ords` only, best first (ties: smaller
+    /// ordinal first, as [`crate::text::TextIndex::search`] orders them).
+    pub(super) fn bm25_among(&self, query: &str, ords: &[u32], k: usize) -> Result<Vec<Candidate>> {
+        let mut hits = self.text.scores_of(query, ords)?;
+        hits.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.ord.cmp(&b.ord)));
+        hits.truncate(k);
+        Ok(hits)
     }
 
     /// The allowed-product mask for `filters`, `None` when unfiltered.

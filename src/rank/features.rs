@@ -241,7 +241,7 @@ impl FeatureVector {
 
 /// Everything about the query and shopper that does not depend on the item.
 #[derive(Debug, Clone, Copy)]
-pub struct QueryContext<'a> {
+pub(crate) struct QueryContext<'a> {
     /// The query's analysed terms (distinct).
     pub terms: &'a HashSet<String>,
     /// The query's analysed terms in order.
@@ -262,7 +262,7 @@ pub struct QueryContext<'a> {
 
 /// What retrieval said about one candidate.
 #[derive(Debug, Clone, Copy)]
-pub struct CandidateInput<'a> {
+pub(crate) struct CandidateInput<'a> {
     /// Product ordinal.
     pub ord: u32,
     /// The product.
@@ -288,7 +288,7 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
 }
 
 /// The feature vector of one candidate.
-pub fn compute(ctx: &QueryContext<'_>, c: &CandidateInput<'_>) -> FeatureVector {
+pub(crate) fn compute(ctx: &QueryContext<'_>, c: &CandidateInput<'_>) -> FeatureVector {
     let rr = |r: Option<usize>| r.map_or(0.0, |r| 1.0 / r as f32);
     let dense = c.dense;
     // Query terms found in the title.
@@ -414,7 +414,7 @@ pub fn compute(ctx: &QueryContext<'_>, c: &CandidateInput<'_>) -> FeatureVector 
 }
 
 /// The dense feature of a candidate: the query/item cosine, 0 without either.
-pub fn dense_score(query_vec: Option<&[f32]>, embedding: Option<&[f32]>) -> f32 {
+pub(crate) fn dense_score(query_vec: Option<&[f32]>, embedding: Option<&[f32]>) -> f32 {
     match (query_vec, embedding) {
         (Some(q), Some(e)) => dot(q, e),
         _ => 0.0,

@@ -19,7 +19,8 @@ use std::sync::Arc;
 use tantivy::collector::{FilterCollector, TopDocs};
 use tantivy::fieldnorm::FieldNormReader;
 use tantivy::query::{
-    Bm25StatisticsProvider, Bm25Weight, BooleanQuery, BoostQuery, Occur, Query, TermQuery,
+    Bm25StatisticsProvider, Bm25Weight, BooleanQuery, BoostQuery, EnableScoring, Occur, Query,
+    Scorer, TermQuery,
 };
 use tantivy::schema::{
     Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, FAST, STORED, STRING,
@@ -27,7 +28,10 @@ use tantivy::schema::{
 use tantivy::tokenizer::{
     Language, LowerCaser, RemoveLongFilter, SimpleTokenizer, Stemmer, StopWordFilter, TextAnalyzer,
 };
-use tantivy::{doc, Index, IndexReader, ReloadPolicy, TantivyDocument, Term};
+use tantivy::{
+    doc, DocAddress, DocSet, Index, IndexReader, ReloadPolicy, Searcher, TantivyDocument, Term,
+    TERMINATED,
+};
 
 use crate::catalog::Product;
 use crate::error::{Error, Result};
@@ -70,6 +74,9 @@ struct Fields {
 pub struct TextIndex {
     reader: IndexReader,
     fields: Fields,
+    /// The document of each product, by ordinal (the reader never reloads, so its
+    /// segments stay the ones this map was read from).
+    docs: Vec<Option<DocAddress>>,
 }
 
 impl std::fmt::Debug for TextIndex {
@@ -114,6 +121,27 @@ fn analyzer() -> TextAnalyzer {
 
 fn tv(e: tantivy::TantivyError) -> Error {
     Error::TextIndex(e.to_string())
+}
+
+/// Product ordinal -> document, from the `ord` fast field of every segment.
+fn document_map(searcher: &Searcher) -> Result<Vec<Option<DocAddress>>> {
+    let mut docs = vec![None; searcher.num_docs() as usize];
+    for (segment_ord, segment) in searcher.segment_readers().iter().enumerate() {
+        let column = segment.fast_fields().u64("ord").map_err(tv)?;
+        for doc_id in 0..segment.max_doc() {
+            let ord = column
+                .first(doc_id)
+                .ok_or_else(|| Error::TextIndex(format!("document {doc_id} has no ordinal")))?;
+            let slot = docs.get_mut(ord as usize).ok_or_else(|| {
+                Error::TextIndex(format!(
+                    "ordinal {ord} is beyond the {} documents",
+                    searcher.num_docs()
+                ))
+            })?;
+            *slot = Some(DocAddress::new(segment_ord as u32, doc_id));
+        }
+    }
+    Ok(docs)
 }
 
 impl TextIndex {
@@ -187,7 +215,12 @@ impl TextIndex {
             .reload_policy(ReloadPolicy::Manual)
             .try_into()
             .map_err(tv)?;
-        Ok(TextIndex { reader, fields })
+        let docs = document_map(&reader.searcher())?;
+        Ok(TextIndex {
+            reader,
+            fields,
+            docs,
+        })
     }
 
     /// Number of indexed products.
@@ -291,6 +324,50 @@ impl TextIndex {
         BooleanQuery::new(clauses)
     }
 
+    /// The exact BM25 score for `text` of each of the products `ords` that matches a
+    /// query term (the others are left out), as [`search`](Self::search) would score
+    /// it: tantivy's own scorer seeks each product's document instead of collecting
+    /// over the whole index. In ordinal order.
+    pub fn scores_of(&self, text: &str, ords: &[u32]) -> Result<Vec<Candidate>> {
+        let terms = self.analyze(text);
+        if terms.is_empty() || ords.is_empty() {
+            return Ok(Vec::new());
+        }
+        let query = self.build_query(&terms);
+        let searcher = self.reader.searcher();
+        let weight = query
+            .weight(EnableScoring::enabled_from_searcher(&searcher))
+            .map_err(tv)?;
+        let mut targets: Vec<(DocAddress, u32)> = ords
+            .iter()
+            .filter_map(|&o| Some((self.docs.get(o as usize).copied().flatten()?, o)))
+            .collect();
+        targets.sort_unstable_by_key(|(a, _)| (a.segment_ord, a.doc_id));
+        targets.dedup();
+        let mut out = Vec::with_capacity(targets.len());
+        for group in targets.chunk_by(|a, b| a.0.segment_ord == b.0.segment_ord) {
+            let segment = searcher.segment_reader(group[0].0.segment_ord);
+            let mut scorer = weight.scorer(segment, 1.0).map_err(tv)?;
+            for (addr, ord) in group {
+                let mut doc = scorer.doc();
+                if doc < addr.doc_id {
+                    doc = scorer.seek(addr.doc_id);
+                }
+                if doc == TERMINATED {
+                    break;
+                }
+                if doc == addr.doc_id {
+                    out.push(Candidate {
+                        ord: *ord,
+                        score: scorer.score(),
+                    });
+                }
+            }
+        }
+        out.sort_unstable_by_key(|c| c.ord);
+        Ok(out)
+    }
+
     /// BM25 top-`k` for `text`, best first. With `allowed` (indexed by ordinal),
     /// only products whose entry is true are collected, inside the search, so `k`
     /// hits come back whenever `k` matching products exist.
@@ -336,5 +413,70 @@ impl TextIndex {
         // Equal scores: smaller ordinal first, so results are deterministic.
         hits.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.ord.cmp(&b.ord)));
         Ok(hits)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn products() -> Vec<Product> {
+        let titles = [
+            "Cordless Drill Driver Kit",
+            "Hammer Drill 18V",
+            "Rain Shower Head",
+            "Drill Bit Set for Metal",
+            "Kitchen Faucet with Sprayer",
+            "Shower Faucet Chrome",
+        ];
+        titles
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let mut p = Product::new(format!("p{i}"), *t);
+                p.description = Some(format!("{t} description, drill {i}"));
+                p
+            })
+            .collect()
+    }
+
+    #[test]
+    fn scores_of_equal_the_search_scores() {
+        let index = TextIndex::build(&products(), None, &|_| {}).unwrap();
+        for q in ["drill", "shower faucet", "cordless drill kit", "nothing"] {
+            let searched = index.search(q, 100, None).unwrap();
+            let all: Vec<u32> = (0..6).collect();
+            let mut exact = index.scores_of(q, &all).unwrap();
+            assert_eq!(exact.len(), searched.len(), "{q}");
+            exact.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.ord.cmp(&b.ord)));
+            for (a, b) in exact.iter().zip(&searched) {
+                assert_eq!(a.ord, b.ord, "{q}");
+                assert!((a.score - b.score).abs() < 1e-5, "{q}: {a:?} vs {b:?}");
+            }
+            // A subset, unsorted and repeated, gives the same scores for those.
+            let some = index.scores_of(q, &[5, 1, 1, 3]).unwrap();
+            for c in &some {
+                assert!(searched
+                    .iter()
+                    .any(|s| s.ord == c.ord && (s.score - c.score).abs() < 1e-5));
+            }
+            assert!(some.windows(2).all(|w| w[0].ord < w[1].ord));
+        }
+        assert!(index.scores_of("drill", &[99]).unwrap().is_empty());
+    }
+
+    #[test]
+    fn reference_score_grows_with_the_query_and_ignores_the_candidates() {
+        let index = TextIndex::build(&products(), None, &|_| {}).unwrap();
+        let one = index.reference_score("drill").unwrap();
+        let two = index.reference_score("drill shower").unwrap();
+        assert!(one > 0.0 && two > one, "{one} {two}");
+        assert_eq!(index.reference_score("").unwrap(), 0.0);
+        // A term no product has counts at full idf: more than a common one.
+        assert!(index.reference_score("zzzz").unwrap() > one);
+        // The best real match stays below the reference of a product holding every
+        // term in every filled field.
+        let best = index.search("drill", 1, None).unwrap()[0].score;
+        assert!(best < one * 2.0, "{best} vs {one}");
     }
 }

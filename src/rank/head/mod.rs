@@ -37,7 +37,7 @@ use std::path::{Path, PathBuf};
 use candle_core::{Device, Tensor, Var};
 use serde_json::Value;
 
-pub use fit::{EpochReport, HeadConfig, TrainData, TrainReport};
+pub use fit::{EpochReport, HeadConfig, TrainData, TrainReport, STD_FLOOR};
 pub use io::FORMAT_VERSION;
 
 /// Rows per forward pass when predicting or evaluating, bounding the activation memory
