@@ -37,7 +37,7 @@ section "2. Shoppers' events, and a CTR head trained from search tasks"
 $BIN events import fixtures/events.jsonl --index "$IDX"
 $BIN train --index "$IDX" --tasks fixtures/personal_queries.tsv --events fixtures/events.jsonl --quiet
 
-section "3. One query, two shoppers: u2 bought a kitchen faucet 8 times, u8 a shower head and a shower faucet"
+section "3. One query, two shoppers: u2 clicked, carted and bought a kitchen faucet (8 events), u8 bought a shower faucet twice and a shower head"
 echo "anonymous:"
 $BIN search "faucet" --index "$IDX" -k 3
 for user in u2 u8; do

@@ -8,11 +8,12 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use crate::catalog::Product;
 use crate::encoder::{Encoder, EncoderOptions, DEFAULT_BATCH_SIZE};
 use crate::error::{Error, Result};
+use crate::profile::events::now_unix;
 use crate::progress::{Progress, Silent};
 use crate::store::{
     self, layout, HnswSettings, IndexPaths, Manifest, ModelRecord, Staging, VectorFile,
@@ -234,10 +235,7 @@ impl IndexBuilder {
         let manifest = Manifest {
             format_version: FORMAT_VERSION,
             shelfrank_version: env!("CARGO_PKG_VERSION").to_string(),
-            created_unix: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0),
+            created_unix: u64::try_from(now_unix()).unwrap_or(0),
             products: products.len(),
             source: self.source.clone(),
             model: ModelRecord {

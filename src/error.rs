@@ -135,8 +135,14 @@ pub enum Error {
         reason: String,
     },
 
-    /// `rerank: ctr` was asked for, but the index has no trained head.
-    #[error("rerank mode ctr needs a trained CTR head, and {index} has none\nhint: train one with `shelfrank train --index {index} ...`, or use rerank auto or profile")]
+    /// The trained head failed to score candidates the engine featurised: a fault of
+    /// the system (a feature it computed is not finite, say), not of the request.
+    #[error("the CTR head could not score the candidates: {0}")]
+    Scoring(Box<HeadError>),
+
+    /// `rerank: ctr` (or an evaluation mode that needs the head) was asked for, but
+    /// the index has no trained head.
+    #[error("ranking with the CTR head needs a trained head, and {} has none\nhint: train one with `shelfrank train --index {} ...`; without a head, use rerank auto or profile (in eval, the modes hybrid or profile)", index.display(), index.display())]
     NoHead {
         /// The index directory.
         index: PathBuf,
@@ -205,10 +211,15 @@ impl From<HeadError> for Error {
 }
 
 impl From<IoFailure> for Error {
+    /// Keeps the step that failed in the message ("cannot fsync: ...").
     fn from(e: IoFailure) -> Self {
+        let source = std::io::Error::new(
+            e.source.kind(),
+            format!("cannot {}: {}", e.action, e.source),
+        );
         Error::Io {
             path: e.path,
-            source: e.source,
+            source,
         }
     }
 }
@@ -234,6 +245,7 @@ impl Error {
             | Error::NoEncoder { .. } => true,
             Error::Io { .. }
             | Error::Poisoned { .. }
+            | Error::Scoring(_)
             | Error::Encoder(_)
             | Error::Tokenizer(_)
             | Error::CorruptIndex { .. }

@@ -6,15 +6,16 @@
 //!   retrievers, each on a scale that does not depend on the other candidates:
 //!   `score(d) = w_bm25 * bm25(d) / R(q) + w_dense * cos(q, d)`, where `R(q)` is the
 //!   query's BM25 reference score ([`crate::text::TextIndex::reference_score`]: what
-//!   a product holding every query term once in every filled field, each of average
-//!   length, would score) and `cos` the cosine of the embeddings. Both terms read
-//!   "1 = a perfect match" (the query as a title; the same meaning), so equal weights
-//!   are the principled default. A candidate that only one list found gets its exact
-//!   score from the other retriever ([`Exact`]) rather than 0, so a product's fused
-//!   score is a function of the query and the product alone. Min-max fusion, by
-//!   contrast, maps the weakest candidate of each list to 0 and a lone, weak keyword
-//!   match to 1 (a microwave above two grills for "something to cook burgers
-//!   outside"), and its best weights moved from one catalog to another.
+//!   the best conceivable product would score, each query term once in every field
+//!   where it occurs, at average length) and `cos` the cosine of the embeddings. Both
+//!   terms read "1 = a perfect match" (the query as a title in a title-only catalog;
+//!   the same meaning), so equal weights are the principled default. A candidate
+//!   that only one list found gets its exact score from the other retriever
+//!   ([`Exact`]) rather than 0, so a product's fused score is a function of the query
+//!   and the product alone. Min-max fusion, by contrast, maps the weakest candidate
+//!   of each list to 0 and a lone, weak keyword match to 1 (a microwave above two
+//!   grills for "something to cook burgers outside"), and its best weights moved
+//!   from one catalog to another.
 //! * **Reciprocal rank fusion** (Cormack, Clarke & Büttcher, SIGIR 2009):
 //!   `score(d) = sum_i w_i / (k + rank_i(d))`, ranks from 1, a list that misses `d`
 //!   contributes 0. Only ranks matter, so no score calibration is needed.
@@ -93,18 +94,13 @@ impl Fusion {
         }
         Ok(())
     }
-
-    /// Whether this fusion reads [`Exact`] scores (retrieval computes them only then).
-    pub fn needs_exact_scores(&self) -> bool {
-        matches!(self, Fusion::Absolute { .. })
-    }
 }
 
 impl Default for Fusion {
     /// Absolute fusion with equal weights: both terms are on "1 = a perfect match"
     /// scales, so neither needs to be favoured by a weight tuned on one catalog. On
-    /// the Home Depot dev queries any BM25 weight from 0.45 to 0.7 scores within 0.004
-    /// NDCG@10 of the best (README.md, "Measured figures").
+    /// the Home Depot dev queries any BM25 weight from 0.45 to 0.7 scores within
+    /// 0.005 NDCG@10 of the best (README.md, "Measured figures").
     fn default() -> Self {
         Fusion::Absolute {
             bm25: 0.5,
@@ -115,7 +111,7 @@ impl Default for Fusion {
 
 /// What [`Fusion::Absolute`] needs beyond the two lists: the query's BM25 reference
 /// score, and the exact score of each candidate from the retriever whose list missed
-/// it. Empty for other fusions (and without an encoder); a missing entry counts as 0.
+/// it. Hybrid retrieval always fills it; a missing entry counts as 0.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Exact {
     /// The query's BM25 reference score (`R(q)` in the module docs); 0: none.
@@ -162,6 +158,17 @@ pub struct Fused {
     pub bm25: Option<(f32, usize)>,
     /// Dense cosine and 1-based rank, when the dense list has it.
     pub dense: Option<(f32, usize)>,
+}
+
+/// The crate's one order of scored products: higher score first, then the smaller
+/// ordinal, so equal scores rank the same way everywhere (BM25, dense, fusion).
+pub fn best_first(a_score: f32, a_ord: u32, b_score: f32, b_ord: u32) -> std::cmp::Ordering {
+    b_score.total_cmp(&a_score).then(a_ord.cmp(&b_ord))
+}
+
+/// Sorts candidates by [`best_first`].
+pub fn sort_candidates(v: &mut [Candidate]) {
+    v.sort_by(|a, b| best_first(a.score, a.ord, b.score, b.ord));
 }
 
 /// Min-max normalises `xs` in place to [0, 1], `(x - min) / (max - min)`, all 1 when
@@ -243,7 +250,7 @@ pub fn fuse(
             f
         })
         .collect();
-    out.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.ord.cmp(&b.ord)));
+    out.sort_by(|a, b| best_first(a.score, a.ord, b.score, b.ord));
     out.truncate(k);
     out
 }

@@ -10,10 +10,11 @@ use shelfrank::eval::read_personal_tasks;
 use shelfrank::profile::events::{parse_timestamp, read_events, EventReadOptions};
 use shelfrank::profile::{Event, EventKind, EventStore, ItemStats};
 use shelfrank::rank::samples::{self, SampleOptions};
-use shelfrank::rank::{CandidateSource, CtrHead, HeadConfig, RerankMode, FEATURE_NAMES};
+use shelfrank::rank::{CandidateSource, HeadConfig, RerankMode, FEATURE_NAMES};
+use shelfrank::store::IndexPaths;
 use shelfrank::{
     train_head, Engine, Error, ExternalCandidate, Mode, SearchRequest, Silent, TrainSpec,
-    TrainingLogs,
+    TrainedHead, TrainingLogs,
 };
 
 fn ids(hits: &[shelfrank::Hit]) -> Vec<String> {
@@ -188,7 +189,7 @@ fn stats_of(engine: &Engine, store: &EventStore) -> ItemStats {
     })
 }
 
-fn train_head_from_tasks(engine: &Engine, seed: u64) -> (CtrHead, Option<f64>) {
+fn train_head_from_tasks(engine: &Engine, seed: u64) -> TrainedHead {
     let store = fixture_events(engine);
     let stats = stats_of(engine, &store);
     let tasks = read_personal_tasks(Path::new("fixtures/personal_queries.tsv")).unwrap();
@@ -217,7 +218,7 @@ fn train_head_from_tasks(engine: &Engine, seed: u64) -> (CtrHead, Option<f64>) {
     };
     let trained = train_head(engine, spec, &Silent).unwrap();
     assert_eq!(trained.dataset.groups, groups.len());
-    (trained.head, trained.report.best_val_auc)
+    trained
 }
 
 #[test]
@@ -225,17 +226,16 @@ fn training_is_reproducible_and_the_head_serves_with_explanations() {
     let tmp = tempfile::tempdir().unwrap();
     let index = common::build_index(tmp.path(), "idx");
     let engine = Engine::open(&index).unwrap();
-    let (head, auc1) = train_head_from_tasks(&engine, 7);
-    let (_, auc2) = train_head_from_tasks(&engine, 7);
-    assert_eq!(auc1, auc2, "same seed, same validation AUC");
-    head.save(
-        &shelfrank::store::IndexPaths::new(&index).rank_dir(),
-        &serde_json::json!({"source": "test"}),
-    )
-    .unwrap();
+    let first = train_head_from_tasks(&engine, 7);
+    let second = train_head_from_tasks(&engine, 7);
+    assert_eq!(
+        first.report.best_val_auc, second.report.best_val_auc,
+        "same seed, same validation AUC"
+    );
+    first.save(&index).unwrap();
     drop(engine);
     let engine = Engine::open(&index).unwrap();
-    assert!(engine.head().is_some());
+    assert!(engine.head().is_some(), "{:?}", engine.head_warning());
     engine
         .import_events(
             Path::new("fixtures/events.jsonl"),
@@ -257,6 +257,29 @@ fn training_is_reproducible_and_the_head_serves_with_explanations() {
     // Diversity changes nothing about validity.
     req.diversity = 0.5;
     assert_eq!(engine.search(&req).unwrap().len(), 5);
+}
+
+#[test]
+fn a_head_for_another_feature_set_is_ignored_with_a_warning() {
+    let tmp = tempfile::tempdir().unwrap();
+    let index = common::build_index(tmp.path(), "idx");
+    let engine = Engine::open(&index).unwrap();
+    let trained = train_head_from_tasks(&engine, 3);
+    drop(engine);
+    let rank = IndexPaths::new(&index).rank_dir();
+    // Same names, but a card from before the features changed meaning.
+    for card in [
+        serde_json::json!({"source": "old"}),
+        serde_json::json!({"feature_set": 1}),
+    ] {
+        trained.head.save(&rank, &card).unwrap();
+        let engine = Engine::open(&index).unwrap();
+        assert!(engine.head().is_none(), "{card}");
+        let warning = engine.head_warning().unwrap();
+        assert!(warning.contains("another feature set"), "{warning}");
+    }
+    trained.save(&index).unwrap();
+    assert!(Engine::open(&index).unwrap().head().is_some());
 }
 
 #[test]

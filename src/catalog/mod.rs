@@ -192,8 +192,6 @@ impl From<FieldError> for RowError {
     }
 }
 
-/// Collects products from a reader: validates them, checks ids are unique, and applies the
-/// skip-or-fail policy to bad lines.
 /// The rule every product of a catalog obeys: valid fields ([`validate_product`]) and
 /// an id not seen before (`first_seen` maps ids to the line they were first seen on).
 fn check_new(first_seen: &HashMap<String, usize>, product: &Product) -> Result<(), RowError> {
@@ -232,6 +230,8 @@ pub fn check_products(products: &[Product]) -> Result<(), CatalogError> {
     Ok(())
 }
 
+/// Collects products from a reader: validates them, checks ids are unique, and applies the
+/// skip-or-fail policy to bad lines.
 struct Collector<'a> {
     source_name: &'a str,
     skip_invalid: bool,

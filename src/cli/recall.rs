@@ -34,18 +34,18 @@ pub fn run(a: HnswRecallArgs) -> Result<()> {
     let efs: Vec<usize> = number_list("--ef", &a.ef)?;
     let engine = a.model.open(&a.index, a.queries.is_some())?;
     let queries = a.queries.as_deref().map(eval::read_queries).transpose()?;
-    let rows = eval::hnsw_recall(&engine, queries.as_deref(), a.limit, a.k, &efs)?;
+    let res = eval::hnsw_recall(&engine, queries.as_deref(), a.limit, a.k, &efs)?;
     println!("| ef | recall@{} | median latency (µs) | p95 (µs) |", a.k);
     println!("| --- | --- | --- | --- |");
-    for r in &rows {
+    for r in &res.rows {
         println!(
             "| {} | {:.4} | {:.0} | {:.0} |",
             r.ef, r.recall, r.median_us, r.p95_us
         );
     }
-    let n = queries.map_or(a.limit, |q| q.len().min(a.limit));
     println!(
-        "{n} queries, exact search over {} products as the reference",
+        "{} queries, exact search over {} products as the reference",
+        res.queries,
         engine.len()
     );
     Ok(())

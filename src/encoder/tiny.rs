@@ -18,6 +18,7 @@ use tokenizers::processors::bert::BertProcessing;
 use tokenizers::Tokenizer;
 
 use crate::error::{Error, Result};
+use crate::rng::SplitMix64;
 
 /// Hidden size of the tiny model.
 pub const TINY_HIDDEN: usize = 32;
@@ -26,19 +27,9 @@ const TINY_HEADS: usize = 4;
 const TINY_INTERMEDIATE: usize = 64;
 const TINY_POSITIONS: usize = 128;
 
-/// Small deterministic generator (SplitMix64), enough for test weights.
-struct SplitMix(u64);
-
-impl SplitMix {
-    fn next_f32(&mut self) -> f32 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
-        // uniform in [-1, 1)
-        ((z >> 40) as f32 / (1u64 << 23) as f32) - 1.0
-    }
+/// Uniform in [-1, 1) from the crate's generator: the test weights' distribution.
+fn next_f32(rng: &mut SplitMix64) -> f32 {
+    ((rng.next_u64() >> 40) as f32 / (1u64 << 23) as f32) - 1.0
 }
 
 /// Writes a tiny random BERT sentence encoder into `dir` (created if needed).
@@ -127,11 +118,13 @@ pub fn create_tiny_model(dir: &Path, words: &[&str], seed: u64) -> Result<()> {
     )?;
 
     // Weights, named as Hugging Face's BertModel names them.
-    let mut rng = SplitMix(seed);
+    let mut rng = SplitMix64::new(seed);
     let mut tensors: HashMap<String, Tensor> = HashMap::new();
     let mut add = |name: String, shape: &[usize], scale: f32, offset: f32| -> Result<()> {
         let n: usize = shape.iter().product();
-        let data: Vec<f32> = (0..n).map(|_| offset + scale * rng.next_f32()).collect();
+        let data: Vec<f32> = (0..n)
+            .map(|_| offset + scale * next_f32(&mut rng))
+            .collect();
         let t = Tensor::from_vec(data, shape, &Device::Cpu)
             .map_err(|e| Error::Encoder(e.to_string()))?;
         tensors.insert(name, t);

@@ -9,7 +9,7 @@ use serde::Serialize;
 use super::{Engine, SearchRequest};
 use crate::error::{Error, Result};
 use crate::profile::events::{
-    read_events, EventBatch, EventError, EventErrorKind, EventReadOptions,
+    now_unix, read_events, EventBatch, EventError, EventErrorKind, EventReadOptions,
 };
 use crate::profile::store::appended_name;
 use crate::profile::{build_profile, Event, EventStore, ItemStats, Profile};
@@ -23,13 +23,6 @@ pub struct ImportSummary {
     pub skipped: usize,
     /// The first reasons, as text.
     pub problems: Vec<String>,
-}
-
-fn now_unix() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 impl Engine {

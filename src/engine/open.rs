@@ -11,7 +11,7 @@ use crate::encoder::{DeviceSpec, Encoder, EncoderOptions, Implementation};
 use crate::error::{Error, ModelMismatch, Result};
 use crate::fuse::Fusion;
 use crate::profile::{EventStore, ItemStats, ProfileConfig};
-use crate::rank::{CtrHead, FallbackWeights, FEATURE_NAMES};
+use crate::rank::{CtrHead, FallbackWeights, FEATURE_NAMES, FEATURE_SET_VERSION};
 use crate::store::{self, layout, IndexPaths, Manifest, VectorFile};
 use crate::text::TextIndex;
 use crate::vector::{HnswIndex, HnswParams};
@@ -232,6 +232,15 @@ impl EngineBuilder {
     }
 }
 
+/// The feature-set version a head's card records (heads from before the version was
+/// recorded are version 1).
+fn feature_set(head: &CtrHead) -> u64 {
+    head.card()
+        .get("feature_set")
+        .and_then(serde_json::Value::as_u64)
+        .unwrap_or(1)
+}
+
 /// The trained head in `rank_dir`, if there is one that fits this build's features;
 /// otherwise why it is ignored (reranking then uses the fallback formula).
 fn load_head(rank_dir: &Path) -> (Option<CtrHead>, Option<String>) {
@@ -239,11 +248,13 @@ fn load_head(rank_dir: &Path) -> (Option<CtrHead>, Option<String>) {
         return (None, None);
     }
     match CtrHead::load(rank_dir) {
-        Ok(h) if h.feature_names() == FEATURE_NAMES => (Some(h), None),
+        Ok(h) if h.feature_names() == FEATURE_NAMES && feature_set(&h) == FEATURE_SET_VERSION => {
+            (Some(h), None)
+        }
         Ok(_) => (
             None,
             Some(format!(
-                "the CTR head in {} was trained on another feature set and is ignored; retrain it with `shelfrank train`",
+                "the CTR head in {} was trained on another feature set (this build has version {FEATURE_SET_VERSION}) and is ignored; retrain it with `shelfrank train`",
                 rank_dir.display()
             )),
         ),

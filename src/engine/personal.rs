@@ -141,15 +141,11 @@ impl Engine {
                 fused.push(Fused {
                     ord: h.ord,
                     score: 0.0,
-                    bm25: Some((h.score, usize::MAX)),
+                    // A rank within the shopper's items is not a rank in the catalog:
+                    // "just beyond the list".
+                    bm25: Some((h.score, depth + 1)),
                     dense: None,
                 });
-            }
-            // A rank from the restricted list is not a global rank.
-            for f in &mut fused {
-                if let Some((s, usize::MAX)) = f.bm25 {
-                    f.bm25 = Some((s, depth + 1));
-                }
             }
         }
         Ok(self.featurize(req, query_vec.as_deref(), fused, profile, stats, as_of))
@@ -211,17 +207,15 @@ impl Engine {
             (_, _, RerankMode::Off) => (cands.iter().map(|c| c.fused.score).collect(), None),
             (Some(head), true, _) => {
                 let rows: Vec<Vec<f32>> = feats.iter().map(|f| f.as_slice().to_vec()).collect();
-                let p = head.predict(&rows)?;
+                let p = head
+                    .predict(&rows)
+                    .map_err(|e| Error::Scoring(Box::new(e)))?;
                 (p.clone(), Some(p))
             }
             _ => (fallback, None),
         };
         let mut order: Vec<usize> = (0..cands.len()).collect();
-        order.sort_by(|&a, &b| {
-            scores[b]
-                .total_cmp(&scores[a])
-                .then(cands[a].ord.cmp(&cands[b].ord))
-        });
+        order.sort_by(|&a, &b| fuse::best_first(scores[a], cands[a].ord, scores[b], cands[b].ord));
         let picked: Vec<usize> = if req.diversity > 0.0 {
             let pool: Vec<usize> = order.iter().copied().take((req.k * 3).max(req.k)).collect();
             let rel: Vec<f32> = pool.iter().map(|&i| scores[i]).collect();
@@ -246,16 +240,17 @@ impl Engine {
                 continue;
             };
             let contributions = match (&ctr, &self.head) {
-                (Some(_), Some(head)) => head.contributions(c.features.as_slice())?,
+                (Some(_), Some(head)) => head
+                    .contributions(c.features.as_slice())
+                    .map_err(|e| Error::Scoring(Box::new(e)))?,
                 _ => Vec::new(),
             };
-            let global = |r: Option<(f32, usize)>| r.filter(|x| x.1 != usize::MAX);
             hits.push(Hit {
                 id: p.id.clone(),
                 score: scores[i],
                 breakdown: ScoreBreakdown {
                     bm25: c.fused.bm25.map(|x| x.0),
-                    bm25_rank: global(c.fused.bm25).map(|x| x.1),
+                    bm25_rank: c.fused.bm25.map(|x| x.1),
                     dense: Some(c.features.get(Feature::Dense)),
                     dense_rank: c.fused.dense.map(|x| x.1),
                     fused: c.fused.score,

@@ -32,7 +32,7 @@ pub struct Candidates {
     pub bm25: Vec<Candidate>,
     /// Dense list, best first.
     pub dense: Vec<Candidate>,
-    /// Exact scores for absolute fusion (hybrid retrieval with that fusion only).
+    /// Exact scores for absolute fusion (hybrid retrieval only).
     pub exact: Exact,
 }
 
@@ -72,8 +72,9 @@ impl Engine {
                 }
             };
             out.dense = self.dense_search(query_vec, depth, req.ef_search, mask.as_deref())?;
-            let fusion = req.fusion.unwrap_or(self.fusion);
-            if req.mode == Mode::Hybrid && fusion.needs_exact_scores() {
+            if req.mode == Mode::Hybrid {
+                // Whatever fusion this request names: the lists may be fused again
+                // another way (evaluation does), and the exact scores cost little.
                 out.exact = self.exact_scores(&req.query, query_vec, &out, depth)?;
             }
         }
@@ -145,11 +146,11 @@ impl Engine {
             .collect()
     }
 
-    /// BM25 top-`k` among the products `ords` only, best first (ties: smaller
-    /// ordinal first, as [`crate::text::TextIndex::search`] orders them).
+    /// BM25 top-`k` among the products `ords` only, best first ([`fuse::best_first`],
+    /// as [`crate::text::TextIndex::search`] orders them).
     pub(super) fn bm25_among(&self, query: &str, ords: &[u32], k: usize) -> Result<Vec<Candidate>> {
         let mut hits = self.text.scores_of(query, ords)?;
-        hits.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.ord.cmp(&b.ord)));
+        fuse::sort_candidates(&mut hits);
         hits.truncate(k);
         Ok(hits)
     }

@@ -24,7 +24,7 @@
 
 mod error;
 mod files;
-pub mod metrics;
+pub(crate) mod metrics;
 mod personal;
 mod recall;
 mod report;
@@ -42,7 +42,7 @@ pub use personal::{
     personal, personal_table, PersonalMode, PersonalOptions, PersonalReport, PERSONAL_MRR_K,
     PERSONAL_TOP,
 };
-pub use recall::{hnsw_recall, RecallRow};
+pub use recall::{hnsw_recall, HnswRecall, RecallRow};
 pub use report::{evaluate_run, markdown_table, ModeReport, QueryMetrics, MRR_K, NDCG_K};
 pub use retrieval::{
     in_fold, parse_modes, retrieval, EvalMode, RetrievalEval, RetrievalOptions, Run,

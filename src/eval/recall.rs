@@ -23,16 +23,25 @@ pub struct RecallRow {
     pub p95_us: f64,
 }
 
+/// What [`hnsw_recall`] measured.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HnswRecall {
+    /// Queries measured.
+    pub queries: usize,
+    /// One row per `ef`, in the order asked.
+    pub rows: Vec<RecallRow>,
+}
+
 /// Measures recall@`k` and latency for each of `efs`. The queries are the texts of
-/// `queries` (at most `limit`, encoded by the engine), or without them `limit`
-/// stored product vectors spread over the catalog.
+/// `queries` (at most `limit`, encoded by the engine), or without them up to
+/// `limit` stored product vectors spread over the catalog.
 pub fn hnsw_recall(
     engine: &Engine,
     queries: Option<&[Query]>,
     limit: usize,
     k: usize,
     efs: &[usize],
-) -> Result<Vec<RecallRow>> {
+) -> Result<HnswRecall> {
     if k == 0 || efs.contains(&0) {
         return Err(Error::invalid("k and ef", "must be at least 1"));
     }
@@ -74,5 +83,8 @@ pub fn hnsw_recall(
             p95_us: lat.get(lat.len() * 95 / 100).copied().unwrap_or(0.0),
         });
     }
-    Ok(rows)
+    Ok(HnswRecall {
+        queries: qvecs.len(),
+        rows,
+    })
 }

@@ -199,6 +199,13 @@ pub fn contributions_by_group(contributions: &[(String, f32)]) -> Vec<(FeatureGr
     sums.into_iter().collect()
 }
 
+/// Version of what the features mean. A head is trained for one version: names alone
+/// do not say that a feature's meaning changed, so opening an index ignores (with a
+/// warning) a head whose card records another version. History: 1, the first list;
+/// 2, `fused` is absolute fusion's score and `popularity` counts the catalog's
+/// popularity (issue #8). Bump it with any change to how a feature is computed.
+pub const FEATURE_SET_VERSION: u64 = 2;
+
 /// Names of the features, in vector order (from [`Feature::name`]).
 pub const FEATURE_NAMES: [&str; Feature::COUNT] = {
     let mut names = [""; Feature::COUNT];
@@ -347,12 +354,11 @@ pub(crate) fn compute(ctx: &QueryContext<'_>, c: &CandidateInput<'_>) -> Feature
         }
         f.set(Feature::UserActivity, (p.events as f32).ln_1p());
     }
-    // The catalog's popularity (past sales, ratings) counts like events seen before.
-    let prior = c.product.popularity.unwrap_or(0.0) as f32;
-    f.set(
-        Feature::Popularity,
-        (ctx.stats.count_before(c.ord, ctx.as_of) as f32 + prior).ln_1p(),
-    );
+    // The catalog's popularity (past sales, ratings) counts like events seen before;
+    // summed and logged in f64, so a huge value stays finite.
+    let prior = c.product.popularity.unwrap_or(0.0);
+    let seen = ctx.stats.count_before(c.ord, ctx.as_of) as f64 + prior;
+    f.set(Feature::Popularity, seen.ln_1p() as f32);
     f.set(
         Feature::PopularityRecent,
         (ctx.stats.recent_before(c.ord, ctx.as_of) as f32).ln_1p(),
@@ -492,5 +498,7 @@ mod tests {
         assert_eq!(popularity(&product), 0.0);
         product.popularity = Some(9.0);
         assert!((popularity(&product) - 10f32.ln()).abs() < 1e-6);
+        product.popularity = Some(f64::MAX);
+        assert!(popularity(&product).is_finite());
     }
 }

@@ -31,7 +31,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::fuse::min_max;
 
-pub use features::{Feature, FeatureVector, FEATURE_NAMES, NUM_FEATURES};
+pub use features::{Feature, FeatureVector, FEATURE_NAMES, FEATURE_SET_VERSION, NUM_FEATURES};
 pub use head::{CtrHead, HeadConfig};
 pub use samples::{CandidateQuery, CandidateSource, SampleOptions};
 pub use train::{train_head, TrainSpec, TrainedHead, TrainingLogs};

@@ -35,8 +35,8 @@ use super::head::TrainData;
 use super::{Feature, FeatureVector, ScoredCandidate};
 use crate::error::Result;
 use crate::eval::{PersonalTask, Qrels, Query};
-use crate::lines::{json_error_message, read_lines, shorten, skip_bom};
-use crate::profile::events::{parse_timestamp, EventError, EventErrorKind};
+use crate::lines::{json_error_message, read_lines, skip_bom};
+use crate::profile::events::{timestamp_value, EventError, EventErrorKind};
 use crate::profile::{Event, EventStore, ItemStats, Profile};
 use crate::store::durable::fnv1a64;
 
@@ -429,12 +429,13 @@ pub struct Impression {
     pub clicked: Vec<String>,
 }
 
-/// An impression line as written: `{"user", "query", "ts", "shown", "clicked"?}`.
+/// An impression line as written: `{"user", "query", "ts", "shown", "clicked"?}`, the
+/// timestamp as in event logs (a string or Unix seconds).
 #[derive(Deserialize)]
 struct ImpressionLine {
     user: String,
     query: String,
-    ts: String,
+    ts: serde_json::Value,
     shown: Vec<String>,
     #[serde(default)]
     clicked: Vec<String>,
@@ -476,16 +477,8 @@ pub fn read_impressions(path: &Path) -> std::result::Result<Vec<Impression>, Eve
                 },
             )
         })?;
-        let ts = parse_timestamp(&raw.ts).map_err(|_| {
-            EventError::at(
-                name.as_str(),
-                line,
-                Some("ts"),
-                EventErrorKind::InvalidTimestamp {
-                    found: shorten(&raw.ts),
-                },
-            )
-        })?;
+        let ts = timestamp_value(raw.ts)
+            .map_err(|kind| EventError::at(name.as_str(), line, Some("ts"), kind))?;
         out.push(Impression {
             user: raw.user,
             query: raw.query,

@@ -9,9 +9,10 @@ use serde_json::{json, Value};
 
 use super::head::{CtrHead, EpochReport, HeadConfig, TrainReport};
 use super::samples::{self, CandidateSource, DatasetSummary, Impression, SampleOptions};
-use super::FEATURE_NAMES;
+use super::{FEATURE_NAMES, FEATURE_SET_VERSION};
 use crate::error::{Error, Result};
 use crate::eval::{PersonalTask, Qrels, Query};
+use crate::profile::events::now_unix;
 use crate::profile::{EventStore, ItemStats};
 use crate::progress::Progress;
 use crate::store::IndexPaths;
@@ -174,10 +175,8 @@ pub fn train_head(
     };
     progress.finish();
     let card = json!({
-        "trained_unix": std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0),
+        "trained_unix": now_unix(),
+        "feature_set": FEATURE_SET_VERSION,
         "logs": spec.logs.kind(),
         "source": spec.provenance,
         "sampling": opts,

@@ -60,7 +60,9 @@ const TEMP_MARKER: &str = ".tmp-";
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// A fresh temporary path beside `target` (same directory, so the rename is
-/// atomic): `.NAME.tmp-PID-N`. Hidden, and recognised by [`is_temp_name`].
+/// atomic): `.NAME.tmp-PID-N`. Hidden, and recognised by [`is_temp_name`]. The
+/// name may still exist, left by a crashed process that had the same PID (common
+/// in containers): [`atomic_write_with`] then takes the next one.
 pub fn temp_path(target: &Path) -> PathBuf {
     let mut name = OsString::from(".");
     name.push(target.file_name().unwrap_or_default());
@@ -70,6 +72,29 @@ pub fn temp_path(target: &Path) -> PathBuf {
         TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
     ));
     parent_dir(target).join(name)
+}
+
+/// How many temporary names [`atomic_write_with`] tries before giving up.
+const TEMP_ATTEMPTS: usize = 64;
+
+/// Creates a new temporary file beside `target`, skipping names that exist.
+fn create_temp(target: &Path) -> IoResult<(PathBuf, File)> {
+    let mut last = None;
+    for _ in 0..TEMP_ATTEMPTS {
+        let tmp = temp_path(target);
+        match OpenOptions::new().write(true).create_new(true).open(&tmp) {
+            Ok(f) => return Ok((tmp, f)),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => last = Some((tmp, e)),
+            Err(e) => return Err(fail(&tmp, "create")(e)),
+        }
+    }
+    let (tmp, e) = last.unwrap_or_else(|| {
+        (
+            temp_path(target),
+            io::Error::other("no temporary name could be tried"),
+        )
+    });
+    Err(fail(&tmp, "create")(e))
 }
 
 /// True for a file name made by [`temp_path`]: the leftover of a write that was
@@ -131,9 +156,27 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> IoResult<()> {
 }
 
 /// Like [`atomic_write`], with the content produced by `write` into a buffered
-/// writer (for large outputs such as TREC run files). On failure the temporary
-/// file is removed and `path` is left as it was.
+/// writer (for large outputs such as TREC run files).
 pub fn atomic_write_with(
+    path: &Path,
+    write: impl FnOnce(&mut BufWriter<File>) -> io::Result<()>,
+) -> IoResult<()> {
+    replace_with(path, write)?;
+    sync_dir(&parent_dir(path))
+}
+
+/// Replaces `path` with `bytes` through a synced temporary file and a rename, but
+/// does not fsync the directory: for a caller that must know whether the rename
+/// happened. On `Err` nothing was renamed and `path` is as it was; after `Ok` the
+/// new content is in place, and durable once the directory is synced
+/// ([`sync_dir`]).
+pub fn replace(path: &Path, bytes: &[u8]) -> IoResult<()> {
+    replace_with(path, |w| w.write_all(bytes))
+}
+
+/// [`replace`] with the content produced by `write`. On failure the temporary file
+/// is removed and `path` is left as it was.
+fn replace_with(
     path: &Path,
     write: impl FnOnce(&mut BufWriter<File>) -> io::Result<()>,
 ) -> IoResult<()> {
@@ -144,13 +187,8 @@ pub fn atomic_write_with(
             source: io::Error::new(io::ErrorKind::InvalidInput, "the path has no file name"),
         });
     }
-    let tmp = temp_path(path);
+    let (tmp, file) = create_temp(path)?;
     let result = (|| {
-        let file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)
-            .map_err(fail(&tmp, "create"))?;
         let mut writer = BufWriter::new(file);
         write(&mut writer).map_err(fail(&tmp, "write"))?;
         let file = writer
@@ -163,17 +201,25 @@ pub fn atomic_write_with(
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
     }
-    result?;
-    sync_dir(&parent_dir(path))
+    result
 }
 
 /// fsyncs a directory so that creations and renames inside it are durable. A no-op
-/// where the platform cannot open directories.
+/// where the platform cannot open directories, and on file systems that do not
+/// support syncing a directory (they answer EINVAL; some network and FUSE mounts).
 pub fn sync_dir(dir: &Path) -> IoResult<()> {
     #[cfg(unix)]
     {
         let f = File::open(dir).map_err(fail(dir, "open the directory"))?;
-        f.sync_all().map_err(fail(dir, "fsync the directory"))?;
+        match f.sync_all() {
+            Ok(()) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::InvalidInput | io::ErrorKind::Unsupported
+                ) => {}
+            Err(e) => return Err(fail(dir, "fsync the directory")(e)),
+        }
     }
     #[cfg(not(unix))]
     let _ = dir;
@@ -267,6 +313,29 @@ mod tests {
         assert!(err.to_string().contains("no-such-dir"), "{err}");
         let err = atomic_write(Path::new("/"), b"x").unwrap_err();
         assert!(err.to_string().contains("no file name"), "{err}");
+    }
+
+    #[test]
+    fn a_leftover_temp_name_is_skipped() {
+        let tmp = tempfile::tempdir().unwrap();
+        let target = tmp.path().join("card.json");
+        // Leftovers of a crashed process with this PID, under the next names.
+        let next = TEMP_COUNTER.load(Ordering::Relaxed);
+        for n in next..next + 3 {
+            let name = format!(".card.json{TEMP_MARKER}{}-{n}", std::process::id());
+            fs::write(tmp.path().join(name), b"stale").unwrap();
+        }
+        atomic_write(&target, b"fresh").unwrap();
+        assert_eq!(fs::read(&target).unwrap(), b"fresh");
+    }
+
+    #[test]
+    fn replace_renames_without_the_directory_sync() {
+        let tmp = tempfile::tempdir().unwrap();
+        let p = tmp.path().join("s.bin");
+        replace(&p, b"new").unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"new");
+        assert!(replace(&tmp.path().join("missing").join("x"), b"y").is_err());
     }
 
     #[test]

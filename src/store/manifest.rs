@@ -74,7 +74,7 @@ pub struct Manifest {
 impl Manifest {
     /// Reads and checks `dir/manifest.json`.
     pub fn read(dir: &Path) -> Result<Self> {
-        let path = dir.join(super::layout::MANIFEST);
+        let path = super::IndexPaths::new(dir).manifest();
         if !path.exists() {
             return Err(Error::IndexNotFound {
                 path: dir.to_path_buf(),

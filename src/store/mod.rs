@@ -1,5 +1,5 @@
 //! The index on disk: its layout ([`layout`]: every file and directory name), the
-//! manifest and format version, durable writes and checksums ([`durable`]: the one
+//! manifest and format version, durable writes and checksums (`durable.rs`: the one
 //! module every writer uses), staged publication of a build, and the memory-mapped
 //! vector file.
 //!
@@ -7,7 +7,7 @@
 //! next to the destination, fsyncs every file, then swaps it in with renames
 //! ([`Staging::publish`]). This is the only module with `unsafe` (the mmap).
 
-pub mod durable;
+pub(crate) mod durable;
 pub mod layout;
 mod manifest;
 mod mmap;

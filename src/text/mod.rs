@@ -35,7 +35,7 @@ use tantivy::{
 
 use crate::catalog::Product;
 use crate::error::{Error, Result};
-use crate::fuse::Candidate;
+use crate::fuse::{sort_candidates, Candidate};
 
 /// Weight of a title match relative to a match in another field. Titles are
 /// written to describe the product; descriptions and attributes are noisier. 2.0 is
@@ -76,7 +76,7 @@ pub struct TextIndex {
     fields: Fields,
     /// The document of each product, by ordinal (the reader never reloads, so its
     /// segments stay the ones this map was read from).
-    docs: Vec<Option<DocAddress>>,
+    docs: Vec<DocAddress>,
 }
 
 impl std::fmt::Debug for TextIndex {
@@ -123,25 +123,33 @@ fn tv(e: tantivy::TantivyError) -> Error {
     Error::TextIndex(e.to_string())
 }
 
-/// Product ordinal -> document, from the `ord` fast field of every segment.
-fn document_map(searcher: &Searcher) -> Result<Vec<Option<DocAddress>>> {
-    let mut docs = vec![None; searcher.num_docs() as usize];
+/// Product ordinal -> document, from the `ord` fast field of every segment. Every
+/// ordinal below the document count must appear exactly once (deleted documents
+/// are skipped; shelfrank never deletes), or the keyword index is not one shelfrank
+/// wrote for this catalog.
+fn document_map(searcher: &Searcher) -> Result<Vec<DocAddress>> {
+    let n = searcher.num_docs() as usize;
+    let bad = |what: String| Error::TextIndex(format!("the keyword index is inconsistent: {what}"));
+    let mut docs = vec![None; n];
     for (segment_ord, segment) in searcher.segment_readers().iter().enumerate() {
         let column = segment.fast_fields().u64("ord").map_err(tv)?;
-        for doc_id in 0..segment.max_doc() {
+        for doc_id in segment.doc_ids_alive() {
             let ord = column
                 .first(doc_id)
-                .ok_or_else(|| Error::TextIndex(format!("document {doc_id} has no ordinal")))?;
-            let slot = docs.get_mut(ord as usize).ok_or_else(|| {
-                Error::TextIndex(format!(
-                    "ordinal {ord} is beyond the {} documents",
-                    searcher.num_docs()
-                ))
-            })?;
+                .ok_or_else(|| bad(format!("document {doc_id} has no ordinal")))?;
+            let slot = docs
+                .get_mut(ord as usize)
+                .ok_or_else(|| bad(format!("ordinal {ord} is beyond the {n} documents")))?;
+            if slot.is_some() {
+                return Err(bad(format!("ordinal {ord} appears twice")));
+            }
             *slot = Some(DocAddress::new(segment_ord as u32, doc_id));
         }
     }
-    Ok(docs)
+    if let Some(missing) = docs.iter().position(Option::is_none) {
+        return Err(bad(format!("no document has ordinal {missing}")));
+    }
+    Ok(docs.into_iter().flatten().collect())
 }
 
 impl TextIndex {
@@ -263,7 +271,7 @@ impl TextIndex {
         terms
     }
 
-    /// The searched fields with their boosts.
+    /// The searched fields with their boosts, the title first.
     fn weighted_fields(&self) -> [(Field, f32); 5] {
         let f = self.fields;
         [
@@ -275,31 +283,50 @@ impl TextIndex {
         ]
     }
 
-    /// The query's BM25 reference score: what a product would score if it held every
-    /// analysed term of `text` once in every field that some product fills, each field
-    /// of average length (so each term adds `boost x idf` per field; a term no product
-    /// has adds its full idf). It depends only on the query and the collection's
-    /// statistics, never on which products matched, so `score / reference` is on the
-    /// same scale for every query (about 1 for a product whose title is the query, in a
-    /// title-only catalog) and a lone weak match stays weak. 0 for a query without
-    /// terms. Computed with tantivy's own BM25 weights, at a few dictionary lookups per
-    /// term.
+    /// The query's BM25 reference score: what the best conceivable product would
+    /// score, holding each analysed term of `text` once in every field where that term
+    /// occurs in some product, each field of average length (so a term adds `boost x
+    /// idf` per such field). A term no product has counts once in the title, at full
+    /// idf. It depends only on the query and the collection's statistics, never on
+    /// which products matched, so `score / reference` is on one scale for every query
+    /// (1 for a product whose title is the query, in a title-only catalog) and a lone
+    /// weak match stays weak. 0 for a query without terms. Computed with tantivy's own
+    /// BM25 weights, at one dictionary lookup per term and field.
     pub fn reference_score(&self, text: &str) -> Result<f32> {
         let terms = self.analyze(text);
         let searcher = self.reader.searcher();
         let docs = searcher.total_num_docs().map_err(tv)?;
-        let mut total = 0.0;
+        if terms.is_empty() || docs == 0 {
+            return Ok(0.0);
+        }
+        // The fieldnorm id of an average-length value of each field.
+        let mut fields = Vec::new();
         for (field, boost) in self.weighted_fields() {
             let tokens = searcher.total_num_tokens(field).map_err(tv)?;
-            if tokens == 0 || docs == 0 {
-                continue; // no product fills this field, so no term can match in it
+            let average = (tokens as f64 / docs as f64).round() as u32;
+            fields.push((field, boost, FieldNormReader::fieldnorm_to_id(average)));
+        }
+        let once = |field: Field, boost: f32, norm: u8, t: &str| -> Result<f32> {
+            let term = Term::from_field_text(field, t);
+            let weight = Bm25Weight::for_terms(&searcher, &[term]).map_err(tv)?;
+            Ok(weight.boost_by(boost).score(norm, 1))
+        };
+        let mut total = 0.0;
+        for t in &terms {
+            let mut found = false;
+            for &(field, boost, norm) in &fields {
+                if searcher
+                    .doc_freq(&Term::from_field_text(field, t))
+                    .map_err(tv)?
+                    > 0
+                {
+                    found = true;
+                    total += once(field, boost, norm, t)?;
+                }
             }
-            let average =
-                FieldNormReader::fieldnorm_to_id((tokens as f64 / docs as f64).round() as u32);
-            for t in &terms {
-                let term = Term::from_field_text(field, t);
-                let weight = Bm25Weight::for_terms(&searcher, &[term]).map_err(tv)?;
-                total += weight.boost_by(boost).score(average, 1);
+            if !found {
+                let (title, boost, norm) = fields[0];
+                total += once(title, boost, norm, t)?;
             }
         }
         Ok(total)
@@ -340,7 +367,7 @@ impl TextIndex {
             .map_err(tv)?;
         let mut targets: Vec<(DocAddress, u32)> = ords
             .iter()
-            .filter_map(|&o| Some((self.docs.get(o as usize).copied().flatten()?, o)))
+            .filter_map(|&o| Some((*self.docs.get(o as usize)?, o)))
             .collect();
         targets.sort_unstable_by_key(|(a, _)| (a.segment_ord, a.doc_id));
         targets.dedup();
@@ -411,7 +438,7 @@ impl TextIndex {
             });
         }
         // Equal scores: smaller ordinal first, so results are deterministic.
-        hits.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.ord.cmp(&b.ord)));
+        sort_candidates(&mut hits);
         Ok(hits)
     }
 }
@@ -448,7 +475,7 @@ mod tests {
             let all: Vec<u32> = (0..6).collect();
             let mut exact = index.scores_of(q, &all).unwrap();
             assert_eq!(exact.len(), searched.len(), "{q}");
-            exact.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.ord.cmp(&b.ord)));
+            sort_candidates(&mut exact);
             for (a, b) in exact.iter().zip(&searched) {
                 assert_eq!(a.ord, b.ord, "{q}");
                 assert!((a.score - b.score).abs() < 1e-5, "{q}: {a:?} vs {b:?}");

@@ -4,7 +4,7 @@
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 
-use crate::fuse::Candidate;
+use crate::fuse::{sort_candidates, Candidate};
 
 /// Inner product of two equally long slices (eight independent accumulators so
 /// the compiler vectorises it).
@@ -67,11 +67,6 @@ fn top_k(k: usize, candidates: impl Iterator<Item = Candidate>) -> Vec<Candidate
     let mut out: Vec<Candidate> = heap.into_iter().map(|e| e.0).collect();
     sort_candidates(&mut out);
     out
-}
-
-/// Sorts by descending score, then ascending ordinal.
-pub(crate) fn sort_candidates(v: &mut [Candidate]) {
-    v.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.ord.cmp(&b.ord)));
 }
 
 /// The `k` rows of `matrix` (row-major, `dim` wide) with the highest inner product

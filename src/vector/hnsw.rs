@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::flat;
 use crate::error::{Error, Result};
-use crate::fuse::Candidate;
+use crate::fuse::{sort_candidates, Candidate};
 
 /// Inner-product distance `1 - a.b` for unit vectors, clamped at 0.
 ///
@@ -270,7 +270,7 @@ impl HnswIndex {
                 score: 1.0 - n.distance,
             })
             .collect();
-        flat::sort_candidates(&mut out);
+        sort_candidates(&mut out);
         out.truncate(k);
         Ok(out)
     }

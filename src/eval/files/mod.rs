@@ -81,11 +81,20 @@ const RUN_FORMAT: &str = "`qid Q0 docid rank score run_name`, whitespace separat
 /// the line ending (`\n` or `\r\n`) removed and a leading byte-order mark stripped.
 fn for_each_line(
     path: &Path,
-    mut f: impl FnMut(usize, &str) -> Result<(), EvalError>,
+    f: impl FnMut(usize, &str) -> Result<(), EvalError>,
 ) -> Result<(), EvalError> {
     let file = File::open(path).map_err(|e| file_error(path, EvalErrorKind::Read(e)))?;
+    for_each_line_of(file, path, f)
+}
+
+/// [`for_each_line`] over any reader; errors name `path`.
+fn for_each_line_of(
+    input: impl io::Read,
+    path: &Path,
+    mut f: impl FnMut(usize, &str) -> Result<(), EvalError>,
+) -> Result<(), EvalError> {
     let read_error = |line, e| line_error(path, line, None, EvalErrorKind::Read(e));
-    let reader = skip_bom(file).map_err(|e| read_error(1, e))?;
+    let reader = skip_bom(input).map_err(|e| read_error(1, e))?;
     read_lines(reader, read_error, |line_no, bytes| {
         let line = std::str::from_utf8(bytes)
             .map_err(|_| line_error(path, line_no, None, EvalErrorKind::InvalidUtf8))?;
@@ -303,23 +312,20 @@ pub fn read_personal_tasks(path: &Path) -> Result<Vec<PersonalTask>, EvalError> 
 /// either a JSON array of `{"id", "score"?}`, or one `id` or `id<TAB>score` per line, best
 /// first. `-` reads standard input. Errors name the line and field.
 pub fn read_candidates(path: &Path) -> Result<Vec<ExternalCandidate>, EvalError> {
-    let mut text = String::new();
+    let mut bytes = Vec::new();
     let read = if path.as_os_str() == "-" {
-        io::Read::read_to_string(&mut io::stdin(), &mut text)
+        io::Read::read_to_end(&mut io::stdin(), &mut bytes)
     } else {
-        File::open(path).and_then(|mut f| io::Read::read_to_string(&mut f, &mut text))
+        File::open(path).and_then(|mut f| io::Read::read_to_end(&mut f, &mut bytes))
     };
-    read.map_err(|e| {
-        let kind = if e.kind() == io::ErrorKind::InvalidData {
-            EvalErrorKind::InvalidUtf8
-        } else {
-            EvalErrorKind::Read(e)
-        };
-        file_error(path, kind)
-    })?;
-    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
-    if text.trim_start().starts_with('[') {
-        return serde_json::from_str(text).map_err(|e| {
+    read.map_err(|e| file_error(path, EvalErrorKind::Read(e)))?;
+    let first = bytes
+        .iter()
+        .copied()
+        .find(|b| !b.is_ascii_whitespace() && !matches!(b, 0xEF | 0xBB | 0xBF));
+    if first == Some(b'[') {
+        let text = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&bytes);
+        return serde_json::from_slice(text).map_err(|e| {
             line_error(
                 path,
                 e.line(),
@@ -331,25 +337,21 @@ pub fn read_candidates(path: &Path) -> Result<Vec<ExternalCandidate>, EvalError>
         });
     }
     let mut out = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        let line_no = i + 1;
-        let line = line.trim_end_matches('\r');
-        if line.trim().is_empty() {
-            continue;
-        }
+    for_each_line_of(bytes.as_slice(), path, |line_no, line| {
         let (id, score) = match line.split_once('\t') {
             Some((id, s)) => {
-                let score = s.trim().parse::<f32>().ok().filter(|v| v.is_finite());
-                let Some(score) = score else {
-                    return Err(line_error(
+                // Any number is taken, NaN too: the engine ranks a candidate without a
+                // finite score by its position instead.
+                let score = s.trim().parse::<f32>().map_err(|_| {
+                    line_error(
                         path,
                         line_no,
                         Some("score"),
                         EvalErrorKind::NotANumber {
                             value: s.to_string(),
                         },
-                    ));
-                };
+                    )
+                })?;
                 (id, Some(score))
             }
             None => (line, None),
@@ -362,7 +364,8 @@ pub fn read_candidates(path: &Path) -> Result<Vec<ExternalCandidate>, EvalError>
             id: id.to_string(),
             score,
         });
-    }
+        Ok(())
+    })?;
     Ok(out)
 }
 

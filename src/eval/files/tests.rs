@@ -349,3 +349,29 @@ fn write_errors_name_the_path() {
     assert!(matches!(e.kind, EvalErrorKind::Json(_)));
     assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
 }
+
+#[test]
+fn candidate_lists_read_as_lines_or_json() {
+    let (_d, p) = file("c.txt", "\u{feff}p1\t2.5\r\n\np2\np3\tNaN\n");
+    let c = read_candidates(&p).unwrap();
+    assert_eq!(c.len(), 3);
+    assert_eq!((c[0].id.as_str(), c[0].score), ("p1", Some(2.5)));
+    assert_eq!((c[1].id.as_str(), c[1].score), ("p2", None));
+    assert!(
+        c[2].score.unwrap().is_nan(),
+        "the engine ranks it by position"
+    );
+    let (_d, p) = file("c.json", "[{\"id\": \"a\", \"score\": 1}, {\"id\": \"b\"}]");
+    let c = read_candidates(&p).unwrap();
+    assert_eq!((c[1].id.as_str(), c[1].score), ("b", None));
+    let (_d, p) = file("c.txt", "p1\t2\np2\tlots\n");
+    let e = read_candidates(&p).unwrap_err();
+    assert_eq!((e.line, e.field()), (Some(2), Some("score")));
+    let (_d, p) = file("c.txt", "p1\n\t3\n");
+    let e = read_candidates(&p).unwrap_err();
+    assert_eq!((e.line, e.field()), (Some(2), Some("id")));
+    let (_d, p) = file("c.json", "[{\"id\": 1}]");
+    let e = read_candidates(&p).unwrap_err();
+    assert!(e.to_string().contains("JSON array"), "{e}");
+    assert!(read_candidates(Path::new("no/such/file")).is_err());
+}

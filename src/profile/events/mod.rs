@@ -187,6 +187,14 @@ pub fn parse_timestamp(s: &str) -> Result<i64, String> {
     ))
 }
 
+/// The current time, Unix seconds (0 if the clock is before 1970): the default
+/// "as of" of a request, and the time stamped on builds and trained heads.
+pub fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
 /// Formats Unix seconds as a zone-less UTC time, `2011-10-02T10:32:00`, which
 /// [`parse_timestamp`] reads back to the same value.
 ///
@@ -561,19 +569,23 @@ fn kind_field(value: Option<Value>) -> Result<EventKind, RowError> {
 
 /// The timestamp: a string [`parse_timestamp`] accepts, or an integer of Unix seconds.
 fn ts_field(value: Option<Value>) -> Result<i64, RowError> {
+    timestamp_value(required("ts", value)?).map_err(|kind| RowError::field("ts", kind))
+}
+
+/// A JSON timestamp as every log line takes it (events, impressions): a string
+/// [`parse_timestamp`] accepts, or an integer of Unix seconds.
+pub(crate) fn timestamp_value(value: Value) -> Result<i64, EventErrorKind> {
     const EXPECTED: &str = "a timestamp string or an integer (Unix seconds)";
-    match required("ts", value)? {
-        Value::String(s) => parse_timestamp(&s).map_err(|_| {
-            RowError::field(
-                "ts",
-                EventErrorKind::InvalidTimestamp { found: shorten(&s) },
-            )
-        }),
-        Value::Number(n) => match n.as_i64() {
-            Some(ts) => Ok(ts),
-            None => Err(wrong_type("ts", EXPECTED, &Value::Number(n))),
-        },
-        other => Err(wrong_type("ts", EXPECTED, &other)),
+    let wrong = |v: &Value| EventErrorKind::WrongType {
+        expected: EXPECTED,
+        found: excerpt(v),
+    };
+    match value {
+        Value::String(s) => {
+            parse_timestamp(&s).map_err(|_| EventErrorKind::InvalidTimestamp { found: shorten(&s) })
+        }
+        Value::Number(n) => n.as_i64().ok_or_else(|| wrong(&Value::Number(n.clone()))),
+        other => Err(wrong(&other)),
     }
 }
 

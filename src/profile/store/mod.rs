@@ -171,6 +171,10 @@ impl EventStore {
         let snapshot_path = dir.join(SNAPSHOT_FILE);
         // Leftovers of an interrupted compaction: never renamed, so never part of the store.
         durable::remove_temp_files(dir, &[LOG_FILE, SNAPSHOT_FILE]);
+        // ...and their names before the durable module: `log.bin.tmp`, `snapshot.bin.tmp`.
+        for name in [LOG_FILE, SNAPSHOT_FILE] {
+            let _ = fs::remove_file(dir.join(format!("{name}.tmp")));
+        }
 
         let mut store = Self::open_in_memory();
         let snapshot_generation = match read_if_exists(&snapshot_path)? {
@@ -430,16 +434,19 @@ impl EventStore {
         let new_generation = disk.generation + 1;
         let snapshot_path = disk.dir.join(SNAPSHOT_FILE);
         let bytes = encode_snapshot(&events, new_generation, &snapshot_path)?;
-        durable::atomic_write(&snapshot_path, &bytes)?;
-        // The new snapshot is in place: from here memory must follow it, and a failure leaves
-        // the open log handle out of step with the files.
+        // An error here means nothing was renamed: the store is as it was.
+        durable::replace(&snapshot_path, &bytes)?;
+        // The new snapshot is in place: from here memory must follow it, and a failure
+        // (of the directory sync too) leaves the open log handle out of step with the files.
         if let Some(user) = skip_user {
             self.remove_user(user);
         }
         let Some(disk) = &mut self.disk else {
             return Ok(());
         };
-        let reset = write_new_log(&disk.log_path, new_generation)
+        let reset = durable::sync_dir(&disk.dir)
+            .map_err(EventError::from)
+            .and_then(|()| write_new_log(&disk.log_path, new_generation))
             .and_then(|()| open_for_append(&disk.log_path));
         match reset {
             Ok(log) => {
