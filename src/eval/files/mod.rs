@@ -514,7 +514,7 @@ pub fn write_trec_run(
             }
         }
     }
-    atomic_write(path, |w| {
+    write_output(path, |w| {
         for (qid, ranking) in run {
             for (i, (doc, score)) in ranking.iter().enumerate() {
                 writeln!(w, "{qid} Q0 {doc} {} {score} {run_name}", i + 1)?;
@@ -530,12 +530,12 @@ pub fn write_json<T: Serialize + ?Sized>(path: &Path, value: &T) -> Result<(), E
     let mut bytes =
         serde_json::to_vec_pretty(value).map_err(|e| file_error(path, EvalErrorKind::Json(e)))?;
     bytes.push(b'\n');
-    atomic_write(path, |w| w.write_all(&bytes))
+    write_output(path, |w| w.write_all(&bytes))
 }
 
-/// Writes a file atomically through [`durable::atomic_write_with`]: on failure `path` is left
-/// untouched and no temporary file stays behind.
-fn atomic_write(
+/// Writes an evaluation output through [`durable::atomic_write_with`] (on failure `path` is
+/// left untouched and no temporary file stays behind), in this module's error type.
+fn write_output(
     path: &Path,
     write: impl FnOnce(&mut BufWriter<File>) -> io::Result<()>,
 ) -> Result<(), EvalError> {

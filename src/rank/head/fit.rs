@@ -562,7 +562,7 @@ fn evaluate(
     };
     (
         val_loss,
-        auc(logits, &val.labels),
+        soft_label_auc(logits, &val.labels),
         mean_ndcg(logits, &val.labels, groups, NDCG_K),
     )
 }
@@ -599,7 +599,7 @@ pub(super) fn mean_ndcg(
 
 /// ROC AUC of scores against soft labels, a label `>= 0.5` counting as positive
 /// ([`metrics::auc`]). `None` when the lengths differ, a value is NaN or a class is absent.
-pub(super) fn auc(scores: &[f32], labels: &[f32]) -> Option<f64> {
+pub(super) fn soft_label_auc(scores: &[f32], labels: &[f32]) -> Option<f64> {
     if labels.iter().any(|l| l.is_nan()) {
         return None;
     }

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use serde_json::{json, Value};
 
-use super::fit::{auc, mean_ndcg};
+use super::fit::{mean_ndcg, soft_label_auc};
 use super::*;
 use crate::rng::SplitMix64;
 use crate::store::layout::{HEAD_CARD as CARD_FILE, HEAD_WEIGHTS as WEIGHTS_FILE};
@@ -94,7 +94,7 @@ fn learns_separable_problem() {
     // Predictions agree with the report.
     let p = head.predict(&val.rows).unwrap();
     assert!(p.iter().all(|p| (0.0..=1.0).contains(p)));
-    assert!((auc(&p, &val.labels).unwrap() - auc_val).abs() < 1e-6);
+    assert!((soft_label_auc(&p, &val.labels).unwrap() - auc_val).abs() < 1e-6);
     assert_eq!(report.train_samples, 4000);
     assert_eq!(report.val_samples, 1000);
     assert!(report.seconds > 0.0);
@@ -312,7 +312,7 @@ fn resume_keeps_normalisation_and_improves() {
     for row in &mut new_train.rows {
         row[1] += 3.0;
     }
-    let before = auc(&head.predict(&new_val.rows).unwrap(), &new_val.labels).unwrap();
+    let before = soft_label_auc(&head.predict(&new_val.rows).unwrap(), &new_val.labels).unwrap();
     let cfg = HeadConfig {
         epochs: 6,
         learning_rate: 3e-3,
@@ -328,7 +328,7 @@ fn resume_keeps_normalisation_and_improves() {
     assert!(after > before + 0.05, "before {before}, after {after}");
     assert!(after > 0.95, "{after}");
     // The original is untouched.
-    let again = auc(&head.predict(&new_val.rows).unwrap(), &new_val.labels).unwrap();
+    let again = soft_label_auc(&head.predict(&new_val.rows).unwrap(), &new_val.labels).unwrap();
     assert_eq!(again, before);
 }
 
@@ -500,23 +500,23 @@ fn empty_validation_runs_all_epochs_and_patience_stops_early() {
 }
 
 #[test]
-fn auc_hand_computed() {
-    assert_eq!(auc(&[0.1, 0.2, 0.8, 0.9], &[0.0, 0.0, 1.0, 1.0]), Some(1.0));
-    assert_eq!(auc(&[0.9, 0.8, 0.2, 0.1], &[0.0, 0.0, 1.0, 1.0]), Some(0.0));
+fn soft_label_auc_hand_computed() {
+    assert_eq!(soft_label_auc(&[0.1, 0.2, 0.8, 0.9], &[0.0, 0.0, 1.0, 1.0]), Some(1.0));
+    assert_eq!(soft_label_auc(&[0.9, 0.8, 0.2, 0.1], &[0.0, 0.0, 1.0, 1.0]), Some(0.0));
     // Pairs (pos, neg): (0.35,0.1) win, (0.35,0.4) loss, (0.8,*) wins -> 3/4.
     assert_eq!(
-        auc(&[0.1, 0.4, 0.35, 0.8], &[0.0, 0.0, 1.0, 1.0]),
+        soft_label_auc(&[0.1, 0.4, 0.35, 0.8], &[0.0, 0.0, 1.0, 1.0]),
         Some(0.75)
     );
     // A tie counts half: (0.5 vs 0.5) 0.5 + (0.5 vs 0.2) 1 -> 0.75.
-    assert_eq!(auc(&[0.5, 0.5, 0.2], &[1.0, 0.0, 0.0]), Some(0.75));
-    assert_eq!(auc(&[0.3; 4], &[1.0, 0.0, 1.0, 0.0]), Some(0.5));
+    assert_eq!(soft_label_auc(&[0.5, 0.5, 0.2], &[1.0, 0.0, 0.0]), Some(0.75));
+    assert_eq!(soft_label_auc(&[0.3; 4], &[1.0, 0.0, 1.0, 0.0]), Some(0.5));
     // Soft labels: >= 0.5 is positive.
-    assert_eq!(auc(&[0.1, 0.9], &[0.49, 0.5]), Some(1.0));
-    assert_eq!(auc(&[0.1, 0.9], &[1.0, 1.0]), None);
-    assert_eq!(auc(&[], &[]), None);
-    assert_eq!(auc(&[0.1], &[1.0, 0.0]), None);
-    assert_eq!(auc(&[f32::NAN, 0.1], &[1.0, 0.0]), None);
+    assert_eq!(soft_label_auc(&[0.1, 0.9], &[0.49, 0.5]), Some(1.0));
+    assert_eq!(soft_label_auc(&[0.1, 0.9], &[1.0, 1.0]), None);
+    assert_eq!(soft_label_auc(&[], &[]), None);
+    assert_eq!(soft_label_auc(&[0.1], &[1.0, 0.0]), None);
+    assert_eq!(soft_label_auc(&[f32::NAN, 0.1], &[1.0, 0.0]), None);
 }
 
 #[test]
