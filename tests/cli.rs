@@ -227,31 +227,25 @@ fn events_train_search_and_rerank_from_the_cli() {
     }
     let cands = tmp.path().join("cands.txt");
     std::fs::write(&cands, "p032\t2.5\nunknown-id\t1.0\np033\t0.7\n").unwrap();
-    let (ok, stdout, stderr) = shelfrank(&[
-        "rerank",
-        "--index",
-        idx,
-        "--query",
-        "grill",
-        "--candidates",
-        cands.to_str().unwrap(),
-        "--user",
-        "u2",
-    ]);
+    let rerank = |extra: &[&str]| {
+        let mut args = vec![
+            "rerank",
+            "--index",
+            idx,
+            "--query",
+            "grill",
+            "--candidates",
+            cands.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        shelfrank(&args)
+    };
+    let (ok, stdout, stderr) = rerank(&["--user", "u2"]);
     assert!(ok, "{stderr}");
     let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(v["unknown"][0], "unknown-id");
     assert_eq!(v["hits"].as_array().unwrap().len(), 2);
-    let (ok, stdout, stderr) = shelfrank(&[
-        "rerank",
-        "--index",
-        idx,
-        "--query",
-        "grill",
-        "--candidates",
-        cands.to_str().unwrap(),
-        "--table",
-    ]);
+    let (ok, stdout, stderr) = rerank(&["--table"]);
     assert!(ok, "{stderr}");
     assert!(stdout.contains("not in the index: unknown-id"), "{stdout}");
     assert_eq!(

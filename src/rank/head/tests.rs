@@ -501,15 +501,24 @@ fn empty_validation_runs_all_epochs_and_patience_stops_early() {
 
 #[test]
 fn soft_label_auc_hand_computed() {
-    assert_eq!(soft_label_auc(&[0.1, 0.2, 0.8, 0.9], &[0.0, 0.0, 1.0, 1.0]), Some(1.0));
-    assert_eq!(soft_label_auc(&[0.9, 0.8, 0.2, 0.1], &[0.0, 0.0, 1.0, 1.0]), Some(0.0));
+    assert_eq!(
+        soft_label_auc(&[0.1, 0.2, 0.8, 0.9], &[0.0, 0.0, 1.0, 1.0]),
+        Some(1.0)
+    );
+    assert_eq!(
+        soft_label_auc(&[0.9, 0.8, 0.2, 0.1], &[0.0, 0.0, 1.0, 1.0]),
+        Some(0.0)
+    );
     // Pairs (pos, neg): (0.35,0.1) win, (0.35,0.4) loss, (0.8,*) wins -> 3/4.
     assert_eq!(
         soft_label_auc(&[0.1, 0.4, 0.35, 0.8], &[0.0, 0.0, 1.0, 1.0]),
         Some(0.75)
     );
     // A tie counts half: (0.5 vs 0.5) 0.5 + (0.5 vs 0.2) 1 -> 0.75.
-    assert_eq!(soft_label_auc(&[0.5, 0.5, 0.2], &[1.0, 0.0, 0.0]), Some(0.75));
+    assert_eq!(
+        soft_label_auc(&[0.5, 0.5, 0.2], &[1.0, 0.0, 0.0]),
+        Some(0.75)
+    );
     assert_eq!(soft_label_auc(&[0.3; 4], &[1.0, 0.0, 1.0, 0.0]), Some(0.5));
     // Soft labels: >= 0.5 is positive.
     assert_eq!(soft_label_auc(&[0.1, 0.9], &[0.49, 0.5]), Some(1.0));
