@@ -2,9 +2,10 @@
 //!
 //! Steps: embed every product (batched, length-sorted, with a progress bar),
 //! build the HNSW graph, index the text with tantivy, write products, vectors and
-//! manifest into a staging directory, fsync, and swap it in
-//! ([`crate::store::Staging`]). A failure at any step leaves an existing index at
-//! the destination untouched.
+//! manifest into a staging directory inside the index, fsync, and publish it as the
+//! index's next generation under the writer lock
+//! ([`crate::store::NewGeneration::publish`]). A failure or a crash at any step
+//! leaves the live generation, the events and the head untouched.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -16,8 +17,8 @@ use crate::error::{Error, Result};
 use crate::profile::events::now_unix;
 use crate::progress::{Progress, Silent};
 use crate::store::{
-    self, layout, HnswSettings, IndexPaths, Manifest, ModelRecord, Staging, VectorFile,
-    FORMAT_VERSION,
+    self, layout, HnswSettings, IndexPaths, Manifest, ModelRecord, NewGeneration, VectorFile,
+    WriterLock, FORMAT_VERSION,
 };
 use crate::text::TextIndex;
 use crate::vector::{HnswIndex, HnswParams};
@@ -72,6 +73,7 @@ pub struct IndexBuilder {
     batch_size: usize,
     source: String,
     reuse: bool,
+    wait_for_lock: bool,
 }
 
 impl IndexBuilder {
@@ -84,6 +86,7 @@ impl IndexBuilder {
             batch_size: DEFAULT_BATCH_SIZE,
             source: String::new(),
             reuse: true,
+            wait_for_lock: false,
         }
     }
 
@@ -121,7 +124,10 @@ impl IndexBuilder {
         if !self.reuse {
             return out;
         }
-        let Ok(old) = Manifest::read(&self.dest) else {
+        let Ok((old_paths, _pin)) = store::open_current(&self.dest) else {
+            return out;
+        };
+        let Ok(old) = Manifest::read(old_paths.data()) else {
             return out;
         };
         if old.model.sha256 != info.sha256
@@ -131,13 +137,12 @@ impl IndexBuilder {
             return out;
         }
         let check = |rel: &str| match old.files.get(rel) {
-            Some(entry) => store::verify_file(&self.dest.join(rel), entry).is_ok(),
+            Some(entry) => store::verify_file(&old_paths.data().join(rel), entry).is_ok(),
             None => false,
         };
         if !check(layout::PRODUCTS) || !check(layout::VECTORS) {
             return out;
         }
-        let old_paths = IndexPaths::new(&self.dest);
         let (Ok(products), Ok(vectors)) = (
             store::read_products(&old_paths.products()),
             VectorFile::open(&old_paths.vectors(), old.products, old.model.dim),
@@ -150,6 +155,13 @@ impl IndexBuilder {
             }
         }
         out
+    }
+
+    /// When another process holds the index's writer lock at publish time, waits
+    /// for it instead of failing with [`Error::Locked`] (default: fail).
+    pub fn wait_for_lock(mut self, yes: bool) -> Self {
+        self.wait_for_lock = yes;
+        self
     }
 
     /// Records where the products came from (shown in the manifest).
@@ -173,9 +185,10 @@ impl IndexBuilder {
         let start = Instant::now();
         self.hnsw.validate()?;
         crate::catalog::check_products(products)?;
+        store::generation::check_buildable(&self.dest)?;
         let encoder = Encoder::load(&self.encoder)?;
         let info = encoder.info().clone();
-        let staging = Staging::new(&self.dest)?;
+        let staging = NewGeneration::begin(&self.dest)?;
         let dir = staging.path().to_path_buf();
         let paths = IndexPaths::new(&dir);
 
@@ -254,7 +267,8 @@ impl IndexBuilder {
             files,
         };
         manifest.write(&dir)?;
-        staging.publish()?;
+        let lock = WriterLock::acquire(&self.dest, self.wait_for_lock)?;
+        let live = staging.publish(&lock)?;
         Ok(BuildSummary {
             index: self.dest.clone(),
             products: products.len(),
@@ -264,7 +278,7 @@ impl IndexBuilder {
             hnsw_secs,
             text_secs,
             total_secs: start.elapsed().as_secs_f64(),
-            bytes: store::dir_size(&self.dest),
+            bytes: store::dir_size(&live),
         })
     }
 }

@@ -158,6 +158,15 @@ pub enum Error {
         what: &'static str,
     },
 
+    /// Another process holds the index's writer lock (see `store::lock`).
+    #[error("index {} is being written by {holder}\nhint: wait for that process to finish (or pass --wait); searching needs no lock", index.display())]
+    Locked {
+        /// The index directory.
+        index: PathBuf,
+        /// Who holds the lock: PID, command line and since when, as it wrote them.
+        holder: String,
+    },
+
     /// The request needs an encoder but the engine was opened without one.
     #[error("{mode} search needs the text encoder, but this engine was opened keyword-only\nhint: open it with a model directory")]
     NoEncoder {
@@ -243,6 +252,8 @@ impl Error {
             | Error::InvalidArgument { .. }
             | Error::NoHead { .. }
             | Error::NoEncoder { .. } => true,
+            // A conflict with another writer (HTTP 409): retrying later succeeds.
+            Error::Locked { .. } => true,
             Error::Io { .. }
             | Error::Poisoned { .. }
             | Error::Scoring(_)

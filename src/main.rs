@@ -35,6 +35,9 @@ enum Command {
 }
 
 fn main() {
+    // The crash tests' hooks: FAILPOINTS=NAME=return aborts at that step.
+    #[cfg(feature = "failpoints")]
+    let _failpoints = fail::FailScenario::setup();
     let res = match Cli::parse().command {
         Command::Build(a) => cli::build::run(a),
         Command::Search(a) => cli::search::run(a),

@@ -37,7 +37,7 @@ fn event(n: u64) -> Event {
         EventKind::ALL[(n % 4) as usize],
         1_317_551_520 + (n / 3) as i64,
     );
-    e.quantity = Some(n as f64 * 0.5 - 10.0);
+    e.quantity = Some(n as f64 * 0.5 + 0.5);
     e.query = Some(format!("query {n}"));
     e.position = Some((n % 50) as u32);
     e

@@ -232,7 +232,7 @@ fn training_is_reproducible_and_the_head_serves_with_explanations() {
         first.report.best_val_auc, second.report.best_val_auc,
         "same seed, same validation AUC"
     );
-    first.save(&index).unwrap();
+    first.save(&index, false).unwrap();
     drop(engine);
     let engine = Engine::open(&index).unwrap();
     assert!(engine.head().is_some(), "{:?}", engine.head_warning());
@@ -278,7 +278,7 @@ fn a_head_for_another_feature_set_is_ignored_with_a_warning() {
         let warning = engine.head_warning().unwrap();
         assert!(warning.contains("another feature set"), "{warning}");
     }
-    trained.save(&index).unwrap();
+    trained.save(&index, false).unwrap();
     assert!(Engine::open(&index).unwrap().head().is_some());
 }
 

@@ -55,6 +55,10 @@ pub struct BuildArgs {
     /// No progress bars.
     #[arg(long, short)]
     quiet: bool,
+    /// If another process is writing the index when the build publishes, wait for
+    /// it instead of failing.
+    #[arg(long)]
+    wait: bool,
 }
 
 pub fn run(a: BuildArgs) -> Result<()> {
@@ -97,6 +101,7 @@ pub fn run(a: BuildArgs) -> Result<()> {
         })
         .batch_size(a.batch_size)
         .reuse_embeddings(!a.no_reuse)
+        .wait_for_lock(a.wait)
         .source(a.catalog.display().to_string())
         .build_with(&cat.products, &Bars::new(a.quiet))?;
     println!(

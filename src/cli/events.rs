@@ -23,6 +23,9 @@ pub enum EventsCommand {
         /// Skip invalid lines (counted and reported).
         #[arg(long)]
         skip_invalid: bool,
+        /// If another process is writing the index, wait for it instead of failing.
+        #[arg(long)]
+        wait: bool,
     },
     /// Remove everything stored about a shopper.
     Forget {
@@ -31,6 +34,9 @@ pub enum EventsCommand {
         /// Index directory.
         #[arg(long, default_value = DEFAULT_INDEX)]
         index: PathBuf,
+        /// If another process is writing the index, wait for it instead of failing.
+        #[arg(long)]
+        wait: bool,
     },
 }
 
@@ -40,8 +46,12 @@ pub fn run(c: EventsCommand) -> Result<()> {
             file,
             index,
             skip_invalid,
+            wait,
         } => {
-            let engine = EngineBuilder::new(&index).keyword_only(true).build()?;
+            let engine = EngineBuilder::new(&index)
+                .keyword_only(true)
+                .wait_for_lock(wait)
+                .build()?;
             let opts = EventReadOptions {
                 skip_invalid,
                 ..EventReadOptions::default()
@@ -51,21 +61,32 @@ pub fn run(c: EventsCommand) -> Result<()> {
             for p in &s.problems {
                 eprintln!("  skipped: {p}");
             }
+            let mut notes = String::new();
+            if s.skipped > 0 {
+                notes.push_str(&format!(", skipped {} invalid lines", s.skipped));
+            }
+            if s.duplicates > 0 {
+                notes.push_str(&format!(
+                    ", {} already stored (imported before)",
+                    s.duplicates
+                ));
+            }
+            if s.forgotten > 0 {
+                notes.push_str(&format!(", {} of forgotten shoppers left out", s.forgotten));
+            }
             println!(
-                "imported {} events from {} in {:.1}s{}; the store holds {}",
+                "imported {} events from {} in {:.1}s{notes}; the store holds {}",
                 s.imported,
                 file.display(),
                 t.elapsed().as_secs_f64(),
-                if s.skipped > 0 {
-                    format!(", skipped {} invalid lines", s.skipped)
-                } else {
-                    String::new()
-                },
                 engine.event_count()?
             );
         }
-        EventsCommand::Forget { user, index } => {
-            let engine = EngineBuilder::new(&index).keyword_only(true).build()?;
+        EventsCommand::Forget { user, index, wait } => {
+            let engine = EngineBuilder::new(&index)
+                .keyword_only(true)
+                .wait_for_lock(wait)
+                .build()?;
             let n = engine.forget(&user)?;
             println!("forgot {user}: {n} events removed");
         }

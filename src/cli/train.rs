@@ -20,6 +20,10 @@ pub struct TrainArgs {
     /// Index directory (the head is saved in INDEX/rank/).
     #[arg(long, default_value = DEFAULT_INDEX)]
     index: PathBuf,
+    /// If another process is writing the index when the head is saved, wait for it
+    /// instead of failing.
+    #[arg(long)]
+    wait: bool,
     #[command(flatten)]
     model: ModelArgs,
     /// Personalised search tasks: qid, user, ts, query, target_item (TSV).
@@ -137,7 +141,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
         "fold": a.fold,
     });
     let trained = train_head(&engine, spec, &Bars::new(a.quiet))?;
-    trained.save(&a.index)?;
+    trained.save(&a.index, a.wait)?;
     println!(
         "trained the CTR head in {:.1}s (samples {:.1}s, training {:.1}s): best epoch {}, validation AUC {}; saved in {}",
         start.elapsed().as_secs_f64(),

@@ -13,12 +13,17 @@ use crate::profile::events::{
 };
 use crate::profile::store::appended_name;
 use crate::profile::{build_profile, Event, EventStore, ItemStats, Profile};
+use crate::store::{IndexPaths, WriterLock};
 
 /// What [`Engine::import_events`] did.
 #[derive(Debug, Clone, Serialize)]
 pub struct ImportSummary {
     /// Events stored.
     pub imported: usize,
+    /// Events skipped because their id was stored already (an import repeated).
+    pub duplicates: usize,
+    /// Events skipped because their shopper was forgotten after they happened.
+    pub forgotten: usize,
     /// Lines skipped (with `skip_invalid`).
     pub skipped: usize,
     /// The first reasons, as text.
@@ -32,8 +37,24 @@ impl Engine {
         self.record_many(std::slice::from_ref(&event))
     }
 
-    /// Records events (one fsync for all). Unknown item ids are refused.
+    /// Records events (one fsync for all, stored all or none). Unknown item ids are
+    /// refused. Takes the index's writer lock for the time of the write (see
+    /// [`EngineBuilder::wait_for_lock`](super::EngineBuilder::wait_for_lock)).
     pub fn record_many(&self, events: &[Event]) -> Result<()> {
+        self.check_items(events)?;
+        self.write_events(|store, stats| {
+            store.append(events)?;
+            for e in events {
+                if let Some(&o) = self.by_id.get(&e.item) {
+                    stats.add(o, e.ts);
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// Refuses events whose item is not in the catalog.
+    fn check_items(&self, events: &[Event]) -> Result<()> {
         for (i, e) in events.iter().enumerate() {
             if !self.by_id.contains_key(&e.item) {
                 return Err(EventError::new(
@@ -47,50 +68,72 @@ impl Engine {
                 .into());
             }
         }
-        let mut store = self.lock_events()?;
-        store.append(events)?;
-        let mut stats = self.write_stats()?;
-        for e in events {
-            if let Some(&o) = self.by_id.get(&e.item) {
-                stats.add(o, e.ts);
-            }
-        }
         Ok(())
     }
 
-    /// Loads an events JSONL file into the store (see [`read_events`]).
+    /// Loads an events JSONL file into the store (see [`read_events`]), all or
+    /// nothing: the file's events are written as one batch with one fsync, so after a
+    /// failure or a crash none of them is stored. Events whose id is stored already
+    /// are skipped ([`ImportSummary::duplicates`]), so importing a file again after
+    /// a failure or a timeout stores each event once.
     pub fn import_events(&self, path: &Path, opts: &EventReadOptions) -> Result<ImportSummary> {
         let EventBatch {
             events,
+            ids,
             skipped,
             problems,
         } = read_events(path, opts, &|id: &str| self.by_id.contains_key(id))?;
-        for chunk in events.chunks(10_000) {
-            self.record_many(chunk)?;
-        }
+        let appended = self.write_events(|store, stats| {
+            let appended = store.append_identified(&events, &ids)?;
+            *stats = self.item_stats(store.iter());
+            Ok(appended)
+        })?;
         Ok(ImportSummary {
-            imported: events.len(),
+            imported: appended.stored,
+            duplicates: appended.duplicates,
+            forgotten: appended.forgotten,
             skipped,
             problems: problems.iter().map(|p| p.to_string()).collect(),
         })
     }
 
-    /// Removes everything stored about `user`; returns how many events were removed.
+    /// Removes everything stored about `user`, durably; returns how many events were
+    /// removed. Events of `user` dated before now are refused from then on (see
+    /// [`EventStore::forget`]).
     pub fn forget(&self, user: &str) -> Result<usize> {
-        let mut store = self.lock_events()?;
-        let gone: Vec<(String, i64)> = store
-            .user_events(user)
-            .iter()
-            .map(|e| (e.item.clone(), e.ts))
-            .collect();
-        let n = store.forget(user)?;
-        let mut stats = self.write_stats()?;
-        for (item, ts) in gone {
-            if let Some(&o) = self.by_id.get(&item) {
-                stats.remove(o, ts);
+        self.write_events(|store, stats| {
+            let gone: Vec<(String, i64)> = store
+                .user_events(user)
+                .iter()
+                .map(|e| (e.item.clone(), e.ts))
+                .collect();
+            let n = store.forget(user)?;
+            for (item, ts) in gone {
+                if let Some(&o) = self.by_id.get(&item) {
+                    stats.remove(o, ts);
+                }
             }
+            Ok(n)
+        })
+    }
+
+    /// Runs `write` on the event store and the item statistics under the index's
+    /// writer lock, after catching up with what other processes wrote since this
+    /// engine last read the store (a reopen of the store, which also repairs a torn
+    /// tail; an engine opened for searching holds the store read-only until then).
+    fn write_events<T>(
+        &self,
+        write: impl FnOnce(&mut EventStore, &mut ItemStats) -> Result<T>,
+    ) -> Result<T> {
+        let mut store = self.lock_events()?;
+        let _writer = WriterLock::acquire(&self.dir, self.wait_for_lock)?;
+        if store.is_read_only() || store.changed_on_disk()? {
+            let fresh = EventStore::open(&IndexPaths::new(&self.dir).events_dir())?;
+            *self.write_stats()? = self.item_stats(fresh.iter());
+            *store = fresh;
         }
-        Ok(n)
+        let mut stats = self.write_stats()?;
+        write(&mut store, &mut stats)
     }
 
     /// Number of stored events.

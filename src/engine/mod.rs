@@ -50,6 +50,11 @@ pub use search::{Candidates, DEFAULT_CANDIDATES};
 #[derive(Debug)]
 pub struct Engine {
     dir: PathBuf,
+    /// The directory of the generation in use.
+    data_dir: PathBuf,
+    /// Keeps the generation from being removed while this engine uses it.
+    _pin: crate::store::GenerationPin,
+    wait_for_lock: bool,
     manifest: Manifest,
     products: Vec<Product>,
     by_id: HashMap<String, u32>,
@@ -76,6 +81,12 @@ impl Engine {
     /// The index directory.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// The directory of the generation this engine serves (`INDEX/gen-NNNNNN`, or
+    /// the index directory itself for an index from before generations).
+    pub fn generation_dir(&self) -> &Path {
+        &self.data_dir
     }
 
     /// The index manifest.

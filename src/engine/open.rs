@@ -33,6 +33,7 @@ pub struct EngineBuilder {
     verify: bool,
     load_head: bool,
     query_cache: usize,
+    wait_for_lock: bool,
 }
 
 impl EngineBuilder {
@@ -49,6 +50,7 @@ impl EngineBuilder {
             verify: true,
             load_head: true,
             query_cache: DEFAULT_QUERY_CACHE,
+            wait_for_lock: false,
         }
     }
 
@@ -98,22 +100,35 @@ impl EngineBuilder {
         self
     }
 
+    /// When a write (recording, importing, forgetting events) finds another process
+    /// holding the index's writer lock, waits for it instead of failing with
+    /// [`Error::Locked`] (default: fail at once).
+    pub fn wait_for_lock(mut self, yes: bool) -> Self {
+        self.wait_for_lock = yes;
+        self
+    }
+
     /// Loads the trained CTR head from `INDEX/rank/` when there is one (default on).
     pub fn load_head(mut self, yes: bool) -> Self {
         self.load_head = yes;
         self
     }
 
-    /// Opens the index: checks the manifest and every file's size and CRC-32, loads
-    /// the products, maps the vectors, reloads the HNSW graph and the keyword index,
-    /// loads the encoder (refusing another model than the one the index was built
-    /// with), replays the event store and loads the trained head if there is one.
+    /// Opens the index: finds and pins its live generation (see
+    /// [`store::generation`]), checks the manifest and every file's size and CRC-32,
+    /// loads the products, maps the vectors, reloads the HNSW graph and the keyword
+    /// index, loads the encoder (refusing another model than the one the index was
+    /// built with), reads the event store and loads the trained head if there is one.
+    ///
+    /// Opening creates, repairs and deletes nothing: an index on a read-only disk, or
+    /// owned by another user, opens and searches. Writes take the writer lock when
+    /// they happen.
     pub fn build(self) -> Result<Engine> {
         self.fusion
             .validate()
             .map_err(|r| Error::invalid("fusion", r))?;
-        let paths = IndexPaths::new(&self.index_dir);
-        let manifest = Manifest::read(paths.root())?;
+        let (paths, pin) = store::open_current(&self.index_dir)?;
+        let manifest = Manifest::read(paths.data())?;
         self.check_files(&paths, &manifest)?;
         let products = store::read_products(&paths.products())?;
         if products.len() != manifest.products {
@@ -161,7 +176,7 @@ impl EngineBuilder {
             .enumerate()
             .map(|(i, p)| (p.id.clone(), i as u32))
             .collect();
-        let events = EventStore::open(&paths.events_dir())?;
+        let events = EventStore::open_read_only(&paths.events_dir())?;
         let stats = ItemStats::from_events(events.iter(), &|id: &str| by_id.get(id).copied());
         let (head, head_warning) = if self.load_head {
             load_head(&paths.rank_dir())
@@ -170,6 +185,9 @@ impl EngineBuilder {
         };
         Ok(Engine {
             dir: self.index_dir,
+            data_dir: paths.data().to_path_buf(),
+            _pin: pin,
+            wait_for_lock: self.wait_for_lock,
             manifest,
             products,
             by_id,
@@ -193,7 +211,7 @@ impl EngineBuilder {
     /// CRC-32 it records.
     fn check_files(&self, paths: &IndexPaths, manifest: &Manifest) -> Result<()> {
         for (rel, entry) in &manifest.files {
-            let path = paths.root().join(rel);
+            let path = paths.data().join(rel);
             if self.verify {
                 store::verify_file(&path, entry)?;
             } else if !path.is_file() {
@@ -245,6 +263,16 @@ fn feature_set(head: &CtrHead) -> u64 {
 /// otherwise why it is ignored (reranking then uses the fallback formula).
 fn load_head(rank_dir: &Path) -> (Option<CtrHead>, Option<String>) {
     if !rank_dir.join(layout::HEAD_WEIGHTS).exists() {
+        if rank_dir.join(layout::HEAD_CARD).exists() {
+            return (
+                None,
+                Some(format!(
+                    "{} has a head card but no {}; ignoring the head; retrain it with `shelfrank train`",
+                    rank_dir.display(),
+                    layout::HEAD_WEIGHTS
+                )),
+            );
+        }
         return (None, None);
     }
     match CtrHead::load(rank_dir) {

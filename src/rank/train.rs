@@ -15,7 +15,7 @@ use crate::eval::{PersonalTask, Qrels, Query};
 use crate::profile::events::now_unix;
 use crate::profile::{EventStore, ItemStats};
 use crate::progress::Progress;
-use crate::store::IndexPaths;
+use crate::store::{IndexPaths, WriterLock};
 
 /// The logs a head learns from: exactly one kind per training run.
 #[derive(Debug, Clone)]
@@ -96,8 +96,10 @@ pub struct TrainedHead {
 }
 
 impl TrainedHead {
-    /// Saves the head into `INDEX/rank/`, where opening the index finds it.
-    pub fn save(&self, index_dir: &Path) -> Result<()> {
+    /// Saves the head into `INDEX/rank/`, where opening the index finds it, under
+    /// the index's writer lock (waiting for another writer with `wait`).
+    pub fn save(&self, index_dir: &Path, wait: bool) -> Result<()> {
+        let _writer = WriterLock::acquire(index_dir, wait)?;
         let dir = IndexPaths::new(index_dir).rank_dir();
         Ok(self.head.save(&dir, &self.card)?)
     }

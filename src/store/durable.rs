@@ -29,6 +29,16 @@ use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+/// A named step of a multi-file write where the crash tests stop the process
+/// (`tests/crash.rs`). Built with the `failpoints` feature and run with
+/// `FAILPOINTS=NAME=return`, the process aborts there, as `kill -9` would stop it:
+/// no destructor runs, nothing is flushed. Without the feature it compiles to
+/// nothing.
+pub(crate) fn crash_point(name: &str) {
+    let _ = name; // unused without the feature
+    fail::fail_point!(name, |_| std::process::abort());
+}
+
 /// An I/O step that failed, with the path it concerned.
 #[derive(Debug, thiserror::Error)]
 #[error("cannot {action} {}: {source}", path.display())]

@@ -1,28 +1,32 @@
 //! The index on disk: its layout ([`layout`]: every file and directory name), the
 //! manifest and format version, durable writes and checksums (`durable.rs`: the one
-//! module every writer uses), staged publication of a build, and the memory-mapped
-//! vector file.
+//! module every writer uses), the writer lock and readers' pins ([`lock`]),
+//! publication of a build as a new generation ([`generation`]), and the
+//! memory-mapped vector file.
 //!
-//! Writes never touch a published index: a build writes into a staging directory
-//! next to the destination, fsyncs every file, then swaps it in with renames
-//! ([`Staging::publish`]). This is the only module with `unsafe` (the mmap).
+//! Writes never touch a published generation: a build writes a new one beside it
+//! and makes it live by replacing the small `CURRENT` file
+//! ([`generation::NewGeneration::publish`]). This is the only module with `unsafe`
+//! (the mmap).
 
 pub(crate) mod durable;
+pub mod generation;
 pub mod layout;
+pub mod lock;
 mod manifest;
 mod mmap;
 
-pub use layout::{IndexPaths, PRESERVED_DIRS};
+pub use generation::{open_current, NewGeneration};
+pub use layout::IndexPaths;
+pub use lock::{GenerationPin, WriterLock};
 pub use manifest::{FileEntry, HnswSettings, Manifest, ModelRecord, FORMAT_VERSION};
 pub use mmap::VectorFile;
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::catalog::Product;
 use crate::error::{Error, Result};
-use durable::parent_dir;
-use layout::MANIFEST;
 
 /// The on-disk form of a product in `products.bin`: every field always present
 /// (bincode is not self-describing, so the JSON form's skipped fields cannot be
@@ -156,223 +160,9 @@ pub fn dir_size(dir: &Path) -> u64 {
     total
 }
 
-/// A directory being written next to its final destination.
-///
-/// Dropping a `Staging` that was not published removes it, so an interrupted or
-/// failed build leaves the previous index untouched and no debris behind (a killed
-/// process may leave a `.name.staging-*` directory, which the next build of the
-/// same destination removes).
-#[derive(Debug)]
-pub struct Staging {
-    path: PathBuf,
-    dest: PathBuf,
-    published: bool,
-}
-
-impl Staging {
-    /// Creates an empty staging directory beside `dest`.
-    pub fn new(dest: &Path) -> Result<Self> {
-        let parent = parent_dir(dest);
-        fs::create_dir_all(&parent).map_err(|e| Error::io(&parent, e))?;
-        let name = dest
-            .file_name()
-            .ok_or_else(|| {
-                Error::invalid("index path", format!("{} has no file name", dest.display()))
-            })?
-            .to_string_lossy()
-            .into_owned();
-        remove_stale(&parent, &name);
-        let path = parent.join(format!(".{name}.staging-{}", std::process::id()));
-        if path.exists() {
-            fs::remove_dir_all(&path).map_err(|e| Error::io(&path, e))?;
-        }
-        fs::create_dir(&path).map_err(|e| Error::io(&path, e))?;
-        Ok(Staging {
-            path,
-            dest: dest.to_path_buf(),
-            published: false,
-        })
-    }
-
-    /// The staging directory.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// fsyncs everything and moves the staging directory to the destination. An
-    /// existing index at the destination is moved aside first and deleted only
-    /// once the new one is in place.
-    pub fn publish(mut self) -> Result<()> {
-        durable::sync_tree(&self.path)?;
-        let parent = parent_dir(&self.dest);
-        let old = if self.dest.exists() {
-            if !self.dest.join(MANIFEST).exists()
-                && fs::read_dir(&self.dest)
-                    .map(|mut d| d.next().is_some())
-                    .unwrap_or(false)
-            {
-                return Err(Error::invalid(
-                    "index path",
-                    format!(
-                        "{} exists and is not a shelfrank index; refusing to replace it",
-                        self.dest.display()
-                    ),
-                ));
-            }
-            let name = self
-                .dest
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            let old = parent.join(format!(".{name}.old-{}", std::process::id()));
-            fs::rename(&self.dest, &old).map_err(|e| Error::io(&self.dest, e))?;
-            Some(old)
-        } else {
-            None
-        };
-        if let Err(e) = fs::rename(&self.path, &self.dest) {
-            // Put the previous index back before reporting.
-            if let Some(old) = &old {
-                let _ = fs::rename(old, &self.dest);
-            }
-            return Err(Error::io(&self.dest, e));
-        }
-        self.published = true;
-        durable::sync_dir(&parent)?;
-        if let Some(old) = old {
-            // Carry the shop's own data over; the old directory is only deleted
-            // once that succeeded (a crash in between is repaired by the next
-            // build's `remove_stale`).
-            adopt_preserved(&old, &self.dest)?;
-            let _ = fs::remove_dir_all(old);
-        }
-        Ok(())
-    }
-}
-
-impl Drop for Staging {
-    fn drop(&mut self) {
-        if !self.published {
-            let _ = fs::remove_dir_all(&self.path);
-        }
-    }
-}
-
-/// Moves [`PRESERVED_DIRS`] from `old` into `dest` where `dest` lacks them.
-fn adopt_preserved(old: &Path, dest: &Path) -> Result<()> {
-    for sub in PRESERVED_DIRS {
-        let from = old.join(sub);
-        let to = dest.join(sub);
-        if from.is_dir() && !to.exists() {
-            fs::rename(&from, &to).map_err(|e| Error::io(&from, e))?;
-        }
-    }
-    Ok(durable::sync_dir(dest)?)
-}
-
-/// Removes staging and old directories of `name` left by processes that no longer
-/// run, first carrying an old directory's preserved data into the index.
-fn remove_stale(parent: &Path, name: &str) {
-    let Ok(entries) = fs::read_dir(parent) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let file = entry.file_name().to_string_lossy().into_owned();
-        let rest = file
-            .strip_prefix(&format!(".{name}.staging-"))
-            .or_else(|| file.strip_prefix(&format!(".{name}.old-")));
-        if let Some(pid) = rest.and_then(|p| p.parse::<u32>().ok()) {
-            if !process_alive(pid) {
-                let dest = parent.join(name);
-                let is_old = file.contains(".old-");
-                if is_old
-                    && dest.join(MANIFEST).exists()
-                    && adopt_preserved(&entry.path(), &dest).is_err()
-                {
-                    continue; // keep it rather than lose events
-                }
-                if is_old && PRESERVED_DIRS.iter().any(|d| entry.path().join(d).exists()) {
-                    continue;
-                }
-                let _ = fs::remove_dir_all(entry.path());
-            }
-        }
-    }
-}
-
-fn process_alive(pid: u32) -> bool {
-    if pid == std::process::id() {
-        return true;
-    }
-    #[cfg(target_os = "linux")]
-    {
-        Path::new(&format!("/proc/{pid}")).exists()
-    }
-    #[cfg(not(target_os = "linux"))]
-    {
-        true
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn staging_dropped_without_publish_leaves_nothing() {
-        let tmp = tempfile::tempdir().unwrap();
-        let dest = tmp.path().join("idx");
-        {
-            let s = Staging::new(&dest).unwrap();
-            fs::write(s.path().join("a"), b"x").unwrap();
-        }
-        assert!(!dest.exists());
-        assert_eq!(fs::read_dir(tmp.path()).unwrap().count(), 0);
-    }
-
-    #[test]
-    fn publish_replaces_existing_index() {
-        let tmp = tempfile::tempdir().unwrap();
-        let dest = tmp.path().join("idx");
-        fs::create_dir(&dest).unwrap();
-        fs::write(dest.join(MANIFEST), b"old").unwrap();
-        let s = Staging::new(&dest).unwrap();
-        fs::write(s.path().join(MANIFEST), b"new").unwrap();
-        s.publish().unwrap();
-        assert_eq!(fs::read(dest.join(MANIFEST)).unwrap(), b"new");
-        assert_eq!(fs::read_dir(tmp.path()).unwrap().count(), 1);
-    }
-
-    #[test]
-    fn publish_carries_events_and_head_over() {
-        let tmp = tempfile::tempdir().unwrap();
-        let dest = tmp.path().join("idx");
-        fs::create_dir_all(dest.join("events")).unwrap();
-        fs::create_dir_all(dest.join("rank")).unwrap();
-        fs::write(dest.join(MANIFEST), b"old").unwrap();
-        fs::write(dest.join("events").join("log.bin"), b"precious").unwrap();
-        let s = Staging::new(&dest).unwrap();
-        fs::write(s.path().join(MANIFEST), b"new").unwrap();
-        s.publish().unwrap();
-        assert_eq!(fs::read(dest.join(MANIFEST)).unwrap(), b"new");
-        assert_eq!(
-            fs::read(dest.join("events").join("log.bin")).unwrap(),
-            b"precious"
-        );
-        assert!(dest.join("rank").is_dir());
-    }
-
-    #[test]
-    fn publish_refuses_to_replace_a_foreign_directory() {
-        let tmp = tempfile::tempdir().unwrap();
-        let dest = tmp.path().join("docs");
-        fs::create_dir(&dest).unwrap();
-        fs::write(dest.join("precious.txt"), b"keep").unwrap();
-        let s = Staging::new(&dest).unwrap();
-        let err = s.publish().unwrap_err();
-        assert!(err.to_string().contains("not a shelfrank index"), "{err}");
-        assert_eq!(fs::read(dest.join("precious.txt")).unwrap(), b"keep");
-    }
 
     #[test]
     fn verify_detects_truncation_and_bit_flips() {

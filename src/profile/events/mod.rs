@@ -14,12 +14,17 @@
 //!
 //! | field | accepted values |
 //! | --- | --- |
-//! | `user`, `item` | non-empty string, or an integer (turned into its decimal text); required |
+//! | `user`, `item` | non-empty string without control characters, or an integer (turned into its decimal text); required |
 //! | `kind` | `view`, `click`, `cart` or `purchase` (ASCII case ignored); required |
-//! | `ts` | a timestamp string (see [`parse_timestamp`]) or an integer of Unix seconds; required |
-//! | `quantity` | any finite number (negative quantities are returns, as in the UCI Online Retail data), or a numeric string |
+//! | `ts` | a timestamp string (see [`parse_timestamp`]) or an integer of Unix seconds, from 1970 to a day after now; required |
+//! | `quantity` | a number above 0, or a numeric string (returns and cancellations are not modelled: leave them out) |
+//! | `id` | the event's own id, a string or an integer: importing a line whose id is stored already does nothing |
 //! | `query` | the search text that led to the event; blank means absent |
 //! | `position` | 0-based rank of the item in the results shown, a non-negative integer below 2^32 |
+//!
+//! A line without `id` is identified by its content and by how many identical lines
+//! precede it in the same file, so importing a file again after a failure or a timeout
+//! stores nothing twice (see [`EventStore::append_identified`](super::store::EventStore::append_identified)).
 //!
 //! `null` means absent for the optional fields. The item must be in the index's catalog. Every
 //! error names its place like `events.jsonl:12: field "ts": invalid timestamp "2011-13-45": ...`.
@@ -187,6 +192,63 @@ pub fn parse_timestamp(s: &str) -> Result<i64, String> {
     ))
 }
 
+/// How far past the present an event's time may be (clock skew between machines).
+pub const MAX_FUTURE_SECS: i64 = 86_400;
+
+/// Checks the values of an event, wherever it comes from (a file line, or the
+/// library's `record`): ids non-empty and free of control characters, a time from
+/// 1970 up to [`MAX_FUTURE_SECS`] after now, a finite quantity above zero. On
+/// failure, the field and what is wrong with it.
+pub(crate) fn check_event_values(event: &Event) -> Result<(), (&'static str, EventErrorKind)> {
+    for (field, id) in [("user", &event.user), ("item", &event.item)] {
+        if id.trim().is_empty() {
+            return Err((field, EventErrorKind::EmptyField));
+        }
+        if id.chars().any(char::is_control) {
+            return Err((field, EventErrorKind::ControlCharacter));
+        }
+    }
+    let latest = now_unix().saturating_add(MAX_FUTURE_SECS);
+    if event.ts < 0 || event.ts > latest {
+        return Err((
+            "ts",
+            EventErrorKind::TimestampOutOfRange {
+                ts: event.ts,
+                latest,
+            },
+        ));
+    }
+    match event.quantity {
+        Some(q) if !q.is_finite() => Err(("quantity", EventErrorKind::InvalidNumber { value: q })),
+        Some(q) if q <= 0.0 => Err(("quantity", EventErrorKind::NonPositiveQuantity { value: q })),
+        _ => Ok(()),
+    }
+}
+
+/// The id of an event read from a file: the hash of its `id` field when the line has
+/// one, otherwise of its content and how many identical lines came before it in the
+/// same file. So importing the same file twice (a retry) stores each event once,
+/// and two identical lines of one file stay two events.
+pub(crate) fn event_id(given: Option<&str>, event: &Event, occurrence: u32) -> u64 {
+    use crate::store::durable::fnv1a64;
+    match given {
+        Some(id) => fnv1a64(format!("id\u{1f}{id}").as_bytes()),
+        None => fnv1a64(
+            format!(
+                "content\u{1f}{}\u{1f}{}\u{1f}{:?}\u{1f}{}\u{1f}{:?}\u{1f}{:?}\u{1f}{:?}\u{1f}{occurrence}",
+                event.user,
+                event.item,
+                event.kind,
+                event.ts,
+                event.quantity.map(f64::to_bits),
+                event.query,
+                event.position
+            )
+            .as_bytes(),
+        ),
+    }
+}
+
 /// The current time, Unix seconds (0 if the clock is before 1970): the default
 /// "as of" of a request, and the time stamped on builds and trained heads.
 pub fn now_unix() -> i64 {
@@ -236,6 +298,8 @@ impl Default for EventReadOptions {
 pub struct EventBatch {
     /// The valid events, in file order.
     pub events: Vec<Event>,
+    /// Each event's id (see the module docs), in the same order.
+    pub ids: Vec<u64>,
     /// How many bad lines were skipped (only with [`EventReadOptions::skip_invalid`]).
     pub skipped: usize,
     /// Why the first skipped lines were skipped, at most
@@ -300,6 +364,23 @@ pub enum EventErrorKind {
         /// The offending value.
         value: f64,
     },
+    /// A quantity is zero or negative.
+    #[error("must be a number > 0, got {value}")]
+    NonPositiveQuantity {
+        /// The offending value.
+        value: f64,
+    },
+    /// A timestamp before 1970 or more than a day in the future.
+    #[error("timestamp {ts} is out of range: events are dated from 1970 up to a day after now (Unix seconds {latest})")]
+    TimestampOutOfRange {
+        /// The timestamp, in Unix seconds.
+        ts: i64,
+        /// The latest accepted, in Unix seconds.
+        latest: i64,
+    },
+    /// An id holds a tab, a line break or another control character.
+    #[error("contains a control character (tab, line break, ...), which would break TSV and TREC output")]
+    ControlCharacter,
     /// The item is not a product of the index's catalog.
     #[error("unknown item id \"{item}\" (not in the index's catalog)")]
     UnknownItem {
@@ -365,6 +446,9 @@ impl crate::error::ErrorKind for EventErrorKind {
         match self {
             Self::InvalidUtf8 { .. } => Some("event files must be UTF-8"),
             Self::InvalidTimestamp { .. } => Some("a JSON integer is read as Unix seconds"),
+            Self::NonPositiveQuantity { .. } => Some(
+                "returns and cancellations are not modelled: leave those lines out of the events",
+            ),
             Self::UnknownItem { .. } => Some(
                 "events must refer to products of the catalog the index was built from; \
                  skip such lines with skip_invalid",
@@ -430,10 +514,14 @@ pub fn read_events_from(
     };
     let reader = skip_bom(reader).map_err(|e| io_error(1, e))?;
     let mut batch = EventBatch::default();
+    let mut seen: std::collections::HashMap<u64, u32> = std::collections::HashMap::new();
     read_lines(reader, io_error, |line, bytes| {
-        let parsed = parse_line(bytes).and_then(|event| {
+        let parsed = parse_line(bytes).and_then(|(event, given)| {
+            if let Err((field, kind)) = check_event_values(&event) {
+                return Err(RowError::field(field, kind));
+            }
             if known_item(&event.item) {
-                Ok(event)
+                Ok((event, given))
             } else {
                 Err(RowError::field(
                     "item",
@@ -444,7 +532,20 @@ pub fn read_events_from(
             }
         });
         match parsed {
-            Ok(event) => batch.events.push(event),
+            Ok((event, given)) => {
+                let occurrence = match &given {
+                    Some(_) => 0,
+                    None => {
+                        let n = seen.entry(event_id(None, &event, 0)).or_insert(0);
+                        *n += 1;
+                        *n - 1
+                    }
+                };
+                batch
+                    .ids
+                    .push(event_id(given.as_deref(), &event, occurrence));
+                batch.events.push(event);
+            }
             Err(e) => {
                 let err = EventError::new(source_name, Some(line), e.field, e.kind);
                 if !opts.skip_invalid {
@@ -480,8 +581,8 @@ impl RowError {
     }
 }
 
-/// Parses one non-blank line into an event.
-fn parse_line(bytes: &[u8]) -> Result<Event, RowError> {
+/// Parses one non-blank line into an event and its `id` field, if it has one.
+fn parse_line(bytes: &[u8]) -> Result<(Event, Option<String>), RowError> {
     let text = std::str::from_utf8(bytes).map_err(|e| {
         let at = e.valid_up_to();
         RowError::line(EventErrorKind::InvalidUtf8 {
@@ -496,7 +597,11 @@ fn parse_line(bytes: &[u8]) -> Result<Event, RowError> {
             found: excerpt(&value),
         }));
     };
-    Ok(Event {
+    let given = match obj.remove("id") {
+        None | Some(Value::Null) => None,
+        value => Some(id_field("id", value)?),
+    };
+    let event = Event {
         user: id_field("user", obj.remove("user"))?,
         item: id_field("item", obj.remove("item"))?,
         kind: kind_field(obj.remove("kind"))?,
@@ -504,7 +609,8 @@ fn parse_line(bytes: &[u8]) -> Result<Event, RowError> {
         quantity: quantity_field(obj.remove("quantity"))?,
         query: query_field(obj.remove("query"))?,
         position: position_field(obj.remove("position"))?,
-    })
+    };
+    Ok((event, given))
 }
 
 /// Turns a serde_json error into [`EventErrorKind::InvalidJson`], replacing its "at line 1

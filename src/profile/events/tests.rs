@@ -32,7 +32,7 @@ const TS: i64 = 1_317_551_520;
 
 #[test]
 fn reads_all_fields() {
-    let input = r#"{"user": " u1 ", "item": "i1", "kind": "Purchase", "ts": "2011-10-02T10:32:00Z", "quantity": -2.5, "query": " angle bracket ", "position": 3, "extra": [1]}"#;
+    let input = r#"{"user": " u1 ", "item": "i1", "kind": "Purchase", "ts": "2011-10-02T10:32:00Z", "quantity": 2.5, "query": " angle bracket ", "position": 3, "extra": [1]}"#;
     let batch = read(input).unwrap();
     assert_eq!(batch.skipped, 0);
     assert_eq!(
@@ -42,7 +42,7 @@ fn reads_all_fields() {
             item: "i1".into(),
             kind: EventKind::Purchase,
             ts: TS,
-            quantity: Some(-2.5),
+            quantity: Some(2.5),
             query: Some("angle bracket".into()),
             position: Some(3),
         }]
@@ -55,9 +55,9 @@ fn integer_ids_and_ts_and_optional_nulls() {
     let e = &read(input).unwrap().events[0];
     assert_eq!(*e, Event::new("17", "100001", EventKind::Cart, TS));
     let input =
-        r#"{"user": "u", "item": "i", "kind": "cart", "ts": -5, "quantity": "3", "position": "4"}"#;
+        r#"{"user": "u", "item": "i", "kind": "cart", "ts": 5, "quantity": "3", "position": "4"}"#;
     let e = &read(input).unwrap().events[0];
-    assert_eq!((e.ts, e.quantity, e.position), (-5, Some(3.0), Some(4)));
+    assert_eq!((e.ts, e.quantity, e.position), (5, Some(3.0), Some(4)));
 }
 
 #[test]
@@ -404,4 +404,82 @@ fn long_values_are_shortened() {
     let long = "x".repeat(500);
     let err = read_err(&OK.replace("view", &long), 1, Some("kind"));
     assert!(err.to_string().len() < 200, "{err}");
+}
+
+#[test]
+fn out_of_range_values_and_control_characters_are_refused_with_their_field() {
+    let cases = [
+        (
+            r#"{"user": "u", "item": "i", "kind": "view", "ts": -5}"#,
+            "ts",
+            "out of range",
+        ),
+        (
+            r#"{"user": "u", "item": "i", "kind": "view", "ts": "2999-01-01T00:00:00"}"#,
+            "ts",
+            "out of range",
+        ),
+        (
+            r#"{"user": "u", "item": "i", "kind": "purchase", "ts": 5, "quantity": -2}"#,
+            "quantity",
+            "> 0",
+        ),
+        (
+            r#"{"user": "u", "item": "i", "kind": "purchase", "ts": 5, "quantity": 0}"#,
+            "quantity",
+            "> 0",
+        ),
+        (
+            r#"{"user": "u\tv", "item": "i", "kind": "view", "ts": 5}"#,
+            "user",
+            "control character",
+        ),
+        (
+            r#"{"user": "u", "item": "i\nj", "kind": "view", "ts": 5}"#,
+            "item",
+            "control character",
+        ),
+    ];
+    for (line, field, want) in cases {
+        let err = read_events_from(
+            line.as_bytes(),
+            "e.jsonl",
+            &EventReadOptions::default(),
+            &|_| true,
+        )
+        .unwrap_err();
+        assert_eq!(err.field.as_deref(), Some(field), "{line}");
+        assert_eq!(err.line, Some(1));
+        assert!(err.to_string().contains(want), "{line}: {err}");
+    }
+}
+
+#[test]
+fn ids_come_from_the_id_field_or_the_content_and_its_occurrence() {
+    let text = concat!(
+        r#"{"user": "u", "item": "i", "kind": "view", "ts": 5}"#,
+        "\n",
+        r#"{"user": "u", "item": "i", "kind": "view", "ts": 5}"#,
+        "\n",
+        r#"{"id": "e-1", "user": "u", "item": "i", "kind": "view", "ts": 5}"#,
+        "\n",
+        r#"{"id": 7, "user": "u", "item": "j", "kind": "view", "ts": 6}"#,
+        "\n",
+    );
+    let read = || {
+        read_events_from(
+            text.as_bytes(),
+            "e.jsonl",
+            &EventReadOptions::default(),
+            &|_| true,
+        )
+        .unwrap()
+    };
+    let first = read();
+    assert_eq!(first.ids.len(), 4);
+    // Two identical lines are two events; the same file read again gives the same ids.
+    assert_ne!(first.ids[0], first.ids[1]);
+    assert_eq!(first.ids, read().ids);
+    let distinct: std::collections::HashSet<u64> = first.ids.iter().copied().collect();
+    assert_eq!(distinct.len(), 4);
 }

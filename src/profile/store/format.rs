@@ -9,6 +9,10 @@ use serde::ser::SerializeSeq;
 use serde::{Deserialize, Serialize};
 
 use super::{appended_name, corrupt, io_err, FORMAT_VERSION, MAX_RECORD_BYTES};
+
+/// The first format version, still read: no event ids, no batches (every record
+/// stands alone), no list of forgotten shoppers in the snapshot.
+pub(super) const FORMAT_V1: u32 = 1;
 use crate::profile::events::{Event, EventError, EventErrorKind, EventKind};
 use crate::store::durable;
 
@@ -101,6 +105,49 @@ pub(super) fn kind_code(kind: EventKind) -> u8 {
     }
 }
 
+/// A log record of format 2, for writing: an event (with its id, when it has one),
+/// or the commit of the events written since the previous commit.
+#[derive(Serialize)]
+pub(super) enum RecordRef<'a> {
+    /// One event of a batch.
+    Event(Option<u64>, StoredEventRef<'a>),
+    /// The end of a batch: the number of events it holds.
+    Commit(u32),
+}
+
+/// A log record of format 2, for reading. Must match [`RecordRef`].
+#[derive(Deserialize)]
+enum Record {
+    Event(Option<u64>, StoredEvent),
+    Commit(u32),
+}
+
+/// The snapshot's payload of format 2, for writing: every stored event id, the
+/// forgotten shoppers (hash of the id and when), then the events.
+#[derive(Serialize)]
+pub(super) struct SnapshotRef<'a> {
+    pub(super) ids: Vec<u64>,
+    pub(super) forgotten: Vec<(u64, i64)>,
+    pub(super) events: SnapshotEvents<'a>,
+}
+
+/// The snapshot's payload of format 2, for reading. Must match [`SnapshotRef`].
+#[derive(Deserialize)]
+struct Snapshot {
+    ids: Vec<u64>,
+    forgotten: Vec<(u64, i64)>,
+    events: Vec<StoredEvent>,
+}
+
+/// What a snapshot holds.
+pub(super) struct SnapshotContent {
+    pub(super) generation: u64,
+    pub(super) version: u32,
+    pub(super) ids: Vec<u64>,
+    pub(super) forgotten: Vec<(u64, i64)>,
+    pub(super) events: Vec<Event>,
+}
+
 /// All events except one user's, serialized as one sequence without copying them.
 pub(super) struct SnapshotEvents<'a> {
     pub(super) by_user: &'a BTreeMap<String, Vec<Event>>,
@@ -127,9 +174,22 @@ impl Serialize for SnapshotEvents<'_> {
     }
 }
 
-/// Appends one log record for `event` to `out`.
+/// Appends the log record of the commit of `count` events to `out`.
+pub(super) fn encode_commit(count: usize, out: &mut Vec<u8>) {
+    let payload = bincode::serde::encode_to_vec(
+        RecordRef::Commit(u32::try_from(count).unwrap_or(u32::MAX)),
+        record_config(),
+    )
+    .unwrap_or_default();
+    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    out.extend_from_slice(&durable::crc32(&payload).to_le_bytes());
+    out.extend_from_slice(&payload);
+}
+
+/// Appends one log record for `event` (with its id) to `out`.
 pub(super) fn encode_record(
     event: &Event,
+    id: Option<u64>,
     index: usize,
     count: usize,
     out: &mut Vec<u8>,
@@ -145,7 +205,8 @@ pub(super) fn encode_record(
             },
         )
     };
-    let payload = bincode::serde::encode_to_vec(StoredEventRef::from(event), record_config())
+    let record = RecordRef::Event(id, StoredEventRef::from(event));
+    let payload = bincode::serde::encode_to_vec(record, record_config())
         .map_err(|_| too_large(event.user.len() + event.item.len()))?;
     let len = u32::try_from(payload.len())
         .ok()
@@ -157,18 +218,37 @@ pub(super) fn encode_record(
     Ok(())
 }
 
-/// Decodes one record payload.
-pub(super) fn decode_event(payload: &[u8]) -> Result<Event, String> {
-    let (stored, used): (StoredEvent, usize) =
-        bincode::serde::decode_from_slice(payload, record_config())
-            .map_err(|e| format!("the record does not decode as an event: {e}"))?;
+/// What one log record holds.
+pub(super) enum Decoded {
+    /// An event and its id.
+    Event(Option<u64>, Event),
+    /// The commit of the events since the previous commit.
+    Commit(u32),
+}
+
+/// Decodes one record payload of a log of format `version`.
+pub(super) fn decode_record(payload: &[u8], version: u32) -> Result<Decoded, String> {
+    let no_event = |e| format!("the record does not decode as an event: {e}");
+    let (decoded, used) = if version == FORMAT_V1 {
+        let (stored, used): (StoredEvent, usize) =
+            bincode::serde::decode_from_slice(payload, record_config()).map_err(no_event)?;
+        (Decoded::Event(None, stored.into_event()?), used)
+    } else {
+        let (record, used): (Record, usize) =
+            bincode::serde::decode_from_slice(payload, record_config()).map_err(no_event)?;
+        let decoded = match record {
+            Record::Event(id, stored) => Decoded::Event(id, stored.into_event()?),
+            Record::Commit(n) => Decoded::Commit(n),
+        };
+        (decoded, used)
+    };
     if used != payload.len() {
         return Err(format!(
-            "the record has {} bytes after its event",
+            "the record has {} bytes after its content",
             payload.len() - used
         ));
     }
-    stored.into_event()
+    Ok(decoded)
 }
 
 /// A file header: magic, format version, generation, CRC of those.
@@ -182,8 +262,12 @@ pub(super) fn encode_header(magic: &[u8; 8], generation: u64) -> Vec<u8> {
     header
 }
 
-/// Checks a file's header and returns its generation.
-pub(super) fn check_header(bytes: &[u8], magic: &[u8; 8], path: &Path) -> Result<u64, EventError> {
+/// Checks a file's header and returns its generation and format version.
+pub(super) fn check_header(
+    bytes: &[u8],
+    magic: &[u8; 8],
+    path: &Path,
+) -> Result<(u64, u32), EventError> {
     if bytes.len() < HEADER_BYTES {
         return Err(corrupt(
             path,
@@ -202,7 +286,7 @@ pub(super) fn check_header(bytes: &[u8], magic: &[u8; 8], path: &Path) -> Result
         ));
     }
     let version = u32_at(bytes, 8);
-    if version != FORMAT_VERSION {
+    if version != FORMAT_VERSION && version != FORMAT_V1 {
         return Err(EventError::new(
             path.display().to_string(),
             None,
@@ -216,17 +300,17 @@ pub(super) fn check_header(bytes: &[u8], magic: &[u8; 8], path: &Path) -> Result
     if durable::crc32(&bytes[..HEADER_CRC_OFFSET]) != u32_at(bytes, HEADER_CRC_OFFSET) {
         return Err(corrupt(path, 0, "header checksum mismatch".into()));
     }
-    Ok(u64_at(bytes, GENERATION_OFFSET))
+    Ok((u64_at(bytes, GENERATION_OFFSET), version))
 }
 
 /// Encodes a snapshot file.
 pub(super) fn encode_snapshot(
-    events: &SnapshotEvents<'_>,
+    snapshot: &SnapshotRef<'_>,
     generation: u64,
     path: &Path,
 ) -> Result<Vec<u8>, EventError> {
     let payload =
-        bincode::serde::encode_to_vec(events, bincode::config::standard()).map_err(|e| {
+        bincode::serde::encode_to_vec(snapshot, bincode::config::standard()).map_err(|e| {
             io_err(path, "encode the snapshot")(io::Error::other(format!("bincode: {e}")))
         })?;
     let mut bytes = encode_header(&SNAPSHOT_MAGIC, generation);
@@ -237,9 +321,9 @@ pub(super) fn encode_snapshot(
     Ok(bytes)
 }
 
-/// Decodes a snapshot file into its generation and events.
-pub(super) fn decode_snapshot(bytes: &[u8], path: &Path) -> Result<(u64, Vec<Event>), EventError> {
-    let generation = check_header(bytes, &SNAPSHOT_MAGIC, path)?;
+/// Decodes a snapshot file.
+pub(super) fn decode_snapshot(bytes: &[u8], path: &Path) -> Result<SnapshotContent, EventError> {
+    let (generation, version) = check_header(bytes, &SNAPSHOT_MAGIC, path)?;
     let start = HEADER_BYTES + SNAPSHOT_PREFIX_BYTES;
     if bytes.len() < start {
         return Err(corrupt(
@@ -265,14 +349,26 @@ pub(super) fn decode_snapshot(bytes: &[u8], path: &Path) -> Result<(u64, Vec<Eve
             "payload checksum mismatch".into(),
         ));
     }
-    let (stored, used): (Vec<StoredEvent>, usize) =
-        bincode::serde::decode_from_slice(payload, bincode::config::standard()).map_err(|e| {
-            corrupt(
-                path,
-                start as u64,
-                format!("the payload does not decode as events: {e}"),
-            )
-        })?;
+    let undecodable = |e| {
+        corrupt(
+            path,
+            start as u64,
+            format!("the payload does not decode as events: {e}"),
+        )
+    };
+    let config = bincode::config::standard();
+    let (snapshot, used) = if version == FORMAT_V1 {
+        let (events, used): (Vec<StoredEvent>, usize) =
+            bincode::serde::decode_from_slice(payload, config).map_err(undecodable)?;
+        let snapshot = Snapshot {
+            ids: Vec::new(),
+            forgotten: Vec::new(),
+            events,
+        };
+        (snapshot, used)
+    } else {
+        bincode::serde::decode_from_slice::<Snapshot, _>(payload, config).map_err(undecodable)?
+    };
     if used != payload.len() {
         return Err(corrupt(
             path,
@@ -280,17 +376,27 @@ pub(super) fn decode_snapshot(bytes: &[u8], path: &Path) -> Result<(u64, Vec<Eve
             "bytes after the events".into(),
         ));
     }
-    let events = stored
+    let events = snapshot
+        .events
         .into_iter()
         .map(StoredEvent::into_event)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|reason| corrupt(path, start as u64, reason))?;
-    Ok((generation, events))
+    Ok(SnapshotContent {
+        generation,
+        version,
+        ids: snapshot.ids,
+        forgotten: snapshot.forgotten,
+        events,
+    })
 }
 
-/// What reading the log found: its good events and where the good data ends.
+/// What reading the log found: the events of its committed batches (with their ids)
+/// and where the committed data ends. Events after the last commit (an append cut
+/// short by a crash) are not in it.
 pub(super) struct LogScan {
-    pub(super) events: Vec<Event>,
+    pub(super) events: Vec<(Option<u64>, Event)>,
+    pub(super) records: usize,
     pub(super) good_end: usize,
 }
 
@@ -322,11 +428,15 @@ impl BadRecord {
     }
 }
 
-/// Reads the record at `pos`: its event and the offset after it.
-pub(super) fn read_record(bytes: &[u8], pos: usize) -> Result<(Event, usize), BadRecord> {
+/// Reads the record at `pos`: what it holds and the offset after it.
+pub(super) fn read_record(
+    bytes: &[u8],
+    pos: usize,
+    version: u32,
+) -> Result<(Decoded, usize), BadRecord> {
     let payload = record_payload(bytes, pos)?;
-    let event = decode_event(payload).map_err(BadRecord::Undecodable)?;
-    Ok((event, pos + RECORD_HEADER_BYTES + payload.len()))
+    let decoded = decode_record(payload, version).map_err(BadRecord::Undecodable)?;
+    Ok((decoded, pos + RECORD_HEADER_BYTES + payload.len()))
 }
 
 /// The checksummed payload of the record at `pos`.
@@ -348,16 +458,42 @@ pub(super) fn record_payload(bytes: &[u8], pos: usize) -> Result<&[u8], BadRecor
     Ok(payload)
 }
 
-/// Reads every record of a log (after its header). A bad record with nothing good after it is
-/// a torn tail, ending the good data; one followed by a good record is corruption.
-pub(super) fn scan_log(bytes: &[u8], path: &Path) -> Result<LogScan, EventError> {
+/// Reads every record of a log of format `version` (after its header). A bad record
+/// with nothing good after it is a torn tail, ending the good data; one followed by a
+/// good record is corruption. In format 2 only committed batches count; in format 1
+/// every record stands alone.
+pub(super) fn scan_log(bytes: &[u8], path: &Path, version: u32) -> Result<LogScan, EventError> {
     let mut events = Vec::new();
+    let mut pending = Vec::new();
+    let mut records = 0;
     let mut pos = HEADER_BYTES;
+    let mut good_end = pos;
     while pos < bytes.len() {
-        match read_record(bytes, pos) {
-            Ok((event, next)) => {
-                events.push(event);
+        match read_record(bytes, pos, version) {
+            Ok((Decoded::Event(id, event), next)) => {
+                pending.push((id, event));
                 pos = next;
+                if version == FORMAT_V1 {
+                    events.append(&mut pending);
+                    records += 1;
+                    good_end = pos;
+                }
+            }
+            Ok((Decoded::Commit(n), next)) => {
+                if n as usize != pending.len() {
+                    return Err(corrupt(
+                        path,
+                        pos as u64,
+                        format!(
+                            "a commit of {n} events after {} events (its checksum matches, so this is no torn write)",
+                            pending.len()
+                        ),
+                    ));
+                }
+                records += pending.len();
+                events.append(&mut pending);
+                pos = next;
+                good_end = pos;
             }
             Err(bad) => {
                 let torn = !matches!(bad, BadRecord::Undecodable(_)) && is_torn_tail(bytes, pos);
@@ -376,7 +512,8 @@ pub(super) fn scan_log(bytes: &[u8], path: &Path) -> Result<LogScan, EventError>
     }
     Ok(LogScan {
         events,
-        good_end: pos,
+        records,
+        good_end,
     })
 }
 

@@ -62,12 +62,14 @@ mod format;
 #[cfg(test)]
 mod tests;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::profile::events::{read_events, Event, EventError, EventErrorKind, EventReadOptions};
+use crate::profile::events::{
+    check_event_values, read_events, Event, EventError, EventErrorKind, EventReadOptions,
+};
 use crate::store::durable::{self, IoFailure};
 use crate::store::layout::{EVENT_LOG as LOG_FILE, EVENT_SNAPSHOT as SNAPSHOT_FILE};
 use format::*;
@@ -98,7 +100,7 @@ pub struct LoadedFile {
 }
 
 /// The version of the log and snapshot format this build reads and writes.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 
 /// The largest payload of one log record, 16 MiB. Real events are a few hundred bytes; the
 /// cap keeps a damaged length field from asking for a huge allocation.
@@ -109,12 +111,22 @@ pub const MAX_RECORD_BYTES: usize = 16 << 20;
 /// while compactions (which rewrite every event) stay rare.
 pub const COMPACT_AFTER_RECORDS: usize = 100_000;
 
+/// How many times [`EventStore::open_read_only`] reads the files again when a
+/// compaction replaced them between its reads.
+const READ_ATTEMPTS: usize = 20;
+
 /// An embedded, append-only store of shopper events, durable on disk (or in memory only).
 ///
 /// See the [module docs](self) for the guarantees and the file format.
 pub struct EventStore {
     /// Each user's events, sorted by time (equal times in insertion order).
     by_user: BTreeMap<String, Vec<Event>>,
+    /// The id of every event stored with one (forgotten ones included).
+    ids: HashSet<u64>,
+    /// Forgotten shoppers: hash of the user id, and the time of the `forget`.
+    forgotten: HashMap<u64, i64>,
+    /// Opened with [`EventStore::open_read_only`]: takes no writes.
+    read_only: bool,
     /// Total number of events.
     len: usize,
     /// The files, or `None` for an in-memory store.
@@ -177,13 +189,14 @@ impl EventStore {
         }
 
         let mut store = Self::open_in_memory();
-        let snapshot_generation = match read_if_exists(&snapshot_path)? {
-            Some(bytes) => {
-                let (generation, events) = decode_snapshot(&bytes, &snapshot_path)?;
-                for event in events {
-                    store.insert(event);
-                }
-                Some(generation)
+        let snapshot = read_if_exists(&snapshot_path)?
+            .map(|bytes| decode_snapshot(&bytes, &snapshot_path))
+            .transpose()?;
+        let mut upgrade = false;
+        let snapshot_generation = match snapshot {
+            Some(content) => {
+                upgrade |= content.version == format::FORMAT_V1;
+                Some(store.load_snapshot(content))
             }
             None => None,
         };
@@ -199,26 +212,15 @@ impl EventStore {
                     ));
                 }
                 write_new_log(&log_path, 0)?;
+                upgrade = false;
                 (0, HEADER_BYTES as u64, 0)
             }
             Some(bytes) => {
-                let generation = check_header(&bytes, &LOG_MAGIC, &log_path)?;
+                let (generation, version) = check_header(&bytes, &LOG_MAGIC, &log_path)?;
+                upgrade |= version == format::FORMAT_V1;
                 let covered = snapshot_generation.unwrap_or(0);
                 if generation > covered {
-                    let snapshot = match snapshot_generation {
-                        Some(_) => {
-                            format!("{SNAPSHOT_FILE} only covers generations below {covered}")
-                        }
-                        None => format!("{SNAPSHOT_FILE} is missing"),
-                    };
-                    return Err(corrupt(
-                        &log_path,
-                        GENERATION_OFFSET as u64,
-                        format!(
-                            "the log has generation {generation}, so it follows a compaction \
-                             that wrote a newer snapshot, but {snapshot}"
-                        ),
-                    ));
+                    return Err(newer_log_error(&log_path, generation, snapshot_generation));
                 }
                 if generation < covered {
                     // A crash came between the snapshot's rename and the log's reset: the
@@ -226,10 +228,10 @@ impl EventStore {
                     write_new_log(&log_path, covered)?;
                     (covered, HEADER_BYTES as u64, 0)
                 } else {
-                    let scan = scan_log(&bytes, &log_path)?;
-                    let records = scan.events.len();
-                    for event in scan.events {
-                        store.insert(event);
+                    let scan = scan_log(&bytes, &log_path, version)?;
+                    let records = scan.records;
+                    for (id, event) in scan.events {
+                        store.insert_identified(id, event);
                     }
                     if scan.good_end < bytes.len() {
                         cut_log(&log_path, scan.good_end as u64)?;
@@ -239,7 +241,9 @@ impl EventStore {
                 }
             }
         };
-
+        // Files of format 1 hold nothing format 2 lacks: rewrite them in format 2 before
+        // the first append (the snapshot first, as every compaction does).
+        let upgrade = upgrade && (snapshot_generation.is_some() || log_records > 0);
         let log = open_for_append(&log_path)?;
         store.disk = Some(Disk {
             dir: dir.to_path_buf(),
@@ -250,13 +254,77 @@ impl EventStore {
             generation,
             unusable: None,
         });
+        if upgrade {
+            store.compact()?;
+        }
         Ok(store)
+    }
+
+    /// Opens the store in `dir` for reading only: loads the snapshot and the committed
+    /// records of the log, and never creates, cuts or deletes anything (a missing
+    /// directory is an empty store). Safe while another process writes the store: an
+    /// append in progress is not read, and a compaction in progress is waited out.
+    /// The store takes no writes.
+    pub fn open_read_only(dir: &Path) -> Result<Self, EventError> {
+        let log_path = dir.join(LOG_FILE);
+        let snapshot_path = dir.join(SNAPSHOT_FILE);
+        let mut last_error = None;
+        for attempt in 0..READ_ATTEMPTS {
+            if attempt > 0 {
+                std::thread::sleep(std::time::Duration::from_millis(10 * attempt as u64));
+            }
+            let mut store = Self::open_in_memory();
+            store.read_only = true;
+            // The snapshot first: a compaction renames it before the log, so a log
+            // read after it is never older than what it covers without saying so.
+            let snapshot = read_if_exists(&snapshot_path)?
+                .map(|bytes| decode_snapshot(&bytes, &snapshot_path))
+                .transpose()?;
+            let covered = snapshot.map(|content| store.load_snapshot(content));
+            let Some(bytes) = read_if_exists(&log_path)? else {
+                if covered.is_none() {
+                    return Ok(store); // no store yet
+                }
+                last_error = Some(corrupt(
+                    &log_path,
+                    0,
+                    format!("{LOG_FILE} is missing but {SNAPSHOT_FILE} is there"),
+                ));
+                continue;
+            };
+            let (generation, version) = check_header(&bytes, &LOG_MAGIC, &log_path)?;
+            if generation > covered.unwrap_or(0) {
+                // A compaction replaced both files between our two reads.
+                last_error = Some(newer_log_error(&log_path, generation, covered));
+                continue;
+            }
+            if generation == covered.unwrap_or(0) {
+                for (id, event) in scan_log(&bytes, &log_path, version)?.events {
+                    store.insert_identified(id, event);
+                }
+            }
+            return Ok(store);
+        }
+        Err(last_error.unwrap_or_else(|| corrupt(&log_path, 0, "unreadable".into())))
+    }
+
+    /// Loads a snapshot's content into an empty store; returns its generation.
+    fn load_snapshot(&mut self, content: format::SnapshotContent) -> u64 {
+        self.ids.extend(content.ids);
+        self.forgotten.extend(content.forgotten);
+        for event in content.events {
+            self.insert(event);
+        }
+        content.generation
     }
 
     /// An empty store that keeps its events in memory only: for tests and one-off jobs.
     pub fn open_in_memory() -> Self {
         Self {
             by_user: BTreeMap::new(),
+            ids: HashSet::new(),
+            forgotten: HashMap::new(),
+            read_only: false,
             len: 0,
             disk: None,
             recovered_bytes: 0,
@@ -290,25 +358,84 @@ impl EventStore {
         Ok((store, loaded))
     }
 
-    /// Records `events`.
+    /// Records `events` (without ids: nothing is deduplicated).
     ///
-    /// Every event is checked first (non-empty `user` and `item`, finite `quantity`, an
-    /// encoded size within [`MAX_RECORD_BYTES`]); if one fails, nothing is recorded. Then all
-    /// records are written to the log and fsynced before this returns `Ok`: an acknowledged
-    /// event survives a killed process or a power loss. If the log already holds
+    /// Every event is checked first (see [`check_event_values`]: non-empty ids without
+    /// control characters, a time from 1970 to a day after now, a quantity above zero,
+    /// an encoded size within [`MAX_RECORD_BYTES`]); if one fails, nothing is recorded.
+    /// Events of a [forgotten](Self::forget) shopper dated before the `forget` are left
+    /// out (counted in [`Appended::forgotten`]). Then the batch is written to the log as
+    /// one unit (its records, then a commit record) and fsynced before this returns
+    /// `Ok`: an acknowledged event survives a killed process or a power loss, and a
+    /// batch cut short by a crash is not read at all. If the log already holds
     /// [`COMPACT_AFTER_RECORDS`] records, the store is compacted first.
     ///
     /// After an `Err` from the disk, none of the events is in memory, and none is in the log
     /// (a partly written batch is cut off again) unless the store reports itself unusable.
-    pub fn append(&mut self, events: &[Event]) -> Result<(), EventError> {
-        if events.is_empty() {
-            return Ok(());
+    pub fn append(&mut self, events: &[Event]) -> Result<Appended, EventError> {
+        self.append_batch(events, None)
+    }
+
+    /// Records `events`, `ids[i]` being the id of `events[i]` (see
+    /// [`read_events`](crate::profile::events::read_events)): an event whose id is stored
+    /// already, or repeated within the batch, is skipped and counted in
+    /// [`Appended::duplicates`], so a retried import stores nothing twice. Otherwise as
+    /// [`append`](Self::append).
+    pub fn append_identified(
+        &mut self,
+        events: &[Event],
+        ids: &[u64],
+    ) -> Result<Appended, EventError> {
+        if ids.len() != events.len() {
+            return Err(EventError::whole(
+                "appended events",
+                EventErrorKind::WrongType {
+                    expected: "one id per event",
+                    found: format!("{} ids for {} events", ids.len(), events.len()),
+                },
+            ));
         }
+        self.append_batch(events, Some(ids))
+    }
+
+    fn append_batch(
+        &mut self,
+        events: &[Event],
+        ids: Option<&[u64]>,
+    ) -> Result<Appended, EventError> {
+        if self.read_only {
+            return Err(EventError::whole(
+                self.dir()
+                    .map_or("event store".into(), |d| d.display().to_string()),
+                EventErrorKind::Unusable {
+                    reason: "it was opened read-only".into(),
+                },
+            ));
+        }
+        let mut outcome = Appended::default();
         let mut records = Vec::new();
+        let mut kept: Vec<(Option<u64>, &Event)> = Vec::with_capacity(events.len());
+        let mut batch_ids = HashSet::new();
         for (i, event) in events.iter().enumerate() {
             check_event(event, i, events.len())?;
-            encode_record(event, i, events.len(), &mut records)?;
+            let id = ids.map(|ids| ids[i]);
+            if let Some(id) = id {
+                if self.ids.contains(&id) || !batch_ids.insert(id) {
+                    outcome.duplicates += 1;
+                    continue;
+                }
+            }
+            if self.is_forgotten(event) {
+                outcome.forgotten += 1;
+                continue;
+            }
+            encode_record(event, id, i, events.len(), &mut records)?;
+            kept.push((id, event));
         }
+        if kept.is_empty() {
+            return Ok(outcome);
+        }
+        encode_commit(kept.len(), &mut records);
         if let Some(disk) = &self.disk {
             disk.check_usable()?;
             if disk.log_records >= self.compact_after {
@@ -316,25 +443,52 @@ impl EventStore {
             }
         }
         if let Some(disk) = &mut self.disk {
-            disk.write_records(&records, events.len())?;
+            disk.write_records(&records, kept.len())?;
+            crate::store::durable::crash_point("events-appended");
         }
-        for event in events {
-            self.insert(event.clone());
+        outcome.stored = kept.len();
+        for (id, event) in kept {
+            self.insert_identified(id, event.clone());
         }
-        Ok(())
+        Ok(outcome)
     }
 
-    /// Removes every event of `user`, durably, and returns how many were removed (0 for an
-    /// unknown user, without touching the disk).
+    /// Whether `event` belongs to a forgotten shopper and is dated before the forget.
+    fn is_forgotten(&self, event: &Event) -> bool {
+        self.forgotten
+            .get(&user_hash(&event.user))
+            .is_some_and(|&at| event.ts < at)
+    }
+
+    /// Removes every event of `user`, durably, and returns how many were removed.
     ///
     /// Writes a new snapshot without them and empties the log (see the
     /// [module docs](self)), so the events are gone from the files too, not only hidden.
+    /// The snapshot keeps a hash of the user id and the time of the forget, so that
+    /// events of that user dated before it are refused later (an import that started
+    /// before the forget, a retried import of an old file); events dated after it
+    /// (the shopper came back) are recorded as usual.
     pub fn forget(&mut self, user: &str) -> Result<usize, EventError> {
         let count = self.user_events(user).len();
-        if count == 0 {
-            return Ok(0);
+        let latest = self.user_events(user).last().map_or(i64::MIN, |e| e.ts);
+        let at = crate::profile::events::now_unix().max(latest.saturating_add(1));
+        if self.read_only {
+            return Err(EventError::whole(
+                "event store",
+                EventErrorKind::Unusable {
+                    reason: "it was opened read-only".into(),
+                },
+            ));
         }
-        self.rewrite(Some(user))?;
+        let key = user_hash(user);
+        let before = self.forgotten.insert(key, at);
+        if let Err(e) = self.rewrite(Some(user)) {
+            match before {
+                Some(b) => self.forgotten.insert(key, b),
+                None => self.forgotten.remove(&key),
+            };
+            return Err(e);
+        }
         Ok(count)
     }
 
@@ -384,9 +538,47 @@ impl EventStore {
         self.disk.as_ref().map_or(0, |d| d.log_records)
     }
 
+    /// Whether the store was opened with [`open_read_only`](Self::open_read_only).
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
+    }
+
+    /// Whether another process changed the files since this store last read or wrote
+    /// them (an append, a compaction or a forget): then the store must be opened again
+    /// before it writes. Always `false` for an in-memory store.
+    pub fn changed_on_disk(&self) -> Result<bool, EventError> {
+        let Some(disk) = &self.disk else {
+            return Ok(false);
+        };
+        let mut header = [0u8; HEADER_BYTES];
+        let mut file = match File::open(&disk.log_path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(true),
+            Err(e) => return Err(io_err(&disk.log_path, "open")(e)),
+        };
+        let len = file
+            .metadata()
+            .map_err(io_err(&disk.log_path, "stat"))?
+            .len();
+        use std::io::Read;
+        if file.read_exact(&mut header).is_err() {
+            return Ok(true);
+        }
+        let (generation, _) = check_header(&header, &LOG_MAGIC, &disk.log_path)?;
+        Ok(generation != disk.generation || len != disk.log_len)
+    }
+
     /// The store's directory, or `None` for an in-memory store.
     pub fn dir(&self) -> Option<&Path> {
         self.disk.as_ref().map(|d| d.dir.as_path())
+    }
+
+    /// Adds one event and its id to memory.
+    fn insert_identified(&mut self, id: Option<u64>, event: Event) {
+        if let Some(id) = id {
+            self.ids.insert(id);
+        }
+        self.insert(event);
     }
 
     /// Adds one event to memory, after the events of its user with the same or earlier time.
@@ -426,16 +618,25 @@ impl EventStore {
             .filter(|(user, _)| Some(user.as_str()) != skip_user)
             .map(|(_, events)| events.len())
             .sum();
-        let events = SnapshotEvents {
-            by_user: &self.by_user,
-            skip_user,
-            len,
+        let mut ids: Vec<u64> = self.ids.iter().copied().collect();
+        ids.sort_unstable();
+        let mut forgotten: Vec<(u64, i64)> = self.forgotten.iter().map(|(&k, &v)| (k, v)).collect();
+        forgotten.sort_unstable();
+        let snapshot = SnapshotRef {
+            ids,
+            forgotten,
+            events: SnapshotEvents {
+                by_user: &self.by_user,
+                skip_user,
+                len,
+            },
         };
         let new_generation = disk.generation + 1;
         let snapshot_path = disk.dir.join(SNAPSHOT_FILE);
-        let bytes = encode_snapshot(&events, new_generation, &snapshot_path)?;
+        let bytes = encode_snapshot(&snapshot, new_generation, &snapshot_path)?;
         // An error here means nothing was renamed: the store is as it was.
         durable::replace(&snapshot_path, &bytes)?;
+        crate::store::durable::crash_point("events-snapshot-replaced");
         // The new snapshot is in place: from here memory must follow it, and a failure
         // (of the directory sync too) leaves the open log handle out of step with the files.
         if let Some(user) = skip_user {
@@ -448,6 +649,7 @@ impl EventStore {
             .map_err(EventError::from)
             .and_then(|()| write_new_log(&disk.log_path, new_generation))
             .and_then(|()| open_for_append(&disk.log_path));
+        crate::store::durable::crash_point("events-log-reset");
         match reset {
             Ok(log) => {
                 disk.log = log;
@@ -497,24 +699,47 @@ impl Disk {
 
 /// Checks an event before it is stored.
 fn check_event(event: &Event, index: usize, count: usize) -> Result<(), EventError> {
-    let bad = |field: &str, kind| {
-        Err(EventError::new(
+    check_event_values(event).map_err(|(field, kind)| {
+        EventError::new(
             appended_name(index, count),
             None,
             Some(field.to_owned()),
             kind,
-        ))
+        )
+    })
+}
+
+/// What [`EventStore::append`] and [`EventStore::append_identified`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Appended {
+    /// Events stored.
+    pub stored: usize,
+    /// Events skipped because their id was stored already (or repeated in the batch).
+    pub duplicates: usize,
+    /// Events skipped because their shopper was forgotten after they happened.
+    pub forgotten: usize,
+}
+
+/// The key of a forgotten shopper: a hash, so the store keeps no forgotten id.
+fn user_hash(user: &str) -> u64 {
+    durable::fnv1a64(format!("forgotten\u{1f}{user}").as_bytes())
+}
+
+/// The error for a log whose generation is newer than the snapshot covers.
+fn newer_log_error(log_path: &Path, generation: u64, snapshot: Option<u64>) -> EventError {
+    let covered = snapshot.unwrap_or(0);
+    let snapshot = match snapshot {
+        Some(_) => format!("{SNAPSHOT_FILE} only covers generations below {covered}"),
+        None => format!("{SNAPSHOT_FILE} is missing"),
     };
-    if event.user.trim().is_empty() {
-        return bad("user", EventErrorKind::EmptyField);
-    }
-    if event.item.trim().is_empty() {
-        return bad("item", EventErrorKind::EmptyField);
-    }
-    match event.quantity {
-        Some(q) if !q.is_finite() => bad("quantity", EventErrorKind::InvalidNumber { value: q }),
-        _ => Ok(()),
-    }
+    corrupt(
+        log_path,
+        GENERATION_OFFSET as u64,
+        format!(
+            "the log has generation {generation}, so it follows a compaction \
+             that wrote a newer snapshot, but {snapshot}"
+        ),
+    )
 }
 
 /// The name errors about an appended event carry: `appended event 3 of 10`.

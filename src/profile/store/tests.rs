@@ -10,7 +10,7 @@ fn ev(user: &str, item: &str, ts: i64) -> Event {
 /// A few events of three users, with every optional field somewhere, out of time order.
 fn sample() -> Vec<Event> {
     let mut rich = Event::new("u1", "i9", EventKind::Purchase, 50);
-    rich.quantity = Some(-2.5);
+    rich.quantity = Some(2.5);
     rich.query = Some("angle bracket".into());
     rich.position = Some(7);
     vec![
@@ -421,7 +421,10 @@ fn stored_form_is_serde_of_event() {
             bincode::serde::encode_to_vec(StoredEventRef::from(&event), record_config()).unwrap();
         let direct = bincode::serde::encode_to_vec(&event, record_config()).unwrap();
         assert_eq!(stored, direct);
-        assert_eq!(decode_event(&stored).unwrap(), event);
+        match decode_record(&stored, FORMAT_V1).unwrap() {
+            Decoded::Event(None, decoded) => assert_eq!(decoded, event),
+            _ => panic!("a format-1 record is one event without an id"),
+        }
     }
 }
 
@@ -435,4 +438,81 @@ fn open_creates_nested_directories_and_clears_temp_files() {
     let store = EventStore::open(&path).unwrap();
     assert!(store.is_empty());
     assert!(!leftover.exists());
+}
+
+#[test]
+fn a_retried_batch_stores_nothing_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = EventStore::open(dir.path()).unwrap();
+    let events = sample();
+    let ids: Vec<u64> = (0..events.len() as u64).collect();
+    let first = store.append_identified(&events, &ids).unwrap();
+    assert_eq!((first.stored, first.duplicates), (events.len(), 0));
+    drop(store);
+    let mut store = EventStore::open(dir.path()).unwrap();
+    let again = store.append_identified(&events, &ids).unwrap();
+    assert_eq!((again.stored, again.duplicates), (0, events.len()));
+    // The ids survive a compaction too.
+    store.compact().unwrap();
+    drop(store);
+    let mut store = EventStore::open(dir.path()).unwrap();
+    assert_eq!(store.append_identified(&events, &ids).unwrap().stored, 0);
+    assert_eq!(store.len(), events.len());
+}
+
+#[test]
+fn a_forgotten_shopper_does_not_come_back_with_old_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = EventStore::open(dir.path()).unwrap();
+    store.append(&sample()).unwrap();
+    store.forget("u1").unwrap();
+    drop(store);
+    let mut store = EventStore::open(dir.path()).unwrap();
+    // An import that read its file before the forget: refused.
+    let late = store
+        .append(&[ev("u1", "old", 30), ev("u2", "new", 31)])
+        .unwrap();
+    assert_eq!((late.stored, late.forgotten), (1, 1));
+    assert!(store.user_events("u1").is_empty());
+    // The shopper comes back later: recorded.
+    let now = crate::profile::events::now_unix() + 10;
+    store.append(&[ev("u1", "back", now)]).unwrap();
+    assert_eq!(items(&store, "u1"), ["back"]);
+}
+
+#[test]
+fn a_batch_cut_short_is_not_read_at_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = EventStore::open(dir.path()).unwrap();
+    store.append(&sample()[..2]).unwrap();
+    let committed = fs::metadata(dir.path().join(LOG_FILE)).unwrap().len();
+    store.append(&sample()[2..]).unwrap();
+    drop(store);
+    // Cut the second batch just before its commit record: its events are all whole.
+    let log = dir.path().join(LOG_FILE);
+    let bytes = fs::read(&log).unwrap();
+    let mut pos = committed as usize;
+    let mut last_start = pos;
+    while pos < bytes.len() {
+        last_start = pos;
+        pos += RECORD_HEADER_BYTES + u32_at(&bytes, pos) as usize;
+    }
+    fs::write(&log, &bytes[..last_start]).unwrap();
+    let reader = EventStore::open_read_only(dir.path()).unwrap();
+    assert_eq!(reader.len(), 2);
+    // The reader changed nothing; the writer cuts the uncommitted batch.
+    assert_eq!(fs::metadata(&log).unwrap().len(), last_start as u64);
+    let store = EventStore::open(dir.path()).unwrap();
+    assert_eq!(store.len(), 2);
+    assert_eq!(fs::metadata(&log).unwrap().len(), committed);
+}
+
+#[test]
+fn a_read_only_store_creates_nothing_and_takes_no_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("events");
+    let mut store = EventStore::open_read_only(&missing).unwrap();
+    assert!(store.is_empty() && !missing.exists());
+    assert!(store.append(&sample()).is_err());
+    assert!(store.forget("u1").is_err());
 }

@@ -1,0 +1,175 @@
+//! Crash tests: a `shelfrank` process aborted (as by `kill -9`: no destructor runs)
+//! at each step of a publish, a compaction, a forget and an import leaves an index
+//! that opens, searches, and holds every acknowledged event. Needs the `failpoints`
+//! feature (`cargo test --features failpoints`), which makes `FAILPOINTS=NAME=return`
+//! abort the process at the named step.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use shelfrank::{EngineBuilder, SearchRequest};
+
+fn shelfrank(args: &[&str], failpoint: Option<&str>) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_shelfrank"));
+    c.args(args);
+    match failpoint {
+        Some(name) => c.env("FAILPOINTS", format!("{name}=return")),
+        None => c.env_remove("FAILPOINTS"),
+    };
+    c.output().expect("run shelfrank")
+}
+
+fn ok(out: &Output) {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The process stopped at the failpoint (aborted), not by finishing.
+fn crashed(out: &Output, point: &str) {
+    assert!(
+        !out.status.success(),
+        "{point}: the process finished; the failpoint was not reached"
+    );
+}
+
+fn build(index: &Path, failpoint: Option<&str>) -> Output {
+    shelfrank(
+        &[
+            "build",
+            "--catalog",
+            "fixtures/catalog.jsonl",
+            "--index",
+            index.to_str().unwrap(),
+            "--model",
+            "fixtures/tiny-bert",
+            "--quiet",
+        ],
+        failpoint,
+    )
+}
+
+fn events_file(dir: &Path) -> PathBuf {
+    let path = dir.join("events.jsonl");
+    let mut body = String::new();
+    for n in 0..300 {
+        body.push_str(&format!(
+            "{{\"user\": \"u{}\", \"item\": \"p{:03}\", \"kind\": \"purchase\", \"ts\": {}}}\n",
+            n % 6,
+            1 + n % 40,
+            1_600_000_000 + n
+        ));
+    }
+    std::fs::write(&path, body).unwrap();
+    path
+}
+
+/// An index with 300 events of 6 shoppers.
+fn index_with_events(dir: &Path) -> PathBuf {
+    let index = dir.join("idx");
+    ok(&build(&index, None));
+    let file = events_file(dir);
+    ok(&shelfrank(
+        &[
+            "events",
+            "import",
+            file.to_str().unwrap(),
+            "--index",
+            index.to_str().unwrap(),
+        ],
+        None,
+    ));
+    index
+}
+
+/// Opens the index, checks it searches, and returns (events, events of `user`).
+fn check_index(index: &Path, user: &str) -> (usize, usize) {
+    let engine = EngineBuilder::new(index)
+        .build()
+        .unwrap_or_else(|e| panic!("the index does not open after the crash: {e}"));
+    let hits = engine.search(&SearchRequest::new("drill").k(5)).unwrap();
+    assert!(!hits.is_empty());
+    (
+        engine.event_count().unwrap(),
+        engine.profile(user, 2_000_000_000).unwrap().events,
+    )
+}
+
+/// The directories of the index other than events/ and rank/.
+fn build_entries(index: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(index)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| !["events", "rank", "LOCK", "CURRENT"].contains(&n.as_str()))
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn a_crash_at_any_step_of_a_publish_keeps_a_live_generation_and_every_event() {
+    for point in [
+        "publish-synced",
+        "publish-renamed",
+        "publish-current",
+        "gc-manifest-removed",
+    ] {
+        let tmp = tempfile::tempdir().unwrap();
+        let index = index_with_events(tmp.path());
+        crashed(&build(&index, Some(point)), point);
+        assert_eq!(check_index(&index, "u1"), (300, 50), "{point}");
+        // The next build publishes and clears what the crash left.
+        ok(&build(&index, None));
+        assert_eq!(check_index(&index, "u1"), (300, 50), "{point}");
+        let entries = build_entries(&index);
+        assert_eq!(entries.len(), 1, "{point}: {entries:?}");
+        assert!(entries[0].starts_with("gen-"), "{point}: {entries:?}");
+    }
+}
+
+#[test]
+fn a_crash_during_forget_or_compaction_loses_nothing_and_forgets_for_good() {
+    for point in ["events-snapshot-replaced", "events-log-reset"] {
+        let tmp = tempfile::tempdir().unwrap();
+        let index = index_with_events(tmp.path());
+        let idx = index.to_str().unwrap();
+        crashed(
+            &shelfrank(&["events", "forget", "u2", "--index", idx], Some(point)),
+            point,
+        );
+        // The snapshot is the commit point: both steps come after it.
+        assert_eq!(check_index(&index, "u2"), (250, 0), "{point}");
+        // The store takes writes again, and the forgotten shopper stays forgotten.
+        let file = events_file(tmp.path());
+        ok(&shelfrank(
+            &["events", "import", file.to_str().unwrap(), "--index", idx],
+            None,
+        ));
+        assert_eq!(check_index(&index, "u2"), (250, 0), "{point}");
+        assert_eq!(check_index(&index, "u1").1, 50, "{point}");
+    }
+}
+
+#[test]
+fn a_crash_after_an_import_is_written_keeps_it_whole_and_a_retry_adds_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let index = tmp.path().join("idx");
+    ok(&build(&index, None));
+    let idx = index.to_str().unwrap();
+    let file = events_file(tmp.path());
+    crashed(
+        &shelfrank(
+            &["events", "import", file.to_str().unwrap(), "--index", idx],
+            Some("events-appended"),
+        ),
+        "events-appended",
+    );
+    assert_eq!(check_index(&index, "u1"), (300, 50));
+    ok(&shelfrank(
+        &["events", "import", file.to_str().unwrap(), "--index", idx],
+        None,
+    ));
+    assert_eq!(check_index(&index, "u1"), (300, 50));
+}
