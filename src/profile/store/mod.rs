@@ -11,28 +11,39 @@
 //!
 //! # Durability
 //!
-//! [`EventStore::append`] writes its records to the end of the log and calls `fsync`
-//! (`File::sync_data`) before it returns `Ok`: once acknowledged, an event is on disk. A crash
-//! in the middle of an append can leave a torn tail, an incomplete last record or one whose
-//! checksum does not match; [`EventStore::open`] cuts it off (the events of that unacknowledged
-//! append may be kept in part, always a prefix of the batch) and reports how many bytes it cut
-//! in [`EventStore::recovered_bytes`]. Damage anywhere else, such as a bad record followed by
-//! good ones, is not what a crash leaves: opening fails with an error naming the file and the
-//! byte offset, and nothing on disk is changed. So is a snapshot without its log, or a log
-//! whose generation says that a newer snapshot than the one present was written.
+//! [`EventStore::append`] writes a batch to the end of the log, its event records followed
+//! by a commit record, and calls `fsync` (`File::sync_data`) before it returns `Ok`: once
+//! acknowledged, an event is on disk. Only committed batches count: a crash in the middle
+//! of an append leaves an uncommitted or torn tail, which readers ignore and the next writer
+//! cuts off (reporting how many bytes in [`EventStore::recovered_bytes`]), so a batch (a
+//! whole import) is stored entirely or not at all. Damage anywhere else, such as a bad
+//! record followed by good ones, is not what a crash leaves: opening fails with an error
+//! naming the file and the byte offset, and nothing on disk is changed. So is a snapshot
+//! without its log, or a log whose generation says that a newer snapshot than the one
+//! present was written.
 //!
 //! [`EventStore::compact`] and [`EventStore::forget`] rewrite the snapshot the atomic way
 //! (a temporary file in the same directory, fsync, rename, fsync of the directory) and then
-//! replace the log with an empty one the same way. Each log carries a generation number and
-//! the snapshot records the first generation it does not contain, so a crash between the two
-//! renames cannot replay old log records on top of the new snapshot (and cannot bring back the
-//! events of a forgotten user). Appends compact first when the log holds
-//! [`COMPACT_AFTER_RECORDS`] records or more.
+//! replace the log with an empty one the same way. The snapshot's rename is the commit
+//! point. Each log carries a generation number and the snapshot records the first
+//! generation it does not contain, so a crash between the two renames cannot replay old log
+//! records on top of the new snapshot (and cannot bring back the events of a forgotten
+//! user). Appends compact first when the log holds [`COMPACT_AFTER_RECORDS`] records or more.
 //!
-//! One process owns a store at a time: there is no lock between processes, and two writers
-//! would interleave their records. Within a process the engine wraps the store in a mutex.
+//! Events may carry an id ([`EventStore::append_identified`]); an event whose id is stored
+//! already is skipped, so a retried import stores nothing twice. A forget keeps a hash of
+//! the user id with its time, and events of that user dated before it are refused later.
 //!
-//! # On-disk format, version 1 ([`FORMAT_VERSION`])
+//! # Sharing between processes
+//!
+//! One process writes at a time: the caller holds the index's writer lock
+//! ([`crate::store::WriterLock`]) around [`EventStore::open`] and every write, and reopens
+//! the store when [`EventStore::changed_on_disk`] says another writer came in between (the
+//! engine does both). Readers use [`EventStore::open_read_only`], which never creates, cuts
+//! or deletes a file: it reads the snapshot, then the committed batches of the log, and
+//! reads both again if a compaction replaced them in between.
+//!
+//! # On-disk format, version 2 ([`FORMAT_VERSION`]; version 1 is still read)
 //!
 //! Integers are little-endian. Both files start with a 24-byte header:
 //!
@@ -44,15 +55,19 @@
 //! | 20..24 | CRC-32 of bytes 0..20, `u32` |
 //!
 //! The log then holds records, each `u32` payload length, `u32` CRC-32 (IEEE) of the payload,
-//! payload. A payload is one event, bincode 2 with the standard configuration (varints),
-//! through serde, with the fields in this order: `user` string, `item` string, `kind` `u8`
-//! (0 view, 1 click, 2 cart, 3 purchase), `ts` `i64`, `quantity` `Option<f64>`, `query`
-//! `Option<String>`, `position` `Option<u32>` (byte for byte what serde gives for [`Event`]).
-//! Payloads are at most [`MAX_RECORD_BYTES`].
+//! payload. A payload is bincode 2 with the standard configuration (varints), through serde,
+//! of an enum: variant 0, an event: its id (`Option<u64>`) then the event's fields in this
+//! order: `user` string, `item` string, `kind` `u8` (0 view, 1 click, 2 cart, 3 purchase),
+//! `ts` `i64`, `quantity` `Option<f64>`, `query` `Option<String>`, `position` `Option<u32>`;
+//! variant 1, a commit: the number of events of the batch it ends (`u32`). Payloads are at
+//! most [`MAX_RECORD_BYTES`]. (Version 1 records are the event's fields alone, each one
+//! committed by itself.)
 //!
 //! The snapshot then holds one `u64` payload length, one `u32` CRC-32 of the payload, and the
-//! payload: a bincode sequence of events in the same form, grouped by user (users in byte
-//! order), each user's events in store order.
+//! payload: bincode of the stored event ids (a sequence of `u64`), the forgotten users (a
+//! sequence of (hash of the user id, `u64` FNV-1a; time of the forget, `i64`)), and the events
+//! in the form above without ids, grouped by user (users in byte order), each user's events
+//! in store order. (A version 1 snapshot is the sequence of events alone.)
 //!
 //! The stored form is its own private type, so a change to [`Event`] does not silently change
 //! the format: it fails to compile until the conversion is updated, which is the moment to
