@@ -295,3 +295,23 @@ fn load_head(rank_dir: &Path) -> (Option<CtrHead>, Option<String>) {
         ),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_card_without_its_weights_is_reported_not_ignored_silently() {
+        let tmp = tempfile::tempdir().unwrap();
+        assert_eq!(
+            load_head(tmp.path()).1,
+            None,
+            "no head at all: nothing to say"
+        );
+        std::fs::write(tmp.path().join(layout::HEAD_CARD), b"{}").unwrap();
+        let (head, warning) = load_head(tmp.path());
+        assert!(head.is_none());
+        let warning = warning.expect("a warning");
+        assert!(warning.contains(layout::HEAD_WEIGHTS), "{warning}");
+    }
+}

@@ -432,4 +432,30 @@ mod tests {
         let err = open_current(&root).unwrap_err().to_string();
         assert!(err.contains("missing"), "{err}");
     }
+
+    #[test]
+    fn an_index_reached_through_a_symlink_stays_a_symlink_with_its_events() {
+        let tmp = tempfile::tempdir().unwrap();
+        let real = tmp.path().join("real");
+        fs::create_dir_all(real.join(EVENTS_DIR)).unwrap();
+        fs::write(real.join(EVENTS_DIR).join("log.bin"), b"precious").unwrap();
+        let link = tmp.path().join("link");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        for content in [b"one".as_slice(), b"two"] {
+            let generation = NewGeneration::begin(&link).unwrap();
+            fs::write(generation.path().join(MANIFEST), content).unwrap();
+            let lock = WriterLock::acquire(&link, false).unwrap();
+            generation.publish(&lock).unwrap();
+        }
+        assert!(fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        assert_eq!(
+            fs::read(real.join(EVENTS_DIR).join("log.bin")).unwrap(),
+            b"precious"
+        );
+        let (paths, _pin) = open_current(&link).unwrap();
+        assert_eq!(fs::read(paths.manifest()).unwrap(), b"two");
+    }
 }
