@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
-use super::{Engine, Hit, Mode, ScoreBreakdown, SearchRequest};
+use super::{Engine, Filters, Hit, Mode, ScoreBreakdown, SearchRequest};
 use crate::error::{Error, Result};
 use crate::fuse::{self, min_max, Fused};
 use crate::profile::{Event, ItemStats, Profile};
@@ -45,7 +45,9 @@ pub struct RerankResponse {
 impl Engine {
     /// Reranks candidates found by another engine for `req.query` and `req.user`.
     /// Their scores (or, without scores, their order) stand for retrieval; BM25 is
-    /// computed among them. Unknown ids are reported, not fatal.
+    /// computed among them. Unknown ids are reported, not fatal; candidates that
+    /// `req.filters` exclude are dropped before ranking, as a search would never have
+    /// found them.
     pub fn rerank(
         &self,
         req: &SearchRequest,
@@ -58,6 +60,9 @@ impl Engine {
         for (i, c) in candidates.iter().enumerate() {
             match self.by_id.get(&c.id) {
                 Some(&o) => {
+                    if !self.allowed(&req.filters, o) {
+                        continue;
+                    }
                     if seen.insert(o) {
                         let s = c
                             .score
@@ -134,7 +139,14 @@ impl Engine {
             _ => fuse::single(&lists.bm25, true, depth),
         };
         if let Some(p) = profile.filter(|p| !p.is_empty()) {
-            let items: Vec<u32> = p.items.keys().copied().collect();
+            // Only the shopper's items the request's filters allow: retrieval above
+            // applied them through its mask, and these must obey the same predicate.
+            let items: Vec<u32> = p
+                .items
+                .keys()
+                .copied()
+                .filter(|&o| self.allowed(&req.filters, o))
+                .collect();
             let mine = self.bm25_among(&req.query, &items, PERSONAL_CANDIDATES)?;
             let have: HashSet<u32> = fused.iter().map(|f| f.ord).collect();
             for h in mine.into_iter().filter(|h| !have.contains(&h.ord)) {
@@ -323,6 +335,16 @@ impl Engine {
                 })
             })
             .collect()
+    }
+
+    /// Whether the product at `ord` passes `filters` ([`Filters::matches`], the
+    /// predicate retrieval's mask is built from).
+    fn allowed(&self, filters: &Filters, ord: u32) -> bool {
+        filters.is_empty()
+            || self
+                .products
+                .get(ord as usize)
+                .is_some_and(|p| filters.matches(p))
     }
 
     fn query_vec(&self, req: &SearchRequest) -> Result<Option<Vec<f32>>> {
