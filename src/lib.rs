@@ -71,8 +71,8 @@ pub use build::{BuildSummary, IndexBuilder};
 pub use catalog::{Catalog, Product};
 pub use encoder::{DeviceSpec, Encoder, EncoderOptions};
 pub use engine::{
-    Candidates, Engine, EngineBuilder, ExternalCandidate, Filters, Hit, ImportSummary, Mode,
-    RerankResponse, ScoreBreakdown, SearchRequest,
+    CandidateCheck, CandidateProblem, Candidates, Engine, EngineBuilder, ExternalCandidate,
+    Filters, Hit, ImportSummary, Mode, RerankResponse, ScoreBreakdown, SearchRequest,
 };
 pub use error::{Error, Result};
 pub use fuse::Fusion;

@@ -73,6 +73,29 @@ fn build_search_and_eval() {
     let hits = v["hits"].as_array().unwrap();
     assert!(!hits.is_empty());
     assert!(hits[0]["breakdown"]["fused"].is_number());
+    // A negative price bound is refused with the field named (in both spellings).
+    for args in [["--min-price", "-5"], ["--max-price=-5", "--brand=Moen"]] {
+        let mut all = vec!["search", "shower", "--index", idx];
+        all.extend(args);
+        let (ok, _, stderr) = shelfrank(&all);
+        assert!(!ok, "{args:?}");
+        assert!(
+            stderr.contains("price") && stderr.contains("negative"),
+            "{stderr}"
+        );
+    }
+    let (ok, stdout, stderr) = shelfrank(&[
+        "search", "shower", "--index", idx, "--json", "--brand", "moen",
+    ]);
+    assert!(ok, "{stderr}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let ids: Vec<&str> = v["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, vec!["p002"], "the only Moen product");
     let out = tmp.path().join("eval");
     let (ok, stdout, stderr) = shelfrank(&[
         "eval",
@@ -253,6 +276,22 @@ fn events_train_search_and_rerank_from_the_cli() {
         2,
         "{stdout}"
     );
+    // Integer ids are accepted; a bare JSON object, a NaN score or a repeated id is not.
+    std::fs::write(&cands, r#"[{"id": "p032", "score": 2}, {"id": 12345}]"#).unwrap();
+    let (ok, stdout, stderr) = rerank(&[]);
+    assert!(ok, "{stderr}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(v["unknown"][0], "12345");
+    for (text, words) in [
+        (r#"{"id": "p032", "score": 2}"#, "not an array"),
+        ("p032\tNaN\n", "not a finite number"),
+        ("p032\np033\np032\n", "listed twice"),
+    ] {
+        std::fs::write(&cands, text).unwrap();
+        let (ok, _, stderr) = rerank(&[]);
+        assert!(!ok, "{text}");
+        assert!(stderr.contains(words), "{text}: {stderr}");
+    }
     let (ok, stdout, _) = shelfrank(&["events", "forget", "u1", "--index", idx]);
     assert!(ok);
     assert!(stdout.contains("forgot u1"), "{stdout}");

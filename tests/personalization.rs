@@ -327,21 +327,77 @@ fn rerank_external_candidates_reports_unknown_ids() {
             id: "p032".into(),
             score: Some(1.0),
         },
-        ExternalCandidate {
-            id: "p032".into(),
-            score: Some(0.5),
-        },
     ];
     let res = engine
         .rerank(&SearchRequest::new("gas grill").k(10), &cands)
         .unwrap();
     assert_eq!(res.unknown, vec!["ghost".to_string()]);
     let got: Vec<&str> = res.hits.iter().map(|h| h.id.as_str()).collect();
-    assert_eq!(got.len(), 2, "duplicates collapse: {got:?}");
+    assert_eq!(got.len(), 2, "{got:?}");
     // BM25 among the candidates: only the gas grill matches both words.
     let gas = res.hits.iter().find(|h| h.id == "p032").unwrap();
     assert_eq!(gas.breakdown.bm25_rank, Some(1));
     let empty = engine.rerank(&SearchRequest::new("x"), &[]).unwrap();
     assert!(empty.hits.is_empty());
     let _ = parse_timestamp("2011-10-02T10:32:00").unwrap();
+}
+
+#[test]
+fn bad_rerank_candidates_and_requests_are_refused_naming_the_field() {
+    let tmp = tempfile::tempdir().unwrap();
+    let engine = Engine::open(common::build_index(tmp.path(), "idx")).unwrap();
+    let cand = |id: &str, score: Option<f32>| ExternalCandidate {
+        id: id.into(),
+        score,
+    };
+    let req = SearchRequest::new("grill").k(5);
+    let cases = [
+        (
+            vec![cand("p032", Some(1.0)), cand("p033", Some(f32::NAN))],
+            "candidates[1].score",
+        ),
+        (
+            vec![cand("p032", Some(f32::INFINITY))],
+            "candidates[0].score",
+        ),
+        (
+            vec![cand("p032", None), cand("p033", None), cand("p032", None)],
+            "candidates[2].id",
+        ),
+        (vec![cand("p03\t2", None)], "candidates[0].id"),
+        (vec![cand("p032\n", None)], "candidates[0].id"),
+        (vec![cand(" ", None)], "candidates[0].id"),
+    ];
+    for (list, field) in cases {
+        let err = engine.rerank(&req, &list).unwrap_err();
+        assert!(err.is_user_error(), "{err}");
+        assert!(
+            matches!(&err, Error::InvalidArgument { what, .. } if what == field),
+            "{list:?}: {err}"
+        );
+    }
+    // Integer ids are read as the catalog reads them.
+    let json: Vec<ExternalCandidate> =
+        serde_json::from_str(r#"[{"id": "p033", "score": 2}, {"id": 7}]"#).unwrap();
+    assert_eq!(json[1].id, "7");
+    let res = engine.rerank(&req, &json).unwrap();
+    assert_eq!(res.unknown, vec!["7".to_string()]);
+    assert_eq!(res.hits.len(), 1);
+
+    // Request validation holds on every path, cold start included.
+    for user in [None, Some("nobody")] {
+        let mut req = SearchRequest::new("grill");
+        req.user = user.map(str::to_string);
+        req.diversity = 5.0;
+        let err = engine.search(&req).unwrap_err();
+        assert!(err.to_string().contains("diversity"), "{user:?}: {err}");
+        assert!(engine.rerank(&req, &[]).is_err());
+        req.diversity = 0.0;
+        req.filters.min_price = Some(-5.0);
+        let err = engine.search(&req).unwrap_err();
+        assert!(
+            matches!(&err, Error::InvalidArgument { what, .. } if what == "min_price"),
+            "{user:?}: {err}"
+        );
+    }
 }

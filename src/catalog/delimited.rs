@@ -362,6 +362,25 @@ mod tests {
     }
 
     #[test]
+    fn ids_with_control_characters_name_line_and_field() {
+        // A quoted CSV cell may hold a newline or a tab; a TSV cell another control
+        // character.
+        for (input, format, line) in [
+            ("id,title\n1,a\n\"x\ny\",b\n", Format::Csv, 3),
+            ("id,title\n1,a\n\"x\ty\",b\n", Format::Csv, 3),
+            ("id\ttitle\n1\ta\n2\tb\nx\u{b}y\tc\n", Format::Tsv, 4),
+        ] {
+            let err = read(input.as_bytes(), &opts(format, "")).unwrap_err();
+            assert_eq!((err.line(), err.field()), (Some(line), Some("id")), "{err}");
+            assert!(
+                matches!(err.kind, CatalogErrorKind::ControlCharacter { .. }),
+                "{err}"
+            );
+            assert!(err.to_string().contains("c.csv"), "{err}");
+        }
+    }
+
+    #[test]
     fn bad_numbers_in_cells() {
         let input = "id,title,price,popularity\n1,a,abc,\n2,b,-3,\n3,c,inf,\n4,d,1,-2\n";
         let o = ReadOptions {

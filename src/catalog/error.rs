@@ -53,6 +53,15 @@ pub enum CatalogErrorKind {
         /// The offending value.
         value: f64,
     },
+    /// A product id holds a control character (tab, newline, carriage return, ...), which
+    /// the tab-separated and TREC outputs cannot represent.
+    #[error("{value:?} contains the control character {ch:?}; product ids must be printable text, since they appear in tab-separated and TREC output")]
+    ControlCharacter {
+        /// The offending id (shortened if long).
+        value: String,
+        /// The first control character in it.
+        ch: char,
+    },
     /// The same product id appears on an earlier line.
     #[error("duplicate id \"{id}\" (first seen on line {first_line})")]
     DuplicateId {

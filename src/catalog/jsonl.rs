@@ -14,7 +14,7 @@ use serde_json::{Map, Value};
 
 use super::error::{CatalogError, CatalogErrorKind};
 use super::options::TextEncoding;
-use super::product::{parse_category_path, parse_number_text, shorten, Product};
+use super::product::{deserialize_id, parse_category_path, parse_number_text, shorten, Product};
 use super::{Collector, RowError};
 
 /// Reads every line of `reader` into `collector`. Returns `Err` for I/O errors and, unless the
@@ -96,8 +96,9 @@ fn trimmed(s: String) -> String {
 fn id_field(value: Option<Value>) -> Result<String, RowError> {
     match value {
         None | Some(Value::Null) => Err(RowError::field("id", CatalogErrorKind::MissingField)),
-        Some(Value::String(s)) => Ok(trimmed(s)),
-        Some(Value::Number(n)) if n.is_i64() || n.is_u64() => Ok(n.to_string()),
+        Some(v @ (Value::String(_) | Value::Number(_))) => {
+            deserialize_id(&v).map_err(|_| wrong_type("id", "a string or an integer", &v))
+        }
         Some(other) => Err(wrong_type("id", "a string or an integer", &other)),
     }
 }
@@ -346,6 +347,18 @@ mod tests {
         assert!(matches!(kind, CatalogErrorKind::MissingField));
         let kind = read_err(r#"{"id": null, "title": "a"}"#, 1, Some("id"));
         assert!(matches!(kind, CatalogErrorKind::MissingField));
+    }
+
+    #[test]
+    fn ids_with_control_characters_name_line_and_field() {
+        for id in [r#""a\tb""#, r#""a\nb""#, r#""a\rb""#, r#""a\u0000b""#] {
+            let input = format!("{OK1}\n{{\"id\": {id}, \"title\": \"t\"}}\n");
+            let kind = read_err(&input, 2, Some("id"));
+            assert!(
+                matches!(kind, CatalogErrorKind::ControlCharacter { .. }),
+                "{id}: {kind}"
+            );
+        }
     }
 
     #[test]

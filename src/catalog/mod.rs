@@ -53,7 +53,10 @@ use std::path::Path;
 pub use columns::{ColumnMap, ATTRIBUTE_PREFIX, MAPPABLE_FIELDS};
 pub use error::{CatalogError, CatalogErrorKind, LATIN1_HINT};
 pub use options::{Format, ParseOptionError, ReadOptions, TextEncoding, DEFAULT_MAX_REPORTED};
-pub use product::{parse_category_path, validate_product, FieldError, Product, CATEGORY_SEPARATOR};
+pub use product::{
+    deserialize_id, id_control_char, parse_category_path, validate_product, FieldError, Product,
+    CATEGORY_SEPARATOR,
+};
 
 /// The source name [`Catalog::from_products`] errors carry; their "line" is the 1-based
 /// position in the vector.

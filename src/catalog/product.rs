@@ -89,8 +89,38 @@ impl FieldError {
     }
 }
 
-/// Checks the rules every product must satisfy: non-empty (after trimming) id and title, no
-/// empty category segment, non-empty attribute keys, and a price and popularity that are finite
+/// The first control character (Unicode category Cc: tab, newline, carriage return, NUL,
+/// DEL, ...) in a product id, if any. Ids with one are refused wherever ids come in
+/// (catalogs, reranking candidates): they would split a line of tab-separated or TREC
+/// output.
+pub fn id_control_char(id: &str) -> Option<char> {
+    id.chars().find(|c| c.is_control())
+}
+
+/// Reads a product id given as a string (trimmed) or an integer (its decimal text, the
+/// form the catalog readers store an integer id in). For `#[serde(deserialize_with)]`.
+pub fn deserialize_id<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    struct IdVisitor;
+    impl serde::de::Visitor<'_> for IdVisitor {
+        type Value = String;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a product id (a string or an integer)")
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<String, E> {
+            Ok(v.trim().to_owned())
+        }
+        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+    }
+    d.deserialize_any(IdVisitor)
+}
+
+/// Checks the rules every product must satisfy: non-empty (after trimming) id and title, an id
+/// without control characters ([`id_control_char`]), no empty category segment, non-empty attribute keys, and a price and popularity that are finite
 /// and >= 0 when present. Returns the first violation.
 ///
 /// The readers call this on every product they build; callers building products in code should
@@ -98,6 +128,15 @@ impl FieldError {
 pub fn validate_product(p: &Product) -> Result<(), FieldError> {
     if p.id.trim().is_empty() {
         return Err(FieldError::new("id", CatalogErrorKind::EmptyField));
+    }
+    if let Some(ch) = id_control_char(&p.id) {
+        return Err(FieldError::new(
+            "id",
+            CatalogErrorKind::ControlCharacter {
+                value: shorten(&p.id),
+                ch,
+            },
+        ));
     }
     if p.title.trim().is_empty() {
         return Err(FieldError::new("title", CatalogErrorKind::EmptyField));
@@ -192,6 +231,47 @@ mod tests {
         let err = validate_product(&p).unwrap_err();
         assert_eq!(err.field, "title");
         assert!(matches!(err.kind, CatalogErrorKind::EmptyField));
+    }
+
+    #[test]
+    fn ids_with_control_characters_are_refused() {
+        for id in [
+            "a\tb",
+            "a\nb",
+            "a\rb",
+            "nul\0",
+            "bell\u{7}",
+            "del\u{7f}",
+            "c1\u{85}",
+        ] {
+            let mut p = valid();
+            p.id = id.into();
+            let err = validate_product(&p).unwrap_err();
+            assert_eq!(err.field, "id", "{id:?}");
+            assert!(
+                matches!(err.kind, CatalogErrorKind::ControlCharacter { .. }),
+                "{id:?}: {err}"
+            );
+        }
+        let mut p = valid();
+        p.id = "Crème-brûlée 12\u{a0}in".into();
+        assert!(validate_product(&p).is_ok(), "printable Unicode is fine");
+    }
+
+    #[test]
+    fn ids_deserialize_from_strings_and_integers() {
+        #[derive(serde::Deserialize)]
+        struct Row {
+            #[serde(deserialize_with = "deserialize_id")]
+            id: String,
+        }
+        let id = |json: &str| serde_json::from_str::<Row>(json).map(|r| r.id);
+        assert_eq!(id(r#"{"id": " p1 "}"#).unwrap(), "p1");
+        assert_eq!(id(r#"{"id": 100001}"#).unwrap(), "100001");
+        assert_eq!(id(r#"{"id": -7}"#).unwrap(), "-7");
+        let err = id(r#"{"id": 1.5}"#).unwrap_err().to_string();
+        assert!(err.contains("a string or an integer"), "{err}");
+        assert!(id(r#"{"id": true}"#).is_err());
     }
 
     #[test]

@@ -15,7 +15,7 @@ pub struct RerankArgs {
     /// The query.
     #[arg(long)]
     query: String,
-    /// Candidates: a file (or - for stdin) with one `id` or `id<TAB>score` per line, or a JSON array of {"id", "score"}.
+    /// Candidates: a file (or - for stdin) with one `id` or `id<TAB>score` per line, or a JSON array of {"id", "score"} (ids may be strings or integers; scores must be finite; each id once).
     #[arg(long)]
     candidates: PathBuf,
     /// Index directory.

@@ -29,11 +29,14 @@ pub struct SearchArgs {
     /// Category prefix filter, e.g. "Bath > Faucets".
     #[arg(long)]
     category: Option<String>,
-    /// Minimum price.
+    /// Brand filter (case-insensitive).
     #[arg(long)]
+    brand: Option<String>,
+    /// Minimum price.
+    #[arg(long, allow_negative_numbers = true)]
     min_price: Option<f64>,
     /// Maximum price.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     max_price: Option<f64>,
     /// Attribute filter KEY=VALUE (repeatable).
     #[arg(long = "attr")]
@@ -95,6 +98,7 @@ impl SearchArgs {
     fn filters(&self) -> Result<Filters> {
         let mut f = Filters {
             category_prefix: self.category.as_deref().map(Filters::category),
+            brand: self.brand.clone(),
             min_price: self.min_price,
             max_price: self.max_price,
             attributes: Vec::new(),

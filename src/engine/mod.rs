@@ -41,7 +41,10 @@ use crate::vector::HnswIndex;
 pub use events::ImportSummary;
 pub use hit::{Hit, ScoreBreakdown};
 pub use open::{EngineBuilder, DEFAULT_QUERY_CACHE};
-pub use personal::{ExternalCandidate, RerankResponse, DEFAULT_RERANK_DEPTH, PERSONAL_CANDIDATES};
+pub use personal::{
+    CandidateCheck, CandidateProblem, ExternalCandidate, RerankResponse, DEFAULT_RERANK_DEPTH,
+    PERSONAL_CANDIDATES,
+};
 pub use request::{Filters, Mode, SearchRequest, MAX_EF_SEARCH, MAX_K};
 pub use search::{Candidates, DEFAULT_CANDIDATES};
 

@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
-use super::{Engine, Hit, Mode, ScoreBreakdown, SearchRequest};
+use super::{Engine, Filters, Hit, Mode, ScoreBreakdown, SearchRequest};
 use crate::error::{Error, Result};
 use crate::fuse::{self, min_max, Fused};
 use crate::profile::{Event, ItemStats, Profile};
@@ -26,11 +26,113 @@ pub const PERSONAL_CANDIDATES: usize = 50;
 /// A candidate found by another engine, for [`Engine::rerank`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ExternalCandidate {
-    /// Product id.
+    /// Product id. Deserialises from a string or an integer (as the catalog readers do:
+    /// `17` is the id `"17"`).
+    #[serde(deserialize_with = "crate::catalog::deserialize_id")]
     pub id: String,
-    /// The other engine's score (higher is better), if it has one.
+    /// The other engine's score (higher is better), if it has one; must be finite.
     #[serde(default)]
     pub score: Option<f32>,
+}
+
+/// Why a candidate list cannot be reranked (see [`CandidateCheck`]).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CandidateProblem {
+    /// The id is empty (or only whitespace).
+    #[error("must not be empty")]
+    EmptyId,
+    /// The id holds a control character ([`crate::catalog::id_control_char`]).
+    #[error("{id:?} contains the control character {ch:?}; product ids are printable text")]
+    ControlCharacter {
+        /// The offending id.
+        id: String,
+        /// The first control character in it.
+        ch: char,
+    },
+    /// The score is NaN or infinite.
+    #[error("{score} is not a finite number; give a finite score, or none to rank by position")]
+    NonFiniteScore {
+        /// The offending score.
+        score: f32,
+    },
+    /// The same id is listed twice: its two scores would contradict each other.
+    #[error("{id:?} is listed twice (first at {first}); list each candidate once")]
+    DuplicateId {
+        /// The repeated id.
+        id: String,
+        /// Where it was first listed (`line 3`, `candidates[0]`).
+        first: String,
+    },
+}
+
+impl CandidateProblem {
+    /// The candidate field at fault: `"id"` or `"score"`.
+    pub fn field(&self) -> &'static str {
+        match self {
+            CandidateProblem::NonFiniteScore { .. } => "score",
+            _ => "id",
+        }
+    }
+}
+
+/// The one set of rules a candidate list for [`Engine::rerank`] must follow, checked one
+/// candidate at a time so a file reader can name the line: a non-empty id without control
+/// characters, a finite score when there is one, and no id twice.
+#[derive(Debug)]
+pub struct CandidateCheck {
+    seen: HashMap<String, usize>,
+    lines: bool,
+}
+
+impl CandidateCheck {
+    /// A check whose positions are 1-based line numbers of a file.
+    pub fn lines() -> Self {
+        CandidateCheck {
+            seen: HashMap::new(),
+            lines: true,
+        }
+    }
+
+    /// A check whose positions are 0-based indices into a list of candidates.
+    pub fn indices() -> Self {
+        CandidateCheck {
+            seen: HashMap::new(),
+            lines: false,
+        }
+    }
+
+    /// Checks the candidate at `position` (a line number or an index, as constructed).
+    pub fn check(
+        &mut self,
+        position: usize,
+        c: &ExternalCandidate,
+    ) -> Result<(), CandidateProblem> {
+        if c.id.trim().is_empty() {
+            return Err(CandidateProblem::EmptyId);
+        }
+        if let Some(ch) = crate::catalog::id_control_char(&c.id) {
+            return Err(CandidateProblem::ControlCharacter {
+                id: c.id.clone(),
+                ch,
+            });
+        }
+        if let Some(score) = c.score.filter(|s| !s.is_finite()) {
+            return Err(CandidateProblem::NonFiniteScore { score });
+        }
+        if let Some(&first) = self.seen.get(&c.id) {
+            return Err(CandidateProblem::DuplicateId {
+                id: c.id.clone(),
+                first: if self.lines {
+                    format!("line {first}")
+                } else {
+                    format!("candidates[{first}]")
+                },
+            });
+        }
+        self.seen.insert(c.id.clone(), position);
+        Ok(())
+    }
 }
 
 /// The answer of [`Engine::rerank`].
@@ -45,25 +147,32 @@ pub struct RerankResponse {
 impl Engine {
     /// Reranks candidates found by another engine for `req.query` and `req.user`.
     /// Their scores (or, without scores, their order) stand for retrieval; BM25 is
-    /// computed among them. Unknown ids are reported, not fatal.
+    /// computed among them. Unknown ids are reported, not fatal; candidates that
+    /// `req.filters` exclude are dropped before ranking, as a search would never have
+    /// found them.
+    ///
+    /// Errors: the request's own validation, and a list that breaks a
+    /// [`CandidateCheck`] rule (an empty id or one with a control character, a NaN or
+    /// infinite score, an id listed twice), named as `candidates[i].id` or `.score`.
     pub fn rerank(
         &self,
         req: &SearchRequest,
         candidates: &[ExternalCandidate],
     ) -> Result<RerankResponse> {
         req.validate()?;
+        let mut check = CandidateCheck::indices();
+        for (i, c) in candidates.iter().enumerate() {
+            check.check(i, c).map_err(|p| {
+                Error::invalid(format!("candidates[{i}].{}", p.field()), p.to_string())
+            })?;
+        }
         let mut unknown = Vec::new();
-        let mut seen = HashSet::new();
         let mut known: Vec<(u32, f32)> = Vec::new();
         for (i, c) in candidates.iter().enumerate() {
             match self.by_id.get(&c.id) {
                 Some(&o) => {
-                    if seen.insert(o) {
-                        let s = c
-                            .score
-                            .filter(|s| s.is_finite())
-                            .unwrap_or(1.0 / (i as f32 + 1.0));
-                        known.push((o, s));
+                    if self.allowed(&req.filters, o) {
+                        known.push((o, c.score.unwrap_or(1.0 / (i as f32 + 1.0))));
                     }
                 }
                 None => unknown.push(c.id.clone()),
@@ -134,7 +243,14 @@ impl Engine {
             _ => fuse::single(&lists.bm25, true, depth),
         };
         if let Some(p) = profile.filter(|p| !p.is_empty()) {
-            let items: Vec<u32> = p.items.keys().copied().collect();
+            // Only the shopper's items the request's filters allow: retrieval above
+            // applied them through its mask, and these must obey the same predicate.
+            let items: Vec<u32> = p
+                .items
+                .keys()
+                .copied()
+                .filter(|&o| self.allowed(&req.filters, o))
+                .collect();
             let mine = self.bm25_among(&req.query, &items, PERSONAL_CANDIDATES)?;
             let have: HashSet<u32> = fused.iter().map(|f| f.ord).collect();
             for h in mine.into_iter().filter(|h| !have.contains(&h.ord)) {
@@ -323,6 +439,16 @@ impl Engine {
                 })
             })
             .collect()
+    }
+
+    /// Whether the product at `ord` passes `filters` ([`Filters::matches`], the
+    /// predicate retrieval's mask is built from).
+    fn allowed(&self, filters: &Filters, ord: u32) -> bool {
+        filters.is_empty()
+            || self
+                .products
+                .get(ord as usize)
+                .is_some_and(|p| filters.matches(p))
     }
 
     fn query_vec(&self, req: &SearchRequest) -> Result<Option<Vec<f32>>> {

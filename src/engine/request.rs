@@ -56,11 +56,20 @@ impl FromStr for Mode {
 }
 
 /// Restrictions on which products may be returned. All given conditions must hold.
+///
+/// [`Filters::matches`] is the one predicate: retrieval builds its mask with it, and
+/// the personalised paths (the shopper's own past items, reranking another engine's
+/// candidates) drop every candidate it refuses, so no path returns a product the
+/// filters exclude.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Filters {
     /// Category path prefix, e.g. `["Bath"]` matches "Bath > Faucets". Segments
     /// compare case-insensitively.
     pub category_prefix: Option<Vec<String>>,
+    /// Brand, compared case-insensitively after trimming. Products without a brand
+    /// never match.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub brand: Option<String>,
     /// Minimum price (inclusive). Products without a price never match a price bound.
     pub min_price: Option<f64>,
     /// Maximum price (inclusive).
@@ -73,6 +82,7 @@ impl Filters {
     /// True when no condition is set.
     pub fn is_empty(&self) -> bool {
         self.category_prefix.as_ref().is_none_or(|c| c.is_empty())
+            && self.brand.is_none()
             && self.min_price.is_none()
             && self.max_price.is_none()
             && self.attributes.is_empty()
@@ -86,20 +96,27 @@ impl Filters {
             .collect()
     }
 
-    /// Checks that the price bounds are finite numbers and in order.
+    /// Checks that the price bounds are finite, not negative (catalog prices are
+    /// >= 0, so a negative bound is a mistake, not a filter) and in order.
     pub fn validate(&self) -> Result<()> {
         for (name, v) in [("min_price", self.min_price), ("max_price", self.max_price)] {
             if let Some(v) = v {
                 if !v.is_finite() {
                     return Err(Error::invalid(name, format!("{v} is not a finite number")));
                 }
+                if v < 0.0 {
+                    return Err(Error::invalid(
+                        name,
+                        format!("{v} is negative; prices are >= 0"),
+                    ));
+                }
             }
         }
         if let (Some(lo), Some(hi)) = (self.min_price, self.max_price) {
             if lo > hi {
                 return Err(Error::invalid(
-                    "price range",
-                    format!("min_price {lo} is greater than max_price {hi}"),
+                    "min_price",
+                    format!("{lo} is greater than max_price {hi}"),
                 ));
             }
         }
@@ -110,11 +127,14 @@ impl Filters {
     pub fn matches(&self, p: &Product) -> bool {
         if let Some(prefix) = &self.category_prefix {
             if prefix.len() > p.category.len()
-                || !prefix
-                    .iter()
-                    .zip(&p.category)
-                    .all(|(a, b)| a.eq_ignore_ascii_case(b) || a.to_lowercase() == b.to_lowercase())
+                || !prefix.iter().zip(&p.category).all(|(a, b)| same_text(a, b))
             {
+                return false;
+            }
+        }
+        if let Some(brand) = &self.brand {
+            let Some(have) = &p.brand else { return false };
+            if !same_text(brand, have) {
                 return false;
             }
         }
@@ -130,6 +150,13 @@ impl Filters {
             .iter()
             .all(|(k, v)| p.attributes.get(k).is_some_and(|x| x == v))
     }
+}
+
+/// Case-insensitive equality of two trimmed texts (ASCII fast path, then Unicode
+/// lower-casing), the comparison of category segments and brands.
+fn same_text(a: &str, b: &str) -> bool {
+    let (a, b) = (a.trim(), b.trim());
+    a.eq_ignore_ascii_case(b) || a.to_lowercase() == b.to_lowercase()
 }
 
 /// One search call.
@@ -304,6 +331,63 @@ mod tests {
             ..Default::default()
         };
         assert!(!f.matches(&p));
+    }
+
+    #[test]
+    fn brand_filter_ignores_case_and_needs_a_brand() {
+        let mut p = product(&["Tools"], Some(99.0), &[]);
+        let f = Filters {
+            brand: Some(" dewalt ".into()),
+            ..Default::default()
+        };
+        assert!(!f.is_empty());
+        assert!(!f.matches(&p), "a product without a brand never matches");
+        p.brand = Some("DeWalt".into());
+        assert!(f.matches(&p));
+        p.brand = Some("Makita".into());
+        assert!(!f.matches(&p));
+    }
+
+    #[test]
+    fn negative_prices_are_rejected_naming_the_field() {
+        for (min, max, field) in [
+            (Some(-5.0), None, "min_price"),
+            (None, Some(-0.01), "max_price"),
+            (Some(f64::INFINITY), None, "min_price"),
+            (None, Some(f64::NAN), "max_price"),
+            (Some(3.0), Some(2.0), "min_price"),
+        ] {
+            let f = Filters {
+                min_price: min,
+                max_price: max,
+                ..Default::default()
+            };
+            let err = SearchRequest::new("x").filters(f).validate().unwrap_err();
+            assert!(err.is_user_error());
+            assert!(
+                matches!(&err, Error::InvalidArgument { what, .. } if what == field),
+                "{min:?} {max:?}: {err}"
+            );
+        }
+        let ok = Filters {
+            min_price: Some(0.0),
+            max_price: Some(0.0),
+            ..Default::default()
+        };
+        assert!(ok.validate().is_ok(), "a zero bound is a valid filter");
+    }
+
+    #[test]
+    fn diversity_outside_unit_interval_is_rejected() {
+        for d in [5.0, -0.1, f32::NAN, f32::INFINITY] {
+            let mut req = SearchRequest::new("x").user("anyone");
+            req.diversity = d;
+            let err = req.validate().unwrap_err();
+            assert!(
+                matches!(&err, Error::InvalidArgument { what, .. } if what == "diversity"),
+                "{d}: {err}"
+            );
+        }
     }
 
     #[test]

@@ -40,6 +40,9 @@ impl Engine {
     /// Searches: retrieval, fusion, top-k; with a user, personalised reranking
     /// from the index's event store as of `req.as_of` (default now).
     pub fn search(&self, req: &SearchRequest) -> Result<Vec<Hit>> {
+        // First, so that every request is checked the same way whichever path it
+        // takes (personalised, cold start or anonymous).
+        req.validate()?;
         if req.user.is_some() && req.rerank != RerankMode::Off {
             let (as_of, profile) = self.request_profile(req)?;
             // Cold start (unknown shopper, or no history before `as_of`): the

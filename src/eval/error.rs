@@ -130,6 +130,9 @@ pub enum EvalErrorKind {
         /// The offending score.
         value: f64,
     },
+    /// A reranking candidate breaks a rule of [`CandidateCheck`](crate::engine::CandidateCheck).
+    #[error("{0}")]
+    Candidate(crate::engine::CandidateProblem),
     /// A value could not be serialised to JSON.
     #[error("cannot serialise to JSON: {0}")]
     Json(serde_json::Error),

@@ -25,9 +25,9 @@ use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::Path;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use crate::engine::ExternalCandidate;
+use crate::engine::{CandidateCheck, ExternalCandidate};
 use crate::lines::{read_lines, skip_bom};
 use crate::profile::events::parse_timestamp;
 use crate::store::durable;
@@ -308,9 +308,18 @@ pub fn read_personal_tasks(path: &Path) -> Result<Vec<PersonalTask>, EvalError> 
     Ok(tasks)
 }
 
+/// What a candidate list may look like, for error messages.
+const CANDIDATES_FORMAT: &str =
+    "a JSON array of {\"id\", \"score\"?} objects, or one `id` or `id<TAB>score` per line";
+
 /// Reads a list of candidates another engine found, for [`Engine::rerank`](crate::Engine::rerank):
-/// either a JSON array of `{"id", "score"?}`, or one `id` or `id<TAB>score` per line, best
-/// first. `-` reads standard input. Errors name the line and field.
+/// either a JSON array of `{"id", "score"?}` (an id may be a string or an integer, read as the
+/// catalog reads it), or one `id` or `id<TAB>score` per line, best first. `-` reads standard
+/// input.
+///
+/// Every candidate must pass [`CandidateCheck`] (a non-empty id without control characters, a
+/// finite score when given, no id twice). Errors name the line (or, in a JSON array, the
+/// element as `[i]`) and the field; any other JSON document, such as a bare object, is refused.
 pub fn read_candidates(path: &Path) -> Result<Vec<ExternalCandidate>, EvalError> {
     let mut bytes = Vec::new();
     let read = if path.as_os_str() == "-" {
@@ -319,29 +328,16 @@ pub fn read_candidates(path: &Path) -> Result<Vec<ExternalCandidate>, EvalError>
         File::open(path).and_then(|mut f| io::Read::read_to_end(&mut f, &mut bytes))
     };
     read.map_err(|e| file_error(path, EvalErrorKind::Read(e)))?;
-    let first = bytes
-        .iter()
-        .copied()
-        .find(|b| !b.is_ascii_whitespace() && !matches!(b, 0xEF | 0xBB | 0xBF));
-    if first == Some(b'[') {
-        let text = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&bytes);
-        return serde_json::from_slice(text).map_err(|e| {
-            line_error(
-                path,
-                e.line(),
-                None,
-                EvalErrorKind::InvalidJson {
-                    message: format!("{e}; expected a JSON array of {{\"id\", \"score\"?}}"),
-                },
-            )
-        });
+    let text = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&bytes);
+    let first = text.iter().copied().find(|b| !b.is_ascii_whitespace());
+    if matches!(first, Some(b'[' | b'{')) {
+        return read_candidates_json(path, text);
     }
+    let mut check = CandidateCheck::lines();
     let mut out = Vec::new();
     for_each_line_of(bytes.as_slice(), path, |line_no, line| {
         let (id, score) = match line.split_once('\t') {
             Some((id, s)) => {
-                // Any number is taken, NaN too: the engine ranks a candidate without a
-                // finite score by its position instead.
                 let score = s.trim().parse::<f32>().map_err(|_| {
                     line_error(
                         path,
@@ -356,16 +352,78 @@ pub fn read_candidates(path: &Path) -> Result<Vec<ExternalCandidate>, EvalError>
             }
             None => (line, None),
         };
-        let id = id.trim();
-        if id.is_empty() {
-            return Err(line_error(path, line_no, Some("id"), EvalErrorKind::Empty));
-        }
-        out.push(ExternalCandidate {
-            id: id.to_string(),
+        let c = ExternalCandidate {
+            id: id.trim().to_string(),
             score,
-        });
+        };
+        check
+            .check(line_no, &c)
+            .map_err(|p| line_error(path, line_no, Some(p.field()), EvalErrorKind::Candidate(p)))?;
+        out.push(c);
         Ok(())
     })?;
+    Ok(out)
+}
+
+/// The JSON form of [`read_candidates`]: an array of candidate objects, each checked.
+fn read_candidates_json(path: &Path, text: &[u8]) -> Result<Vec<ExternalCandidate>, EvalError> {
+    let invalid = |line: Option<usize>, field: Option<&str>, message: String| {
+        let kind = EvalErrorKind::InvalidJson { message };
+        match line {
+            Some(line) => line_error(path, line, field, kind),
+            None => EvalError::new(
+                path.display().to_string(),
+                None,
+                field.map(str::to_owned),
+                kind,
+            ),
+        }
+    };
+    let doc: serde_json::Value = serde_json::from_slice(text).map_err(|e| {
+        invalid(
+            Some(e.line()),
+            None,
+            format!("{e}; expected {CANDIDATES_FORMAT}"),
+        )
+    })?;
+    let serde_json::Value::Array(items) = doc else {
+        return Err(invalid(
+            None,
+            None,
+            format!(
+                "the document is {}, not an array; expected {CANDIDATES_FORMAT}",
+                if doc.is_object() {
+                    "a single object"
+                } else {
+                    "a single value"
+                }
+            ),
+        ));
+    };
+    let mut check = CandidateCheck::indices();
+    let mut out = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let at = format!("[{i}]");
+        let c = ExternalCandidate::deserialize(item).map_err(|e| {
+            invalid(
+                None,
+                Some(&at),
+                format!(
+                    "{e}; expected an object {{\"id\": string or integer, \"score\"?: number}}"
+                ),
+            )
+        })?;
+        check.check(i, &c).map_err(|p| {
+            let field = format!("{at}.{}", p.field());
+            EvalError::new(
+                path.display().to_string(),
+                None,
+                Some(field),
+                EvalErrorKind::Candidate(p),
+            )
+        })?;
+        out.push(c);
+    }
     Ok(out)
 }
 

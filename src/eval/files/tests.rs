@@ -352,26 +352,104 @@ fn write_errors_name_the_path() {
 
 #[test]
 fn candidate_lists_read_as_lines_or_json() {
-    let (_d, p) = file("c.txt", "\u{feff}p1\t2.5\r\n\np2\np3\tNaN\n");
+    let (_d, p) = file("c.txt", "\u{feff}p1\t2.5\r\n\np2\np3\t-1\n");
     let c = read_candidates(&p).unwrap();
     assert_eq!(c.len(), 3);
     assert_eq!((c[0].id.as_str(), c[0].score), ("p1", Some(2.5)));
     assert_eq!((c[1].id.as_str(), c[1].score), ("p2", None));
-    assert!(
-        c[2].score.unwrap().is_nan(),
-        "the engine ranks it by position"
+    assert_eq!(c[2].score, Some(-1.0));
+    let (_d, p) = file(
+        "c.json",
+        "\u{feff}[{\"id\": \"a\", \"score\": 1}, {\"id\": \"b\"}, {\"id\": 17, \"score\": null}]",
     );
-    let (_d, p) = file("c.json", "[{\"id\": \"a\", \"score\": 1}, {\"id\": \"b\"}]");
     let c = read_candidates(&p).unwrap();
     assert_eq!((c[1].id.as_str(), c[1].score), ("b", None));
+    assert_eq!(
+        (c[2].id.as_str(), c[2].score),
+        ("17", None),
+        "integer ids as the catalog reads them"
+    );
     let (_d, p) = file("c.txt", "p1\t2\np2\tlots\n");
     let e = read_candidates(&p).unwrap_err();
     assert_eq!((e.line, e.field()), (Some(2), Some("score")));
     let (_d, p) = file("c.txt", "p1\n\t3\n");
     let e = read_candidates(&p).unwrap_err();
     assert_eq!((e.line, e.field()), (Some(2), Some("id")));
-    let (_d, p) = file("c.json", "[{\"id\": 1}]");
+    assert!(read_candidates(Path::new("no/such/file")).is_err());
+}
+
+#[test]
+fn bad_candidate_lists_are_refused_naming_line_or_element_and_field() {
+    // (file name, contents, line, field, words the message must hold)
+    let cases: [(&str, &str, Option<usize>, &str, &str); 10] = [
+        (
+            "c.txt",
+            "p1\t1\np2\tNaN\n",
+            Some(2),
+            "score",
+            "not a finite number",
+        ),
+        (
+            "c.txt",
+            "p1\tinf\n",
+            Some(1),
+            "score",
+            "not a finite number",
+        ),
+        ("c.txt", "p1\np2\np1\t3\n", Some(3), "id", "first at line 1"),
+        ("c.txt", "p1\np\u{1}2\n", Some(2), "id", "control character"),
+        ("c.txt", "a\rb\n", Some(1), "id", "control character"),
+        (
+            "c.json",
+            "[{\"id\": \"a\"}, {\"id\": \"a\"}]",
+            None,
+            "[1].id",
+            "first at candidates[0]",
+        ),
+        (
+            "c.json",
+            "[{\"id\": \"a\\tb\"}]",
+            None,
+            "[0].id",
+            "control character",
+        ),
+        (
+            "c.json",
+            "[{\"id\": \"a\", \"score\": 1e39}]",
+            None,
+            "[0].score",
+            "not a finite number",
+        ),
+        (
+            "c.json",
+            "[{\"id\": 1.5}]",
+            None,
+            "[0]",
+            "string or integer",
+        ),
+        (
+            "c.json",
+            "[{\"id\": \"a\"}, \"b\"]",
+            None,
+            "[1]",
+            "expected an object",
+        ),
+    ];
+    for (name, text, line, field, words) in cases {
+        let (_d, p) = file(name, text);
+        let e = read_candidates(&p).unwrap_err();
+        assert_eq!((e.line, e.field()), (line, Some(field)), "{text:?}: {e}");
+        assert!(e.to_string().contains(words), "{text:?}: {e}");
+        assert!(e.is_caller_fault(), "{e}");
+    }
+    // A bare object (or any JSON that is not an array) is refused, not read as ids.
+    for text in ["{\"id\": \"p1\", \"score\": 2}", " {\"candidates\": []}\n"] {
+        let (_d, p) = file("c.json", text);
+        let e = read_candidates(&p).unwrap_err();
+        assert!(e.to_string().contains("not an array"), "{text}: {e}");
+        assert!(e.to_string().contains("JSON array"), "{text}: {e}");
+    }
+    let (_d, p) = file("c.json", "[{\"id\": 1}");
     let e = read_candidates(&p).unwrap_err();
     assert!(e.to_string().contains("JSON array"), "{e}");
-    assert!(read_candidates(Path::new("no/such/file")).is_err());
 }

@@ -51,9 +51,44 @@ use super::{
 use crate::eval::metrics;
 use crate::rng::SplitMix64;
 
-/// Smallest standard deviation used for normalisation. A feature that is constant over the
-/// training set would otherwise divide by zero; with the floor it is mapped to 0.
+/// Smallest standard deviation used for normalisation, in absolute terms: a feature that
+/// is constant at 0 over the training set would otherwise divide by zero.
 pub const STD_FLOOR: f64 = 1e-6;
+
+/// Smallest standard deviation used for normalisation, relative to the feature's scale
+/// (the larger of its mean magnitude and its range over the training set): 1%.
+///
+/// A feature whose spread is below 1% of its own magnitude carried (almost) no
+/// information in training, and dividing by that spread turns a small, ordinary change
+/// at serving time into an enormous standardised value. One more event moves
+/// `user_activity = ln(1 + events)` by `ln((n + 2) / (n + 1))`, about 0.087 at n = 10: with
+/// only the absolute floor a training set where that feature was constant at `ln 11` made
+/// it 87,000 standard deviations; with this floor (0.024) it is 3.6. The floor leaves
+/// features that really vary alone: one whose spread is a few percent of its value or more
+/// never meets the mean term, and since a population standard deviation is at least
+/// `range / sqrt(2 n)`, the range term binds only when all but a handful of values sit at
+/// one point (one outlier among more than 5,000 samples).
+pub const RELATIVE_STD_FLOOR: f64 = 0.01;
+
+/// Bound on a standardised value: `u = (x - mean) / std` is clipped to `[-Z_CLIP, Z_CLIP]`
+/// in training and serving alike.
+///
+/// The network is only fit where training data lies; beyond it, its ReLU layers
+/// extrapolate linearly without limit. By Chebyshev's inequality at most 1 / 5² = 4% of any
+/// training distribution lies more than 5 standard deviations from its mean (for a roughly
+/// normal feature, fewer than one in a million values), so the clip leaves the data the
+/// head learnt from almost untouched while bounding what any single feature can add to the
+/// first layer to 5 x its weights. Heads saved before the clip existed are served with it
+/// too (their card has no `normalisation.clip`).
+pub const Z_CLIP: f32 = 5.0;
+
+/// The standard deviation normalisation divides by: the measured one, floored at
+/// [`STD_FLOOR`] and at [`RELATIVE_STD_FLOOR`] x max(|mean|, range). Pass `range = 0` when it
+/// is unknown (a head loaded from disk records only mean and std).
+pub(super) fn floored_std(std: f64, mean: f64, range: f64) -> f64 {
+    std.max(STD_FLOOR)
+        .max(RELATIVE_STD_FLOOR * mean.abs().max(range))
+}
 
 /// Rank cut-off of the validation NDCG reported per epoch (NDCG@10, the usual first page).
 const NDCG_K: usize = 10;
@@ -264,16 +299,18 @@ impl CtrHead {
         validate_names(&feature_names)?;
         let width = feature_names.len();
         check_inputs(cfg, train, val, width)?;
-        let (mean, std) = feature_stats(&train.rows, &feature_names)?;
+        let stats = feature_stats(&train.rows, &feature_names)?;
         let mut rng = SplitMix64::new(cfg.seed);
         let base_rate = weighted_mean(&train.labels, &train.weights);
-        let layers = init_layers(width, &cfg.hidden, base_rate, &mut rng).map_err(be)?;
+        let layers =
+            init_layers(width, &cfg.hidden, base_rate, &stats.floored, &mut rng).map_err(be)?;
         let head = CtrHead {
             card: Value::Null,
             feature_names,
             hidden: cfg.hidden.clone(),
-            mean,
-            std,
+            mean: stats.mean,
+            std: stats.std,
+            z_clip: Z_CLIP,
             layers,
         };
         head.fit(train, val, cfg, rng, on_epoch, started)
@@ -442,6 +479,7 @@ impl CtrHead {
             hidden: self.hidden.clone(),
             mean: self.mean.clone(),
             std: self.std.clone(),
+            z_clip: self.z_clip,
             layers,
             card: self.card.clone(),
         };
@@ -608,18 +646,33 @@ pub(super) fn soft_label_auc(scores: &[f32], labels: &[f32]) -> Option<f64> {
     metrics::auc(&scores, &labels)
 }
 
-/// Per-feature mean and population standard deviation (floored at [`STD_FLOOR`]), in f64.
-/// Row widths must already have been checked; non-finite values are reported here.
-fn feature_stats(rows: &[Vec<f32>], names: &[String]) -> Result<(Vec<f32>, Vec<f32>), HeadError> {
+/// Normalisation statistics of a training set, per feature.
+struct FeatureStats {
+    mean: Vec<f32>,
+    /// The population standard deviation after [`floored_std`].
+    std: Vec<f32>,
+    /// Whether a floor replaced the measured standard deviation: the feature (almost) did
+    /// not vary, and its first-layer weights start at zero.
+    floored: Vec<bool>,
+}
+
+/// Per-feature mean, range and population standard deviation (floored by [`floored_std`]),
+/// in f64. Row widths must already have been checked; non-finite values are reported here.
+fn feature_stats(rows: &[Vec<f32>], names: &[String]) -> Result<FeatureStats, HeadError> {
     let d = names.len();
     let n = rows.len() as f64;
     let mut sum = vec![0f64; d];
+    let mut lo = vec![f64::INFINITY; d];
+    let mut hi = vec![f64::NEG_INFINITY; d];
     for (i, row) in rows.iter().enumerate() {
         for (j, &v) in row.iter().enumerate() {
             if !v.is_finite() {
                 return Err(bad_value("train", i, j, &names[j], v));
             }
-            sum[j] += f64::from(v);
+            let v = f64::from(v);
+            sum[j] += v;
+            lo[j] = lo[j].min(v);
+            hi[j] = hi[j].max(v);
         }
     }
     let mean: Vec<f64> = sum.iter().map(|s| s / n).collect();
@@ -630,11 +683,18 @@ fn feature_stats(rows: &[Vec<f32>], names: &[String]) -> Result<(Vec<f32>, Vec<f
             sq[j] += c * c;
         }
     }
-    let std = sq
-        .iter()
-        .map(|s| (s / n).sqrt().max(STD_FLOOR) as f32)
-        .collect();
-    Ok((mean.iter().map(|&m| m as f32).collect(), std))
+    let mut stats = FeatureStats {
+        mean: mean.iter().map(|&m| m as f32).collect(),
+        std: Vec::with_capacity(d),
+        floored: Vec::with_capacity(d),
+    };
+    for j in 0..d {
+        let measured = (sq[j] / n).sqrt();
+        let used = floored_std(measured, mean[j], (hi[j] - lo[j]).max(0.0));
+        stats.std.push(used as f32);
+        stats.floored.push(used > measured);
+    }
+    Ok(stats)
 }
 
 fn weighted_mean(values: &[f32], weights: &[f32]) -> f64 {
@@ -654,11 +714,15 @@ fn weighted_mean(values: &[f32], weights: &[f32]) -> f64 {
 /// Random initial layers: He-uniform (`U(±sqrt(6 / fan_in))`, He et al. 2015) for ReLU
 /// layers, `U(±1 / sqrt(fan_in))` (PyTorch's `nn.Linear` default) for the output layer, zero
 /// biases except the output bias, set to the log-odds of the weighted base rate so training
-/// starts from the right average prediction.
+/// starts from the right average prediction. The first-layer weights of the features marked
+/// `inert` (ones that did not vary in training) start at zero: the data gives them (almost)
+/// no gradient, so random initial weights would stay as they are and turn any value seen at
+/// serving time into noise in the logit.
 fn init_layers(
     d: usize,
     hidden: &[usize],
     base_rate: f64,
+    inert: &[bool],
     rng: &mut SplitMix64,
 ) -> candle_core::Result<Vec<Layer>> {
     let dims: Vec<usize> = std::iter::once(d)
@@ -675,7 +739,17 @@ fn init_layers(
             (6.0 / fan_in as f64).sqrt()
         };
         let w: Vec<f32> = (0..fan_in * fan_out)
-            .map(|_| ((2.0 * rng.next_f64() - 1.0) * bound) as f32)
+            .map(|k| {
+                // Drawn for every weight, so the other weights do not depend on `inert`.
+                let v = ((2.0 * rng.next_f64() - 1.0) * bound) as f32;
+                // Row-major `[out, in]`: column `k % fan_in` is input feature `k % fan_in`.
+                let zero = i == 0 && inert.get(k % fan_in).copied().unwrap_or(false);
+                if zero {
+                    0.0
+                } else {
+                    v
+                }
+            })
             .collect();
         let mut b = vec![0f32; fan_out];
         if i == last {

@@ -4,7 +4,12 @@
 //! `[out, in]` / `mlp.{i}.bias` `[out]`, as in PyTorch's `nn.Linear`, plus `norm.mean` and
 //! `norm.std`) and `ctr_head.json`, the model card: whatever the caller passes, merged with
 //! `format_version`, `feature_names`, `hidden`, `normalisation` and a size + FNV-1a
-//! checksum of the weights file. The weights file is written first and the card last,
+//! checksum of the weights file. `normalisation` holds `mean`, `std` and `clip` (the bound on
+//! standardised values, [`Z_CLIP`](super::Z_CLIP)); cards from before `clip` existed load
+//! with the default bound, and their standard deviations are raised to the relative floor
+//! ([`RELATIVE_STD_FLOOR`](super::RELATIVE_STD_FLOOR) x |mean|, the range being unknown);
+//! heads with `clip` load verbatim. The format version stays 1: every older file still
+//! loads. The weights file is written first and the card last,
 //! each through a temporary file, fsync and rename, so the card is the commit point: a save
 //! interrupted between the two leaves a card whose checksum no longer matches, which
 //! [`CtrHead::load`] reports instead of serving mismatched weights.
@@ -16,6 +21,7 @@ use std::path::Path;
 use candle_core::{DType, Device, Tensor};
 use serde_json::{json, Map, Value};
 
+use super::fit::{floored_std, Z_CLIP};
 use super::{be, corrupt, invalid, io_err, validate_names, CtrHead, HeadError, Layer, MAX_HIDDEN};
 use crate::store::durable;
 use crate::store::layout::{HEAD_CARD as CARD_FILE, HEAD_WEIGHTS as WEIGHTS_FILE};
@@ -29,7 +35,7 @@ impl CtrHead {
     ///
     /// The card written is `card` (a JSON object, or `null` for none) with the model's
     /// fields merged over it: `format_version`, `feature_names`, `hidden`,
-    /// `normalisation: {mean, std}` and `weights: {file, bytes, fnv1a64}`. Each file goes
+    /// `normalisation: {mean, std, clip}` and `weights: {file, bytes, fnv1a64}`. Each file goes
     /// through a temporary file in `dir`, fsync and rename; the weights first, the card
     /// last (see the module docs).
     pub fn save(&self, dir: &Path, card: &Value) -> Result<(), HeadError> {
@@ -114,6 +120,21 @@ impl CtrHead {
             "normalisation.std",
             &card_path,
         )?;
+        // `clip` marks a head saved with the relative floor already applied.
+        let legacy = norm.get("clip").is_none_or(Value::is_null);
+        let z_clip = match norm.get("clip") {
+            None | Some(Value::Null) => Z_CLIP,
+            Some(v) => {
+                let clip: f32 = parse_field(v, "normalisation.clip", &card_path)?;
+                if !(clip.is_finite() && clip > 0.0) {
+                    return Err(corrupt(
+                        &card_path,
+                        format!("normalisation.clip must be a finite number > 0, got {clip}"),
+                    ));
+                }
+                clip
+            }
+        };
         validate_names(&names).map_err(|e| corrupt(&card_path, e.to_string()))?;
         if let Some(h) = hidden.iter().find(|&&h| h == 0 || h > MAX_HIDDEN) {
             return Err(corrupt(
@@ -219,11 +240,23 @@ impl CtrHead {
                 format!("normalisation disagrees with {WEIGHTS_FILE}; the two files are from different saves"),
             ));
         }
+        // A head saved before the relative floor: raise the near-zero deviations of its
+        // near-constant features (see the module docs). Newer heads load verbatim.
+        let std = if legacy {
+            file_mean
+                .iter()
+                .zip(&file_std)
+                .map(|(&m, &s)| floored_std(f64::from(s), f64::from(m), 0.0) as f32)
+                .collect()
+        } else {
+            file_std
+        };
         Ok(CtrHead {
             feature_names: names,
             hidden,
             mean: file_mean,
-            std: file_std,
+            std,
+            z_clip,
             layers,
             card,
         })
@@ -237,7 +270,7 @@ impl CtrHead {
         m.insert("hidden".into(), json!(self.hidden));
         m.insert(
             "normalisation".into(),
-            json!({ "mean": self.mean, "std": self.std }),
+            json!({ "mean": self.mean, "std": self.std, "clip": self.z_clip }),
         );
         m
     }

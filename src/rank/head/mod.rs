@@ -4,9 +4,23 @@
 //!
 //! # Model
 //!
-//! Each raw feature `x_j` is standardised with statistics learned on the training set,
-//! `u_j = (x_j - mean_j) / std_j` (population standard deviation, floored at [`STD_FLOOR`]
-//! so constant features do not divide by zero). The standardised vector goes through a
+//! Each raw feature `x_j` is standardised with statistics learned on the training set and
+//! clipped: `u_j = clip((x_j - mean_j) / std_j, -Z_CLIP, Z_CLIP)`.
+//!
+//! * `std_j` is the population standard deviation, floored at [`STD_FLOOR`] and at
+//!   [`RELATIVE_STD_FLOOR`] (1%) of the feature's scale, max(|mean_j|, range_j). A feature
+//!   that (almost) did not vary in training would otherwise turn a tiny change at serving
+//!   time (one more event for the shopper) into thousands of standard deviations, and one
+//!   feature would decide every logit.
+//! * The clip bound [`Z_CLIP`] (5) bounds what any single feature can feed the network,
+//!   whatever value it takes at serving time; it applies in training too, so the network
+//!   is fit on exactly the inputs it will see. See the constants for the reasoning behind
+//!   each number.
+//! * A feature whose deviation was floored starts with zero first-layer weights: training
+//!   gives it (almost) no gradient, so it stays (almost) ignored instead of keeping random
+//!   initial weights.
+//!
+//! The standardised vector goes through a
 //! multi-layer perceptron with ReLU hidden layers ([`HeadConfig::hidden`], default
 //! `[32, 16]`) and one linear output unit, the logit `z`; the probability is
 //! `p = sigmoid(z) = 1 / (1 + e^-z)`. Normalisation lives outside the network and is saved
@@ -37,7 +51,9 @@ use std::path::{Path, PathBuf};
 use candle_core::{Device, Tensor, Var};
 use serde_json::Value;
 
-pub use fit::{EpochReport, HeadConfig, TrainData, TrainReport, STD_FLOOR};
+pub use fit::{
+    EpochReport, HeadConfig, TrainData, TrainReport, RELATIVE_STD_FLOOR, STD_FLOOR, Z_CLIP,
+};
 pub use io::FORMAT_VERSION;
 
 /// Rows per forward pass when predicting or evaluating, bounding the activation memory
@@ -140,6 +156,9 @@ pub struct CtrHead {
     hidden: Vec<usize>,
     mean: Vec<f32>,
     std: Vec<f32>,
+    /// Standardised values are clipped to `[-z_clip, z_clip]` ([`Z_CLIP`] unless the card
+    /// says otherwise).
+    z_clip: f32,
     layers: Vec<Layer>,
     card: Value,
 }
@@ -247,17 +266,24 @@ impl CtrHead {
         &self.card
     }
 
-    /// Standardises and flattens rows, naming the sample and feature of any bad value.
-    /// Row widths must already have been checked.
+    /// The bound standardised values are clipped to (see the module docs).
+    pub fn z_clip(&self) -> f32 {
+        self.z_clip
+    }
+
+    /// Standardises, clips and flattens rows, naming the sample and feature of any
+    /// non-finite value. Row widths must already have been checked.
     fn normalise(&self, rows: &[Vec<f32>], set: &str) -> Result<Vec<f32>, HeadError> {
         let d = self.feature_names.len();
         let mut out = Vec::with_capacity(rows.len().saturating_mul(d));
         for (i, row) in rows.iter().enumerate() {
             for (j, &v) in row.iter().enumerate() {
-                let u = (v - self.mean[j]) / self.std[j];
-                if !u.is_finite() {
+                if !v.is_finite() {
                     return Err(bad_value(set, i, j, &self.feature_names[j], v));
                 }
+                // Finite over a positive std: at worst +-inf (a huge value over a tiny
+                // std), which the clip bounds.
+                let u = ((v - self.mean[j]) / self.std[j]).clamp(-self.z_clip, self.z_clip);
                 out.push(u);
             }
         }
@@ -293,13 +319,12 @@ fn sigmoid(z: f32) -> f32 {
     1.0 / (1.0 + (-z).exp())
 }
 
+/// The error for a non-finite feature value.
 fn bad_value(set: &str, i: usize, j: usize, name: &str, v: f32) -> HeadError {
-    let reason = if v.is_finite() {
-        format!("{v} is too far from the training mean to normalise")
-    } else {
-        format!("is {v}; replace missing values first, e.g. with 0 plus an indicator feature")
-    };
-    invalid(format!("{set}.rows[{i}][{j}] ({name:?})"), reason)
+    invalid(
+        format!("{set}.rows[{i}][{j}] ({name:?})"),
+        format!("is {v}; replace missing values first, e.g. with 0 plus an indicator feature"),
+    )
 }
 
 fn validate_names(names: &[String]) -> Result<(), HeadError> {

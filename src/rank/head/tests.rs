@@ -583,3 +583,134 @@ fn timing_two_million_samples() {
         report.train_samples, cfg.batch_size, report.seconds, report.best_val_auc
     );
 }
+
+/// `user_activity`-like column: ln(1 + events).
+fn activity(events: f32) -> f32 {
+    events.ln_1p()
+}
+
+/// Appends a column to every row: `value(i)` for row `i`.
+fn with_column(data: &TrainData, value: impl Fn(usize) -> f32) -> TrainData {
+    let mut out = data.clone();
+    for (i, row) in out.rows.iter_mut().enumerate() {
+        row.push(value(i));
+    }
+    out
+}
+
+#[test]
+fn a_near_constant_feature_cannot_dominate_the_logit() {
+    // The reported failure: every training sample came from shoppers with 10 events,
+    // so `user_activity` was constant; one more event at serving time moved it by 0.087,
+    // which the old 1e-6 floor turned into a contribution of -30,202 to every logit.
+    let base_train = synth(2000, 3, 21, 10, separable);
+    let base_val = synth(500, 3, 22, 10, separable);
+    let val = with_column(&base_val, |_| activity(10.0));
+    // Exactly constant, and near-constant (1% of samples had one event more).
+    for outliers in [0, 20] {
+        let train = with_column(&base_train, |i| {
+            activity(if i < outliers { 11.0 } else { 10.0 })
+        });
+        let (head, report) = fit(&train, &val, &small_cfg());
+        assert!(report.best_val_auc.unwrap() > 0.9, "{report:?}");
+        let (mean, std) = head.normalisation();
+        assert!(
+            std[3] >= 0.99 * RELATIVE_STD_FLOOR as f32 * mean[3],
+            "std {} is floored relative to the mean {}",
+            std[3],
+            mean[3]
+        );
+        let z0 = head.predict_logits(&val.rows).unwrap();
+        let spread = z0.iter().copied().fold(f32::MIN, f32::max)
+            - z0.iter().copied().fold(f32::MAX, f32::min);
+        // A feature that never varied starts, and stays, with zero weights: it cannot
+        // move the logit at all. One that varied on 1% of the samples may have learnt
+        // something from them, but a small fraction of what the informative features
+        // move (the old floor moved it by tens of thousands).
+        let bound = if outliers == 0 { 1e-4 } else { 0.1 * spread };
+        // One more event, and a thousand more.
+        for events in [11.0, 1000.0] {
+            let shifted = with_column(&base_val, |_| activity(events));
+            let z1 = head.predict_logits(&shifted.rows).unwrap();
+            let moved = z0
+                .iter()
+                .zip(&z1)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f32, f32::max);
+            assert!(
+                moved <= bound,
+                "{outliers} outliers, {events} events: the logit moved by {moved} \
+                 (spread of the logits {spread})"
+            );
+            for row in shifted.rows.iter().take(20) {
+                let c = head.contributions(row).unwrap();
+                assert!(c[3].1.abs() <= bound, "{:?} (bound {bound})", c[3]);
+            }
+            // Scores still rank: neither all 0 nor all 1, and the order holds.
+            let p = head.predict(&shifted.rows).unwrap();
+            assert!(p.iter().any(|&p| p > 0.05) && p.iter().any(|&p| p < 0.95));
+            let auc = soft_label_auc(&p, &shifted.labels).unwrap();
+            assert!(auc > 0.9, "AUC {auc}");
+        }
+    }
+}
+
+#[test]
+fn standardised_values_are_clipped() {
+    let train = synth(800, 3, 23, 10, separable);
+    let (head, _) = fit(&train, &TrainData::default(), &small_cfg());
+    assert_eq!(head.z_clip(), Z_CLIP);
+    let (mean, std) = head.normalisation();
+    let at = |x0: f32| head.predict_logits(&[vec![x0, mean[1], mean[2]]]).unwrap()[0];
+    // Anything beyond Z_CLIP standard deviations scores as Z_CLIP would.
+    let edge = at(mean[0] + Z_CLIP * std[0]);
+    for x0 in [mean[0] + 10.0 * std[0], 1e30, f32::MAX] {
+        assert_eq!(at(x0), edge, "{x0}");
+    }
+    assert_eq!(at(-f32::MAX), at(mean[0] - Z_CLIP * std[0]));
+    assert!(edge.is_finite());
+    // Inside the bound nothing changes: the value still moves the score.
+    assert_ne!(at(mean[0] + std[0]), edge);
+}
+
+#[test]
+fn heads_saved_without_a_clip_still_load() {
+    let train = synth(800, 3, 25, 10, separable);
+    let (mut head, _) = fit(&train, &TrainData::default(), &small_cfg());
+    // A head from before the relative floor: feature 2 (mean about 20) kept a
+    // near-zero deviation.
+    head.std[2] = 1e-6;
+    let dir = tempfile::tempdir().unwrap();
+    head.save(dir.path(), &Value::Null).unwrap();
+    let card_path = dir.path().join(CARD_FILE);
+    let mut card: Value = serde_json::from_slice(&fs::read(&card_path).unwrap()).unwrap();
+    assert_eq!(card["normalisation"]["clip"], json!(Z_CLIP));
+    // Saved by this build: loaded verbatim.
+    assert_eq!(
+        CtrHead::load(dir.path()).unwrap().normalisation().1[2],
+        1e-6
+    );
+
+    card["normalisation"]
+        .as_object_mut()
+        .unwrap()
+        .remove("clip");
+    fs::write(&card_path, serde_json::to_vec(&card).unwrap()).unwrap();
+    let old = CtrHead::load(dir.path()).unwrap();
+    assert_eq!(old.z_clip(), Z_CLIP);
+    let (mean, std) = old.normalisation();
+    let floor = RELATIVE_STD_FLOOR as f32 * mean[2].abs();
+    assert!(
+        (std[2] - floor).abs() <= 1e-6 * floor,
+        "{} vs {floor}",
+        std[2]
+    );
+    // The features that vary keep their statistics.
+    assert_eq!(&std[..2], &head.normalisation().1[..2]);
+
+    card["normalisation"]["clip"] = json!(-1.0);
+    fs::write(&card_path, serde_json::to_vec(&card).unwrap()).unwrap();
+    let e = CtrHead::load(dir.path()).unwrap_err();
+    assert!(matches!(e, HeadError::Corrupt { .. }), "{e}");
+    assert!(e.to_string().contains("normalisation.clip"), "{e}");
+}
