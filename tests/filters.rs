@@ -234,7 +234,7 @@ fn train_and_save_head(engine: &Engine, index: &Path) {
     };
     train_head(engine, spec, &Silent)
         .unwrap()
-        .save(index)
+        .save(index, false)
         .unwrap();
 }
 

@@ -204,7 +204,7 @@ pub(crate) fn check_event_values(event: &Event) -> Result<(), (&'static str, Eve
         if id.trim().is_empty() {
             return Err((field, EventErrorKind::EmptyField));
         }
-        if id.chars().any(char::is_control) {
+        if crate::catalog::id_control_char(id).is_some() {
             return Err((field, EventErrorKind::ControlCharacter));
         }
     }
