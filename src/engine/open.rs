@@ -114,7 +114,7 @@ impl EngineBuilder {
             .map_err(|r| Error::invalid("fusion", r))?;
         let paths = IndexPaths::new(&self.index_dir);
         let manifest = Manifest::read(paths.root())?;
-        self.check_files(&paths, &manifest)?;
+        store::verify::check_files(paths.root(), &manifest, self.verify)?;
         let products = store::read_products(&paths.products())?;
         if products.len() != manifest.products {
             return Err(Error::corrupt(
@@ -187,20 +187,6 @@ impl EngineBuilder {
             profile_cfg: ProfileConfig::default(),
             fallback: FallbackWeights::default(),
         })
-    }
-
-    /// Every file the manifest lists exists, and (unless turned off) has the size and
-    /// CRC-32 it records.
-    fn check_files(&self, paths: &IndexPaths, manifest: &Manifest) -> Result<()> {
-        for (rel, entry) in &manifest.files {
-            let path = paths.root().join(rel);
-            if self.verify {
-                store::verify_file(&path, entry)?;
-            } else if !path.is_file() {
-                return Err(Error::corrupt(&path, "missing"));
-            }
-        }
-        Ok(())
     }
 
     /// The encoder, which must be the model the index was built with (same weights

@@ -49,28 +49,44 @@ impl Default for HnswParams {
     }
 }
 
+/// Largest M accepted: hnsw_rs stores M in one byte of its dump (and exits the
+/// process for M > 256). Graphs beyond M = 64 gain no recall on text embeddings
+/// (Malkov & Yashunin, section 4), so the byte is the binding limit.
+pub const MAX_M: usize = 255;
+/// Largest `ef_construction` accepted: 50 times hnswlib's recommended 200; beyond
+/// it a build only gets slower.
+pub const MAX_EF_CONSTRUCTION: usize = 10_000;
+/// Largest `ef_search` accepted. A search allocates a candidate list of `ef`
+/// entries; 100,000 bounds that to a few MB while staying far above any useful
+/// setting (recall saturates by ef = 1,000 on the README's table).
+pub const MAX_EF_SEARCH: usize = 100_000;
+
 impl HnswParams {
-    /// Checks the ranges hnsw_rs accepts (it exits the process on M > 256).
+    /// The first parameter outside its range, as (field name, what is wrong), or
+    /// `None`. The one statement of the ranges: [`validate`](Self::validate) and
+    /// the manifest check both use it.
+    pub fn problem(&self) -> Option<(&'static str, String)> {
+        let out = |field: &'static str, v: usize, lo: usize, hi: usize| {
+            (!(lo..=hi).contains(&v)).then(|| (field, format!("{v} is outside {lo}..={hi}")))
+        };
+        out("m", self.m, 2, MAX_M)
+            .or_else(|| {
+                out(
+                    "ef_construction",
+                    self.ef_construction,
+                    1,
+                    MAX_EF_CONSTRUCTION,
+                )
+            })
+            .or_else(|| out("ef_search", self.ef_search, 1, MAX_EF_SEARCH))
+    }
+
+    /// Checks the ranges hnsw_rs accepts and that keep its allocations bounded.
     pub fn validate(&self) -> Result<()> {
-        if self.m < 2 || self.m > 255 {
-            return Err(Error::invalid(
-                "hnsw M",
-                format!("{} is outside 2..=255", self.m),
-            ));
+        match self.problem() {
+            Some((field, reason)) => Err(Error::invalid(format!("hnsw {field}"), reason)),
+            None => Ok(()),
         }
-        if self.ef_construction < 1 || self.ef_construction > 10_000 {
-            return Err(Error::invalid(
-                "hnsw ef_construction",
-                format!("{} is outside 1..=10000", self.ef_construction),
-            ));
-        }
-        if self.ef_search < 1 || self.ef_search > 100_000 {
-            return Err(Error::invalid(
-                "hnsw ef_search",
-                format!("{} is outside 1..=100000", self.ef_search),
-            ));
-        }
-        Ok(())
     }
 }
 

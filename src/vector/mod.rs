@@ -12,4 +12,4 @@ mod flat;
 mod hnsw;
 
 pub use flat::{dot, exact_search, exact_search_filtered};
-pub use hnsw::{HnswIndex, HnswParams};
+pub use hnsw::{HnswIndex, HnswParams, MAX_EF_CONSTRUCTION, MAX_EF_SEARCH, MAX_M};
