@@ -167,9 +167,7 @@ impl Manifest {
             }
         }
         let size = |key: &str| self.files.get(key).map_or(0, |e| e.bytes);
-        let vectors = (self.products as u64)
-            .checked_mul(self.model.dim as u64 * 4)
-            .unwrap_or(u64::MAX);
+        let vectors = (self.products as u64).saturating_mul(self.model.dim as u64 * 4);
         if size(VECTORS) != vectors {
             return Err(bad(
                 &format!("files.{VECTORS:?}.bytes"),
