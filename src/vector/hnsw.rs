@@ -1,7 +1,7 @@
 //! The HNSW graph (hnsw_rs), its parameters, persistence and filtered search.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use hnsw_rs::api::AnnT;
 use hnsw_rs::hnsw::Hnsw;
@@ -115,6 +115,8 @@ pub struct HnswIndex {
     dim: usize,
     len: usize,
     params: HnswParams,
+    /// The directory a loaded graph came from, named by errors.
+    dir: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for HnswIndex {
@@ -168,6 +170,7 @@ impl HnswIndex {
             dim,
             len: vectors.len(),
             params,
+            dir: None,
         })
     }
 
@@ -190,9 +193,12 @@ impl HnswIndex {
         }
     }
 
-    /// Loads a graph written by [`HnswIndex::save`]. Callers verify the files'
-    /// checksums first; a failure or panic inside hnsw_rs is still reported as
-    /// [`Error::CorruptIndex`] rather than crashing.
+    /// Loads a graph written by [`HnswIndex::save`], holding `len` vectors of `dim`
+    /// floats built with `params`. The dump files are checked field by field first
+    /// (sizes, magic numbers, ids, lengths; see `dump.rs`), because hnsw_rs aborts
+    /// the process on some damaged input; a damaged dump is a
+    /// [`Error::CorruptIndex`] naming the file, and a panic inside hnsw_rs one
+    /// naming `dir`.
     pub fn load(
         dir: &Path,
         basename: &str,
@@ -200,6 +206,16 @@ impl HnswIndex {
         len: usize,
         params: HnswParams,
     ) -> Result<Self> {
+        super::dump::check(
+            dir,
+            basename,
+            &super::dump::Expected {
+                len,
+                dim,
+                m: params.m,
+                ef_construction: params.ef_construction,
+            },
+        )?;
         let io = HnswIo::new(dir, basename);
         let loaded = catch_unwind(AssertUnwindSafe(|| {
             Loaded::try_new(io, |io| io.load_hnsw_with_dist::<f32, UnitDot>(UnitDot))
@@ -231,6 +247,7 @@ impl HnswIndex {
             dim,
             len,
             params,
+            dir: Some(dir.to_path_buf()),
         })
     }
 
@@ -274,10 +291,14 @@ impl HnswIndex {
             Some(f) => g.search_filter(query, k, ef, Some(f as &dyn hnsw_rs::filter::FilterT)),
             None => g.search(query, k, ef),
         };
-        let found = match &self.inner {
+        let found = catch_unwind(AssertUnwindSafe(|| match &self.inner {
             Inner::Built(g) => run(g),
             Inner::Loaded(l) => l.with_dependent(|_, g| run(g)),
-        };
+        }))
+        .map_err(|_| match &self.dir {
+            Some(dir) => Error::corrupt(dir, "hnsw_rs panicked while searching the graph"),
+            None => Error::VectorIndex("hnsw_rs panicked while searching the graph".into()),
+        })?;
         let mut out: Vec<Candidate> = found
             .into_iter()
             .filter(|n| n.d_id < self.len)

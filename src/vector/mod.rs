@@ -8,6 +8,7 @@
 //! graph anyway. Scores are cosine similarities (the vectors are unit length), so
 //! higher is better.
 
+mod dump;
 mod flat;
 mod hnsw;
 
