@@ -105,7 +105,9 @@ impl Manifest {
                 path: dir.to_path_buf(),
             });
         }
-        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+        let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+        let text = String::from_utf8(bytes)
+            .map_err(|e| Error::corrupt(&path, format!("not a valid manifest: {e}")))?;
         // Read the version first so that a newer format gets its own message even
         // when its other fields changed.
         #[derive(Deserialize)]
