@@ -7,8 +7,8 @@
 //! ([`crate::store::NewGeneration::publish`]). A failure or a crash at any step
 //! leaves the live generation, the events and the head untouched.
 
-use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::collections::HashMap;
+use std::path::PathBuf;
 use std::time::Instant;
 
 use crate::catalog::Product;
@@ -238,13 +238,7 @@ impl IndexBuilder {
         // 4. Products, vectors, manifest.
         store::write_products(&paths.products(), products)?;
         VectorFile::write(&paths.vectors(), &vectors)?;
-        let mut files = BTreeMap::new();
-        for rel in [layout::PRODUCTS.to_string(), layout::VECTORS.to_string()]
-            .into_iter()
-            .chain(list_files(&hnsw_dir, layout::HNSW_DIR)?)
-        {
-            files.insert(rel.clone(), store::checksum_file(&dir.join(&rel))?);
-        }
+        let files = store::verify::checksum_tree(&dir)?;
         let manifest = Manifest {
             format_version: FORMAT_VERSION,
             shelfrank_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -267,6 +261,7 @@ impl IndexBuilder {
             files,
         };
         manifest.write(&dir)?;
+        store::durable::make_public(&dir)?;
         let lock = WriterLock::acquire(&self.dest, self.wait_for_lock)?;
         let live = staging.publish(&lock)?;
         Ok(BuildSummary {
@@ -281,17 +276,4 @@ impl IndexBuilder {
             bytes: store::dir_size(&live),
         })
     }
-}
-
-/// Relative paths (`prefix/name`) of the files directly in `dir`, sorted.
-fn list_files(dir: &Path, prefix: &str) -> Result<Vec<String>> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
-        let entry = entry.map_err(|e| Error::io(dir, e))?;
-        if entry.file_type().map(|t| t.is_file()).unwrap_or(false) {
-            out.push(format!("{prefix}/{}", entry.file_name().to_string_lossy()));
-        }
-    }
-    out.sort();
-    Ok(out)
 }

@@ -98,7 +98,8 @@ pub enum Error {
         path: PathBuf,
     },
 
-    /// The index was written by a newer (or unknown) on-disk format.
+    /// The index was written in another on-disk format (older: rebuild it; a build
+    /// over it keeps its events and head. Newer: upgrade shelfrank).
     #[error("index {path} has format version {found}, this shelfrank reads version {supported}\nhint: rebuild the index with this version, or upgrade shelfrank")]
     UnsupportedFormat {
         /// The index directory.

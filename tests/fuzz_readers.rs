@@ -97,9 +97,17 @@ proptest! {
         match write.expect("open panicked") {
             Ok(store) => {
                 let got = events_of(&store);
+                // A log cut exactly at a batch boundary looks like a shorter log: no
+                // checksum can tell (fsynced batches do not vanish in a crash, so only
+                // outside damage does this). Then only whole batches may be missing.
+                let cut_at_boundary = truncate && !snapshot && store.recovered_bytes() == 0;
                 prop_assert!(
-                    got == original || (store.recovered_bytes() > 0 && got.len() < original.len()),
-                    "a damaged store opened with other events and did not say so"
+                    got == original
+                        || ((store.recovered_bytes() > 0 || cut_at_boundary)
+                            && got.len() < original.len()
+                            && got.iter().all(|e| original.contains(e))),
+                    "a damaged store opened with other events and did not say so: {} of {} events, {} bytes cut, file now {} bytes",
+                    got.len(), original.len(), store.recovered_bytes(), before.len()
                 );
             }
             Err(e) => {

@@ -58,10 +58,11 @@ fn missing_index_says_how_to_build_one() {
 fn newer_format_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let index = common::build_index(tmp.path(), "idx");
-    let path = index.join("manifest.json");
-    let text = fs::read_to_string(&path)
-        .unwrap()
-        .replace("\"format_version\": 1", "\"format_version\": 99");
+    let path = common::data_dir(&index).join("manifest.json");
+    let text = fs::read_to_string(&path).unwrap().replace(
+        &format!("\"format_version\": {}", shelfrank::store::FORMAT_VERSION),
+        "\"format_version\": 99",
+    );
     fs::write(&path, text).unwrap();
     let err = Engine::open(&index).unwrap_err();
     assert!(
@@ -80,7 +81,7 @@ fn truncated_or_flipped_files_are_detected() {
     ] {
         let tmp = tempfile::tempdir().unwrap();
         let index = common::build_index(tmp.path(), "idx");
-        let path = index.join(file);
+        let path = common::data_dir(&index).join(file);
         let mut bytes = fs::read(&path).unwrap();
         // Truncate.
         fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
@@ -108,7 +109,7 @@ fn unverified_open_of_garbage_files_still_does_not_panic() {
     ] {
         let tmp = tempfile::tempdir().unwrap();
         let index = common::build_index(tmp.path(), "idx");
-        let path = index.join(file);
+        let path = common::data_dir(&index).join(file);
         let len = fs::metadata(&path).unwrap().len() as usize;
         fs::write(&path, vec![0xAB; len]).unwrap();
         let res = EngineBuilder::new(&index).verify_checksums(false).build();
@@ -124,7 +125,7 @@ fn unverified_open_of_garbage_files_still_does_not_panic() {
 fn garbage_manifest_is_corrupt_not_a_panic() {
     let tmp = tempfile::tempdir().unwrap();
     let index = common::build_index(tmp.path(), "idx");
-    fs::write(index.join("manifest.json"), "{ not json").unwrap();
+    fs::write(common::data_dir(&index).join("manifest.json"), "{ not json").unwrap();
     assert!(matches!(
         Engine::open(&index),
         Err(Error::CorruptIndex { .. })

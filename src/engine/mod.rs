@@ -50,7 +50,6 @@ pub use search::{Candidates, DEFAULT_CANDIDATES};
 
 /// An opened index. `Send + Sync`: share one `Engine` (or an `Arc<Engine>`) across
 /// threads; searches do not lock each other.
-#[derive(Debug)]
 pub struct Engine {
     dir: PathBuf,
     /// The directory of the generation in use.
@@ -73,6 +72,21 @@ pub struct Engine {
     query_cache: Option<Mutex<lru::LruCache<String, Arc<Vec<f32>>>>>,
     profile_cfg: ProfileConfig,
     fallback: FallbackWeights,
+}
+
+impl std::fmt::Debug for Engine {
+    /// A summary, not the catalog (an index can hold millions of products).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("dir", &self.dir)
+            .field("generation", &self.data_dir)
+            .field("products", &self.products.len())
+            .field("model", &self.manifest.model.name)
+            .field("keyword_only", &self.encoder.is_none())
+            .field("fusion", &self.fusion)
+            .field("head", &self.head.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Engine {

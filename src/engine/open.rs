@@ -129,7 +129,7 @@ impl EngineBuilder {
             .map_err(|r| Error::invalid("fusion", r))?;
         let (paths, pin) = store::open_current(&self.index_dir)?;
         let manifest = Manifest::read(paths.data())?;
-        self.check_files(&paths, &manifest)?;
+        store::verify::check_files(paths.data(), &manifest, self.verify)?;
         let products = store::read_products(&paths.products())?;
         if products.len() != manifest.products {
             return Err(Error::corrupt(
@@ -205,20 +205,6 @@ impl EngineBuilder {
             profile_cfg: ProfileConfig::default(),
             fallback: FallbackWeights::default(),
         })
-    }
-
-    /// Every file the manifest lists exists, and (unless turned off) has the size and
-    /// CRC-32 it records.
-    fn check_files(&self, paths: &IndexPaths, manifest: &Manifest) -> Result<()> {
-        for (rel, entry) in &manifest.files {
-            let path = paths.data().join(rel);
-            if self.verify {
-                store::verify_file(&path, entry)?;
-            } else if !path.is_file() {
-                return Err(Error::corrupt(&path, "missing"));
-            }
-        }
-        Ok(())
     }
 
     /// The encoder, which must be the model the index was built with (same weights

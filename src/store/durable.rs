@@ -14,6 +14,8 @@
 //!   call returns the new content survives a power loss (POSIX rename semantics;
 //!   the pattern of tantivy's `atomic_write` and of LevelDB's `CURRENT`).
 //! * [`sync_dir`] / [`sync_tree`]: make creations and renames durable.
+//! * [`make_public`]: the modes of a published index (files 0644, directories
+//!   0755), so that another account can read it.
 //! * [`crc32`] / [`checksum_file`]: CRC-32 (IEEE) of bytes or of a file, streamed.
 //!   Every index file and every event-store record carries one.
 //! * [`fnv1a64`]: FNV-1a, 64 bit (Fowler, Noll & Vo). Used where a stable,
@@ -252,6 +254,41 @@ pub fn sync_tree(dir: &Path) -> IoResult<()> {
     sync_dir(dir)
 }
 
+/// Mode of every file of a published index: readable by everyone, writable by the
+/// owner (`rw-r--r--`), so an index built by one account can be served by another.
+#[cfg(unix)]
+pub const PUBLIC_FILE_MODE: u32 = 0o644;
+/// Mode of every directory of a published index (`rwxr-xr-x`).
+#[cfg(unix)]
+pub const PUBLIC_DIR_MODE: u32 = 0o755;
+
+/// Sets every file below `dir` to [`PUBLIC_FILE_MODE`] and every directory (`dir`
+/// included) to [`PUBLIC_DIR_MODE`], whatever the umask or the temporary-file
+/// mode they were created with. Symbolic links are left alone (their mode is not
+/// their own). A no-op on platforms without Unix permissions.
+pub fn make_public(dir: &Path) -> IoResult<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for entry in fs::read_dir(dir).map_err(fail(dir, "list"))? {
+            let entry = entry.map_err(fail(dir, "list"))?;
+            let path = entry.path();
+            let kind = entry.file_type().map_err(fail(&path, "stat"))?;
+            if kind.is_dir() {
+                make_public(&path)?;
+            } else if kind.is_file() {
+                fs::set_permissions(&path, fs::Permissions::from_mode(PUBLIC_FILE_MODE))
+                    .map_err(fail(&path, "set the permissions of"))?;
+            }
+        }
+        fs::set_permissions(dir, fs::Permissions::from_mode(PUBLIC_DIR_MODE))
+            .map_err(fail(dir, "set the permissions of"))?;
+    }
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
+}
+
 /// CRC-32 (IEEE) of `bytes`.
 pub fn crc32(bytes: &[u8]) -> u32 {
     crc32fast::hash(bytes)
@@ -360,6 +397,25 @@ mod tests {
         remove_temp_files(tmp.path(), &["log.bin"]);
         assert!(!t.exists());
         assert!(tmp.path().join("other.bin").exists());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn make_public_sets_file_and_directory_modes() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let d = tmp.path().join("idx");
+        fs::create_dir_all(d.join("text")).unwrap();
+        // An atomic write's temporary file is created 0600.
+        atomic_write(&d.join("text").join("meta.json"), b"{}").unwrap();
+        fs::write(d.join("products.bin"), b"x").unwrap();
+        fs::set_permissions(d.join("text"), fs::Permissions::from_mode(0o700)).unwrap();
+        make_public(&d).unwrap();
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode(&d), 0o755);
+        assert_eq!(mode(&d.join("text")), 0o755);
+        assert_eq!(mode(&d.join("text").join("meta.json")), 0o644);
+        assert_eq!(mode(&d.join("products.bin")), 0o644);
     }
 
     #[test]

@@ -19,8 +19,8 @@ use std::time::Duration;
 
 use super::durable::{self, crash_point};
 use super::layout::{
-    generation_name, generation_number, IndexPaths, BUILD_ENTRIES, CURRENT, EVENTS_DIR, LOCK,
-    MANIFEST, RANK_DIR,
+    generation_name, generation_number, IndexPaths, BUILD_ENTRIES, CURRENT, LOCK, MANIFEST,
+    SHOP_DIRS,
 };
 use super::lock::{try_claim_generation, GenerationPin, WriterLock};
 use crate::error::{Error, Result};
@@ -120,7 +120,8 @@ pub fn check_buildable(root: &Path) -> Result<()> {
     let entries = fs::read_dir(root).map_err(|e| Error::io(root, e))?;
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        let ours = [LOCK, CURRENT, EVENTS_DIR, RANK_DIR].contains(&name.as_str())
+        let ours = [LOCK, CURRENT].contains(&name.as_str())
+            || SHOP_DIRS.contains(&name.as_str())
             || BUILD_ENTRIES.contains(&name.as_str())
             || generation_number(&name).is_some()
             || is_staging_name(&name)
@@ -336,6 +337,7 @@ fn remove_generation(dir: &Path, only: Option<&[&str]>) {
 
 #[cfg(test)]
 mod tests {
+    use super::super::layout::EVENTS_DIR;
     use super::*;
 
     fn build(root: &Path, content: &[u8]) -> PathBuf {

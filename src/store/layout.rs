@@ -54,6 +54,11 @@ pub const RANK_DIR: &str = "rank";
 pub const HEAD_WEIGHTS: &str = "ctr_head.safetensors";
 /// The head's model card, inside [`RANK_DIR`].
 pub const HEAD_CARD: &str = "ctr_head.json";
+/// The directories that belong to the shop, not to a build: they sit beside the
+/// generations (and, in the layout before generations, beside the build files) and
+/// no build touches them.
+pub const SHOP_DIRS: [&str; 2] = [EVENTS_DIR, RANK_DIR];
+
 /// The files a build writes at the top of a generation directory (and, in the
 /// layout before generations, at the top of the index).
 pub const BUILD_ENTRIES: [&str; 5] = [MANIFEST, PRODUCTS, VECTORS, HNSW_DIR, TEXT_DIR];

@@ -5,12 +5,40 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use super::layout::{PRODUCTS, VECTORS};
 use crate::error::{Error, Result};
 
 /// On-disk format version written by this build. Bump it on any incompatible
 /// change of the files listed in the module docs; [`Manifest::read`] refuses newer
 /// versions with a clear error.
-pub const FORMAT_VERSION: u32 = 1;
+///
+/// Version 2 (with generations): `files` covers every file of the generation,
+/// the keyword index's included, and the values are bounded. Version 1 indexes must
+/// be rebuilt (a build over one keeps its events and head).
+pub const FORMAT_VERSION: u32 = 2;
+
+/// Largest embedding dimension accepted: 16,384. The widest text embedders in use
+/// produce 4,096 (e5-mistral) to 8,192 dimensions; this leaves a factor of two, and
+/// bounds one vector at 64 KiB.
+pub const MAX_DIM: usize = 16_384;
+
+/// Largest product count accepted: product ordinals are `u32` throughout (hits,
+/// filters, tantivy's document ids), so 2^32 - 1.
+pub const MAX_PRODUCTS: usize = u32::MAX as usize;
+
+/// Largest `max_tokens` accepted: 8,192, the longest context of BERT-style
+/// encoders (nomic-embed, jina-embeddings-v2); the usual BERT has 512 positions.
+pub const MAX_TOKENS: usize = 8_192;
+
+/// Largest size of one listed file: 1 TiB. The biggest file of an index is
+/// `vectors.f32`, and [`MAX_PRODUCTS`] x 384 dims would exceed this; a catalog
+/// that large needs a sharded index anyway.
+pub const MAX_FILE_BYTES: u64 = 1 << 40;
+
+/// The fewest bytes one product takes in `products.bin`: one byte for each of
+/// its eight fields (an empty string or list is its one-byte length, an absent
+/// option its one-byte tag). So `products x 8 <= size of products.bin`.
+pub const MIN_PRODUCT_BYTES: u64 = 8;
 
 /// Size and checksum of one file of the index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -66,8 +94,9 @@ pub struct Manifest {
     pub model: ModelRecord,
     /// HNSW settings.
     pub hnsw: HnswSettings,
-    /// Size and CRC-32 of every file outside `text/` (tantivy checks its own),
-    /// keyed by path relative to the index directory.
+    /// Size and CRC-32 of every file of the index (the keyword index's included),
+    /// keyed by path relative to the directory holding `manifest.json`, `/`
+    /// separated. Opening refuses a manifest that leaves out a file the index needs.
     pub files: BTreeMap<String, FileEntry>,
 }
 
@@ -80,7 +109,9 @@ impl Manifest {
                 path: dir.to_path_buf(),
             });
         }
-        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+        let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+        let text = String::from_utf8(bytes)
+            .map_err(|e| Error::corrupt(&path, format!("not a valid manifest: {e}")))?;
         // Read the version first so that a newer format gets its own message even
         // when its other fields changed.
         #[derive(Deserialize)]
@@ -96,8 +127,76 @@ impl Manifest {
                 supported: FORMAT_VERSION,
             });
         }
-        serde_json::from_str(&text)
-            .map_err(|e| Error::corrupt(&path, format!("not a valid manifest: {e}")))
+        let manifest: Manifest = serde_json::from_str(&text)
+            .map_err(|e| Error::corrupt(&path, format!("not a valid manifest: {e}")))?;
+        manifest.check(&path)?;
+        Ok(manifest)
+    }
+
+    /// Checks every number against its bound and the file entries against each
+    /// other, so that nothing is allocated from an absurd value: dim, product
+    /// count, max_tokens, the HNSW parameters (the ranges of
+    /// [`HnswParams::problem`](crate::vector::HnswParams::problem)), file sizes,
+    /// `vectors.f32` = products x dim x 4 bytes, `products.bin` at least
+    /// [`MIN_PRODUCT_BYTES`] per product; and the `files` keys (inside the
+    /// directory, covering every required file). `path` is the manifest's path,
+    /// named by every error together with the field.
+    pub fn check(&self, path: &Path) -> Result<()> {
+        let bad =
+            |field: &str, reason: String| Error::corrupt(path, format!("field {field}: {reason}"));
+        let range = |field: &str, v: usize, lo: usize, hi: usize| {
+            if (lo..=hi).contains(&v) {
+                Ok(())
+            } else {
+                Err(bad(field, format!("{v} is outside {lo}..={hi}")))
+            }
+        };
+        range("model.dim", self.model.dim, 1, MAX_DIM)?;
+        range("model.max_tokens", self.model.max_tokens, 1, MAX_TOKENS)?;
+        range("products", self.products, 0, MAX_PRODUCTS)?;
+        let params = crate::vector::HnswParams {
+            m: self.hnsw.m,
+            ef_construction: self.hnsw.ef_construction,
+            ef_search: self.hnsw.ef_search,
+        };
+        if let Some((field, reason)) = params.problem() {
+            return Err(bad(&format!("hnsw.{field}"), reason));
+        }
+        super::verify::check_keys(path, &self.files)?;
+        super::verify::check_coverage(path, &self.files)?;
+        for (key, entry) in &self.files {
+            if entry.bytes > MAX_FILE_BYTES {
+                return Err(bad(
+                    &format!("files.{key:?}.bytes"),
+                    format!("{} is above the limit of {MAX_FILE_BYTES}", entry.bytes),
+                ));
+            }
+        }
+        let size = |key: &str| self.files.get(key).map_or(0, |e| e.bytes);
+        let vectors = (self.products as u64).saturating_mul(self.model.dim as u64 * 4);
+        if size(VECTORS) != vectors {
+            return Err(bad(
+                &format!("files.{VECTORS:?}.bytes"),
+                format!(
+                    "{} bytes, but {} products x {} dims x 4 = {vectors}",
+                    size(VECTORS),
+                    self.products,
+                    self.model.dim
+                ),
+            ));
+        }
+        let least = (self.products as u64).saturating_mul(MIN_PRODUCT_BYTES);
+        if size(PRODUCTS) < least {
+            return Err(bad(
+                &format!("files.{PRODUCTS:?}.bytes"),
+                format!(
+                    "{} bytes cannot hold {} products (at least {MIN_PRODUCT_BYTES} bytes each)",
+                    size(PRODUCTS),
+                    self.products
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// Writes `dir/manifest.json` atomically.

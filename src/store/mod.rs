@@ -15,11 +15,15 @@ pub mod layout;
 pub mod lock;
 mod manifest;
 mod mmap;
+pub mod verify;
 
 pub use generation::{open_current, NewGeneration};
 pub use layout::IndexPaths;
 pub use lock::{GenerationPin, WriterLock};
-pub use manifest::{FileEntry, HnswSettings, Manifest, ModelRecord, FORMAT_VERSION};
+pub use manifest::{
+    FileEntry, HnswSettings, Manifest, ModelRecord, FORMAT_VERSION, MAX_DIM, MAX_FILE_BYTES,
+    MAX_PRODUCTS, MAX_TOKENS, MIN_PRODUCT_BYTES,
+};
 pub use mmap::VectorFile;
 
 use std::fs;
@@ -32,33 +36,42 @@ use crate::error::{Error, Result};
 /// (bincode is not self-describing, so the JSON form's skipped fields cannot be
 /// used), and decoupled from the public [`Product`] type so that the format only
 /// changes with [`FORMAT_VERSION`].
+///
+/// The strings borrow from the file's bytes when reading: bincode then checks each
+/// string's length against the bytes that are left before taking it, where an
+/// owned `String` would first allocate whatever length a damaged file claims.
+/// (bincode encodes `&str` and `String` alike, so the format is the same.)
 #[derive(serde::Serialize, serde::Deserialize)]
-struct StoredProduct {
-    id: String,
-    title: String,
-    description: Option<String>,
-    category: Vec<String>,
-    brand: Option<String>,
+struct StoredProduct<'a> {
+    id: &'a str,
+    title: &'a str,
+    #[serde(borrow)]
+    description: Option<&'a str>,
+    #[serde(borrow)]
+    category: Vec<&'a str>,
+    #[serde(borrow)]
+    brand: Option<&'a str>,
     price: Option<f64>,
-    attributes: Vec<(String, String)>,
+    #[serde(borrow)]
+    attributes: Vec<(&'a str, &'a str)>,
     popularity: Option<f64>,
 }
 
 /// Writes the products file.
 pub fn write_products(path: &Path, products: &[Product]) -> Result<()> {
-    let stored: Vec<StoredProduct> = products
+    let stored: Vec<StoredProduct<'_>> = products
         .iter()
         .map(|p| StoredProduct {
-            id: p.id.clone(),
-            title: p.title.clone(),
-            description: p.description.clone(),
-            category: p.category.clone(),
-            brand: p.brand.clone(),
+            id: &p.id,
+            title: &p.title,
+            description: p.description.as_deref(),
+            category: p.category.iter().map(String::as_str).collect(),
+            brand: p.brand.as_deref(),
             price: p.price,
             attributes: p
                 .attributes
                 .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
+                .map(|(k, v)| (k.as_str(), v.as_str()))
                 .collect(),
             popularity: p.popularity,
         })
@@ -66,19 +79,26 @@ pub fn write_products(path: &Path, products: &[Product]) -> Result<()> {
     write_bincode(path, &stored)
 }
 
-/// Reads the products file written by [`write_products`].
+/// Reads the products file written by [`write_products`]. A damaged file is a
+/// [`Error::CorruptIndex`]; no length read from it is allocated before the bytes
+/// it claims have been found in the file.
 pub fn read_products(path: &Path) -> Result<Vec<Product>> {
-    let stored: Vec<StoredProduct> = read_bincode(path)?;
+    let bytes = fs::read(path).map_err(|e| Error::io(path, e))?;
+    let stored: Vec<StoredProduct<'_>> = decode_all(path, &bytes)?;
     Ok(stored
         .into_iter()
         .map(|s| Product {
-            id: s.id,
-            title: s.title,
-            description: s.description,
-            category: s.category,
-            brand: s.brand,
+            id: s.id.to_owned(),
+            title: s.title.to_owned(),
+            description: s.description.map(str::to_owned),
+            category: s.category.into_iter().map(str::to_owned).collect(),
+            brand: s.brand.map(str::to_owned),
             price: s.price,
-            attributes: s.attributes.into_iter().collect(),
+            attributes: s
+                .attributes
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect(),
             popularity: s.popularity,
         })
         .collect())
@@ -100,7 +120,13 @@ pub fn write_bincode<T: serde::Serialize>(path: &Path, value: &T) -> Result<()> 
 /// [`Error::CorruptIndex`].
 pub fn read_bincode<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
     let bytes = fs::read(path).map_err(|e| Error::io(path, e))?;
-    let (value, used) = bincode::serde::decode_from_slice(&bytes, bincode_config())
+    decode_all(path, &bytes)
+}
+
+/// Decodes `bytes` (the content of `path`) as one bincode value, refusing
+/// trailing bytes.
+fn decode_all<'a, T: serde::Deserialize<'a>>(path: &Path, bytes: &'a [u8]) -> Result<T> {
+    let (value, used) = bincode::serde::borrow_decode_from_slice(bytes, bincode_config())
         .map_err(|e| Error::corrupt(path, format!("cannot decode: {e}")))?;
     if used != bytes.len() {
         return Err(Error::corrupt(
@@ -177,6 +203,36 @@ mod tests {
         fs::write(&p, b"hello").unwrap();
         let err = verify_file(&p, &entry).unwrap_err().to_string();
         assert!(err.contains("truncated"), "{err}");
+    }
+
+    #[test]
+    fn products_round_trip_and_a_huge_claimed_length_is_an_error() {
+        let tmp = tempfile::tempdir().unwrap();
+        let p = tmp.path().join("products.bin");
+        let mut a = Product::new("p1", "Drill");
+        a.category = vec!["Tools".into(), "Power".into()];
+        a.attributes.insert("color".into(), "red".into());
+        a.price = Some(9.5);
+        let b = Product::new("p2", "");
+        write_products(&p, &[a.clone(), b.clone()]).unwrap();
+        let back = read_products(&p).unwrap();
+        assert_eq!(back.len(), 2);
+        assert_eq!(
+            (back[0].id.as_str(), back[0].title.as_str()),
+            ("p1", "Drill")
+        );
+        assert_eq!(back[0].category, a.category);
+        assert_eq!(back[0].attributes, a.attributes);
+        assert_eq!(back[0].price, Some(9.5));
+        assert_eq!(back[1].title, "");
+        // One product whose id claims 2^60 bytes (bincode varint: 0xFD + u64).
+        let mut bytes = vec![1u8, 0xFD];
+        bytes.extend_from_slice(&(1u64 << 60).to_le_bytes());
+        bytes.extend_from_slice(b"p1");
+        fs::write(&p, &bytes).unwrap();
+        let err = read_products(&p).unwrap_err();
+        assert!(matches!(err, Error::CorruptIndex { .. }), "{err}");
+        assert!(err.to_string().contains("products.bin"), "{err}");
     }
 
     #[test]

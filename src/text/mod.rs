@@ -12,8 +12,11 @@
 //! Probabilistic Relevance Framework: BM25 and Beyond", 2009) summed over fields,
 //! with the title's clauses boosted by [`TITLE_BOOST`].
 
+mod readonly;
+
 use std::collections::HashSet;
-use std::path::Path;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use tantivy::collector::{FilterCollector, TopDocs};
@@ -77,6 +80,9 @@ pub struct TextIndex {
     /// The document of each product, by ordinal (the reader never reloads, so its
     /// segments stay the ones this map was read from).
     docs: Vec<DocAddress>,
+    /// The directory it was opened from (`None` in memory): failures of an opened
+    /// index are reported as damage to it.
+    dir: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for TextIndex {
@@ -121,6 +127,30 @@ fn analyzer() -> TextAnalyzer {
 
 fn tv(e: tantivy::TantivyError) -> Error {
     Error::TextIndex(e.to_string())
+}
+
+/// Runs `f`, a piece of work inside tantivy on the index in `dir` (`None`: in
+/// memory), turning a panic into an error, and for an index on disk every failure
+/// into [`Error::CorruptIndex`] naming the directory: a published index does not
+/// change, so tantivy failing on it means its files are damaged. tantivy asserts
+/// on some malformed inputs instead of returning an error; the panic message still
+/// goes to the panic hook (stderr by default) before it is caught here.
+fn guarded<T>(dir: Option<&Path>, what: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    let result = catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|panic| {
+        let message = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic without a message".to_string());
+        Err(Error::TextIndex(format!("tantivy panicked: {message}")))
+    });
+    match (result, dir) {
+        (Err(Error::TextIndex(reason)), Some(dir)) => Err(Error::corrupt(
+            dir,
+            format!("the keyword index failed while {what}: {reason}"),
+        )),
+        (result, _) => result,
+    }
 }
 
 /// Product ordinal -> document, from the `ord` fast field of every segment. Every
@@ -202,19 +232,25 @@ impl TextIndex {
         Self::from_index(index, fields)
     }
 
-    /// Opens the index written by [`TextIndex::build`] in `dir`.
+    /// Opens the index written by [`TextIndex::build`] in `dir`, read-only: nothing
+    /// is created, so a directory without write permission opens too. Damaged files
+    /// are a [`Error::CorruptIndex`] naming `dir`, never a panic.
     pub fn open(dir: &Path) -> Result<Self> {
-        let index = Index::open_in_dir(dir)
-            .map_err(|e| Error::corrupt(dir, format!("cannot open the keyword index: {e}")))?;
-        let (expected, fields) = schema();
-        if index.schema() != expected {
-            return Err(Error::corrupt(
-                dir,
-                "the keyword index has an unexpected schema",
-            ));
-        }
-        index.tokenizers().register(ANALYZER, analyzer());
-        Self::from_index(index, fields)
+        guarded(Some(dir), "opening it", || {
+            let directory = readonly::ReadOnlyDirectory::open(dir).map_err(tv)?;
+            let index = Index::open(directory).map_err(tv)?;
+            let (expected, fields) = schema();
+            if index.schema() != expected {
+                return Err(Error::corrupt(
+                    dir,
+                    "the keyword index has an unexpected schema",
+                ));
+            }
+            index.tokenizers().register(ANALYZER, analyzer());
+            let mut text = Self::from_index(index, fields)?;
+            text.dir = Some(dir.to_path_buf());
+            Ok(text)
+        })
     }
 
     fn from_index(index: Index, fields: Fields) -> Result<Self> {
@@ -228,7 +264,13 @@ impl TextIndex {
             reader,
             fields,
             docs,
+            dir: None,
         })
+    }
+
+    /// [`guarded`] for this index.
+    fn guarded<T>(&self, what: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        guarded(self.dir.as_deref(), what, f)
     }
 
     /// Number of indexed products.
@@ -293,43 +335,45 @@ impl TextIndex {
     /// weak match stays weak. 0 for a query without terms. Computed with tantivy's own
     /// BM25 weights, at one dictionary lookup per term and field.
     pub fn reference_score(&self, text: &str) -> Result<f32> {
-        let terms = self.analyze(text);
-        let searcher = self.reader.searcher();
-        let docs = searcher.total_num_docs().map_err(tv)?;
-        if terms.is_empty() || docs == 0 {
-            return Ok(0.0);
-        }
-        // The fieldnorm id of an average-length value of each field.
-        let mut fields = Vec::new();
-        for (field, boost) in self.weighted_fields() {
-            let tokens = searcher.total_num_tokens(field).map_err(tv)?;
-            let average = (tokens as f64 / docs as f64).round() as u32;
-            fields.push((field, boost, FieldNormReader::fieldnorm_to_id(average)));
-        }
-        let once = |field: Field, boost: f32, norm: u8, t: &str| -> Result<f32> {
-            let term = Term::from_field_text(field, t);
-            let weight = Bm25Weight::for_terms(&searcher, &[term]).map_err(tv)?;
-            Ok(weight.boost_by(boost).score(norm, 1))
-        };
-        let mut total = 0.0;
-        for t in &terms {
-            let mut found = false;
-            for &(field, boost, norm) in &fields {
-                if searcher
-                    .doc_freq(&Term::from_field_text(field, t))
-                    .map_err(tv)?
-                    > 0
-                {
-                    found = true;
-                    total += once(field, boost, norm, t)?;
+        self.guarded("scoring a query", || {
+            let terms = self.analyze(text);
+            let searcher = self.reader.searcher();
+            let docs = searcher.total_num_docs().map_err(tv)?;
+            if terms.is_empty() || docs == 0 {
+                return Ok(0.0);
+            }
+            // The fieldnorm id of an average-length value of each field.
+            let mut fields = Vec::new();
+            for (field, boost) in self.weighted_fields() {
+                let tokens = searcher.total_num_tokens(field).map_err(tv)?;
+                let average = (tokens as f64 / docs as f64).round() as u32;
+                fields.push((field, boost, FieldNormReader::fieldnorm_to_id(average)));
+            }
+            let once = |field: Field, boost: f32, norm: u8, t: &str| -> Result<f32> {
+                let term = Term::from_field_text(field, t);
+                let weight = Bm25Weight::for_terms(&searcher, &[term]).map_err(tv)?;
+                Ok(weight.boost_by(boost).score(norm, 1))
+            };
+            let mut total = 0.0;
+            for t in &terms {
+                let mut found = false;
+                for &(field, boost, norm) in &fields {
+                    if searcher
+                        .doc_freq(&Term::from_field_text(field, t))
+                        .map_err(tv)?
+                        > 0
+                    {
+                        found = true;
+                        total += once(field, boost, norm, t)?;
+                    }
+                }
+                if !found {
+                    let (title, boost, norm) = fields[0];
+                    total += once(title, boost, norm, t)?;
                 }
             }
-            if !found {
-                let (title, boost, norm) = fields[0];
-                total += once(title, boost, norm, t)?;
-            }
-        }
-        Ok(total)
+            Ok(total)
+        })
     }
 
     fn build_query(&self, terms: &[String]) -> BooleanQuery {
@@ -356,43 +400,45 @@ impl TextIndex {
     /// it: tantivy's own scorer seeks each product's document instead of collecting
     /// over the whole index. In ordinal order.
     pub fn scores_of(&self, text: &str, ords: &[u32]) -> Result<Vec<Candidate>> {
-        let terms = self.analyze(text);
-        if terms.is_empty() || ords.is_empty() {
-            return Ok(Vec::new());
-        }
-        let query = self.build_query(&terms);
-        let searcher = self.reader.searcher();
-        let weight = query
-            .weight(EnableScoring::enabled_from_searcher(&searcher))
-            .map_err(tv)?;
-        let mut targets: Vec<(DocAddress, u32)> = ords
-            .iter()
-            .filter_map(|&o| Some((*self.docs.get(o as usize)?, o)))
-            .collect();
-        targets.sort_unstable_by_key(|(a, _)| (a.segment_ord, a.doc_id));
-        targets.dedup();
-        let mut out = Vec::with_capacity(targets.len());
-        for group in targets.chunk_by(|a, b| a.0.segment_ord == b.0.segment_ord) {
-            let segment = searcher.segment_reader(group[0].0.segment_ord);
-            let mut scorer = weight.scorer(segment, 1.0).map_err(tv)?;
-            for (addr, ord) in group {
-                let mut doc = scorer.doc();
-                if doc < addr.doc_id {
-                    doc = scorer.seek(addr.doc_id);
-                }
-                if doc == TERMINATED {
-                    break;
-                }
-                if doc == addr.doc_id {
-                    out.push(Candidate {
-                        ord: *ord,
-                        score: scorer.score(),
-                    });
+        self.guarded("scoring products", || {
+            let terms = self.analyze(text);
+            if terms.is_empty() || ords.is_empty() {
+                return Ok(Vec::new());
+            }
+            let query = self.build_query(&terms);
+            let searcher = self.reader.searcher();
+            let weight = query
+                .weight(EnableScoring::enabled_from_searcher(&searcher))
+                .map_err(tv)?;
+            let mut targets: Vec<(DocAddress, u32)> = ords
+                .iter()
+                .filter_map(|&o| Some((*self.docs.get(o as usize)?, o)))
+                .collect();
+            targets.sort_unstable_by_key(|(a, _)| (a.segment_ord, a.doc_id));
+            targets.dedup();
+            let mut out = Vec::with_capacity(targets.len());
+            for group in targets.chunk_by(|a, b| a.0.segment_ord == b.0.segment_ord) {
+                let segment = searcher.segment_reader(group[0].0.segment_ord);
+                let mut scorer = weight.scorer(segment, 1.0).map_err(tv)?;
+                for (addr, ord) in group {
+                    let mut doc = scorer.doc();
+                    if doc < addr.doc_id {
+                        doc = scorer.seek(addr.doc_id);
+                    }
+                    if doc == TERMINATED {
+                        break;
+                    }
+                    if doc == addr.doc_id {
+                        out.push(Candidate {
+                            ord: *ord,
+                            score: scorer.score(),
+                        });
+                    }
                 }
             }
-        }
-        out.sort_unstable_by_key(|c| c.ord);
-        Ok(out)
+            out.sort_unstable_by_key(|c| c.ord);
+            Ok(out)
+        })
     }
 
     /// BM25 top-`k` for `text`, best first. With `allowed` (indexed by ordinal),
@@ -404,42 +450,44 @@ impl TextIndex {
         k: usize,
         allowed: Option<Arc<Vec<bool>>>,
     ) -> Result<Vec<Candidate>> {
-        if k == 0 {
-            return Ok(Vec::new());
-        }
-        let terms = self.analyze(text);
-        if terms.is_empty() {
-            return Ok(Vec::new());
-        }
-        let query = self.build_query(&terms);
-        let searcher = self.reader.searcher();
-        let top = TopDocs::with_limit(k);
-        let docs = match allowed {
-            Some(mask) => {
-                let filter = FilterCollector::new(
-                    "ord".to_string(),
-                    move |ord: u64| mask.get(ord as usize).copied().unwrap_or(false),
-                    top,
-                );
-                searcher.search(&query, &filter).map_err(tv)?
+        self.guarded("searching", || {
+            if k == 0 {
+                return Ok(Vec::new());
             }
-            None => searcher.search(&query, &top).map_err(tv)?,
-        };
-        let mut hits = Vec::with_capacity(docs.len());
-        for (score, addr) in docs {
-            let seg = searcher.segment_reader(addr.segment_ord);
-            let column = seg.fast_fields().u64("ord").map_err(tv)?;
-            let ord = column
-                .first(addr.doc_id)
-                .ok_or_else(|| Error::TextIndex(format!("document {addr:?} has no ordinal")))?;
-            hits.push(Candidate {
-                ord: ord as u32,
-                score,
-            });
-        }
-        // Equal scores: smaller ordinal first, so results are deterministic.
-        sort_candidates(&mut hits);
-        Ok(hits)
+            let terms = self.analyze(text);
+            if terms.is_empty() {
+                return Ok(Vec::new());
+            }
+            let query = self.build_query(&terms);
+            let searcher = self.reader.searcher();
+            let top = TopDocs::with_limit(k);
+            let docs = match allowed {
+                Some(mask) => {
+                    let filter = FilterCollector::new(
+                        "ord".to_string(),
+                        move |ord: u64| mask.get(ord as usize).copied().unwrap_or(false),
+                        top,
+                    );
+                    searcher.search(&query, &filter).map_err(tv)?
+                }
+                None => searcher.search(&query, &top).map_err(tv)?,
+            };
+            let mut hits = Vec::with_capacity(docs.len());
+            for (score, addr) in docs {
+                let seg = searcher.segment_reader(addr.segment_ord);
+                let column = seg.fast_fields().u64("ord").map_err(tv)?;
+                let ord = column
+                    .first(addr.doc_id)
+                    .ok_or_else(|| Error::TextIndex(format!("document {addr:?} has no ordinal")))?;
+                hits.push(Candidate {
+                    ord: ord as u32,
+                    score,
+                });
+            }
+            // Equal scores: smaller ordinal first, so results are deterministic.
+            sort_candidates(&mut hits);
+            Ok(hits)
+        })
     }
 }
 
@@ -465,6 +513,74 @@ mod tests {
                 p
             })
             .collect()
+    }
+
+    /// Every path below `dir`, sorted.
+    fn listing(dir: &Path) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                out.extend(listing(&path));
+            }
+            out.push(path);
+        }
+        out.sort();
+        out
+    }
+
+    #[cfg(unix)]
+    fn set_modes(dir: &Path, dir_mode: u32, file_mode: u32) {
+        use std::os::unix::fs::PermissionsExt;
+        for path in listing(dir) {
+            let mode = if path.is_dir() { dir_mode } else { file_mode };
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        }
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(dir_mode)).unwrap();
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn opens_and_searches_a_read_only_directory_without_creating_a_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("text");
+        let built = TextIndex::build(&products(), Some(&dir), &|_| {}).unwrap();
+        let expected = built.search("drill", 10, None).unwrap();
+        drop(built);
+        // The build's writer and reader leave their (empty) lock files; without
+        // them, a reader that took its lock would create one.
+        for lock in [".tantivy-meta.lock", ".tantivy-writer.lock"] {
+            std::fs::remove_file(dir.join(lock)).unwrap();
+        }
+        let before = listing(&dir);
+        set_modes(&dir, 0o555, 0o444);
+        let opened = TextIndex::open(&dir);
+        let searched = opened.as_ref().map(|t| t.search("drill", 10, None));
+        let after = listing(&dir);
+        set_modes(&dir, 0o755, 0o644);
+        let hits = searched.unwrap().unwrap();
+        let opened = opened.unwrap();
+        assert_eq!(opened.len(), 6);
+        assert_eq!(hits.len(), expected.len());
+        for (a, b) in hits.iter().zip(&expected) {
+            assert_eq!(a.ord, b.ord);
+            assert!((a.score - b.score).abs() < 1e-6);
+        }
+        // Root ignores the permission bits: the listing shows that opening and
+        // searching created nothing either way (tantivy's own reader creates
+        // `.tantivy-meta.lock`).
+        assert_eq!(before, after);
+    }
+
+    #[test]
+    fn a_damaged_meta_json_is_an_error_naming_the_directory() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("text");
+        TextIndex::build(&products(), Some(&dir), &|_| {}).unwrap();
+        std::fs::write(dir.join("meta.json"), b"{\"segments\": [{}]}").unwrap();
+        let err = TextIndex::open(&dir).unwrap_err();
+        assert!(matches!(err, Error::CorruptIndex { .. }), "{err}");
+        assert!(err.to_string().contains(&*dir.to_string_lossy()), "{err}");
     }
 
     #[test]

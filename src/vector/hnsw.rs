@@ -1,7 +1,7 @@
 //! The HNSW graph (hnsw_rs), its parameters, persistence and filtered search.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use hnsw_rs::api::AnnT;
 use hnsw_rs::hnsw::Hnsw;
@@ -49,28 +49,44 @@ impl Default for HnswParams {
     }
 }
 
+/// Largest M accepted: hnsw_rs stores M in one byte of its dump (and exits the
+/// process for M > 256). Graphs beyond M = 64 gain no recall on text embeddings
+/// (Malkov & Yashunin, section 4), so the byte is the binding limit.
+pub const MAX_M: usize = 255;
+/// Largest `ef_construction` accepted: 50 times hnswlib's recommended 200; beyond
+/// it a build only gets slower.
+pub const MAX_EF_CONSTRUCTION: usize = 10_000;
+/// Largest `ef_search` accepted. A search allocates a candidate list of `ef`
+/// entries; 100,000 bounds that to a few MB while staying far above any useful
+/// setting (recall saturates by ef = 1,000 on the README's table).
+pub const MAX_EF_SEARCH: usize = 100_000;
+
 impl HnswParams {
-    /// Checks the ranges hnsw_rs accepts (it exits the process on M > 256).
+    /// The first parameter outside its range, as (field name, what is wrong), or
+    /// `None`. The one statement of the ranges: [`validate`](Self::validate) and
+    /// the manifest check both use it.
+    pub fn problem(&self) -> Option<(&'static str, String)> {
+        let out = |field: &'static str, v: usize, lo: usize, hi: usize| {
+            (!(lo..=hi).contains(&v)).then(|| (field, format!("{v} is outside {lo}..={hi}")))
+        };
+        out("m", self.m, 2, MAX_M)
+            .or_else(|| {
+                out(
+                    "ef_construction",
+                    self.ef_construction,
+                    1,
+                    MAX_EF_CONSTRUCTION,
+                )
+            })
+            .or_else(|| out("ef_search", self.ef_search, 1, MAX_EF_SEARCH))
+    }
+
+    /// Checks the ranges hnsw_rs accepts and that keep its allocations bounded.
     pub fn validate(&self) -> Result<()> {
-        if self.m < 2 || self.m > 255 {
-            return Err(Error::invalid(
-                "hnsw M",
-                format!("{} is outside 2..=255", self.m),
-            ));
+        match self.problem() {
+            Some((field, reason)) => Err(Error::invalid(format!("hnsw {field}"), reason)),
+            None => Ok(()),
         }
-        if self.ef_construction < 1 || self.ef_construction > 10_000 {
-            return Err(Error::invalid(
-                "hnsw ef_construction",
-                format!("{} is outside 1..=10000", self.ef_construction),
-            ));
-        }
-        if self.ef_search < 1 || self.ef_search > 100_000 {
-            return Err(Error::invalid(
-                "hnsw ef_search",
-                format!("{} is outside 1..=100000", self.ef_search),
-            ));
-        }
-        Ok(())
     }
 }
 
@@ -99,6 +115,8 @@ pub struct HnswIndex {
     dim: usize,
     len: usize,
     params: HnswParams,
+    /// The directory a loaded graph came from, named by errors.
+    dir: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for HnswIndex {
@@ -152,6 +170,7 @@ impl HnswIndex {
             dim,
             len: vectors.len(),
             params,
+            dir: None,
         })
     }
 
@@ -174,9 +193,12 @@ impl HnswIndex {
         }
     }
 
-    /// Loads a graph written by [`HnswIndex::save`]. Callers verify the files'
-    /// checksums first; a failure or panic inside hnsw_rs is still reported as
-    /// [`Error::CorruptIndex`] rather than crashing.
+    /// Loads a graph written by [`HnswIndex::save`], holding `len` vectors of `dim`
+    /// floats built with `params`. The dump files are checked field by field first
+    /// (sizes, magic numbers, ids, lengths; see `dump.rs`), because hnsw_rs aborts
+    /// the process on some damaged input; a damaged dump is a
+    /// [`Error::CorruptIndex`] naming the file, and a panic inside hnsw_rs one
+    /// naming `dir`.
     pub fn load(
         dir: &Path,
         basename: &str,
@@ -184,6 +206,16 @@ impl HnswIndex {
         len: usize,
         params: HnswParams,
     ) -> Result<Self> {
+        super::dump::check(
+            dir,
+            basename,
+            &super::dump::Expected {
+                len,
+                dim,
+                m: params.m,
+                ef_construction: params.ef_construction,
+            },
+        )?;
         let io = HnswIo::new(dir, basename);
         let loaded = catch_unwind(AssertUnwindSafe(|| {
             Loaded::try_new(io, |io| io.load_hnsw_with_dist::<f32, UnitDot>(UnitDot))
@@ -215,6 +247,7 @@ impl HnswIndex {
             dim,
             len,
             params,
+            dir: Some(dir.to_path_buf()),
         })
     }
 
@@ -258,10 +291,14 @@ impl HnswIndex {
             Some(f) => g.search_filter(query, k, ef, Some(f as &dyn hnsw_rs::filter::FilterT)),
             None => g.search(query, k, ef),
         };
-        let found = match &self.inner {
+        let found = catch_unwind(AssertUnwindSafe(|| match &self.inner {
             Inner::Built(g) => run(g),
             Inner::Loaded(l) => l.with_dependent(|_, g| run(g)),
-        };
+        }))
+        .map_err(|_| match &self.dir {
+            Some(dir) => Error::corrupt(dir, "hnsw_rs panicked while searching the graph"),
+            None => Error::VectorIndex("hnsw_rs panicked while searching the graph".into()),
+        })?;
         let mut out: Vec<Candidate> = found
             .into_iter()
             .filter(|n| n.d_id < self.len)

@@ -8,8 +8,9 @@
 //! graph anyway. Scores are cosine similarities (the vectors are unit length), so
 //! higher is better.
 
+mod dump;
 mod flat;
 mod hnsw;
 
 pub use flat::{dot, exact_search, exact_search_filtered};
-pub use hnsw::{HnswIndex, HnswParams};
+pub use hnsw::{HnswIndex, HnswParams, MAX_EF_CONSTRUCTION, MAX_EF_SEARCH, MAX_M};

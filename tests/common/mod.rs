@@ -48,3 +48,30 @@ pub fn build_index_with(dir: &Path, name: &str, model: &Path) -> PathBuf {
         .expect("build fixture index");
     index
 }
+
+/// The directory holding the index's `manifest.json` and the files it lists: the
+/// index directory itself, or the one sub-directory of it that holds a manifest.
+pub fn data_dir(index: &Path) -> PathBuf {
+    if index.join("manifest.json").is_file() {
+        return index.to_path_buf();
+    }
+    std::fs::read_dir(index)
+        .expect("index directory")
+        .map(|e| e.expect("entry").path())
+        .find(|p| p.join("manifest.json").is_file())
+        .expect("a directory holding manifest.json")
+}
+
+/// Copies the directory tree `from` to `to` (regular files and directories only).
+pub fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("create copy");
+    for entry in std::fs::read_dir(from).expect("list") {
+        let entry = entry.expect("entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("type").is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy");
+        }
+    }
+}
