@@ -127,7 +127,8 @@ impl IndexBuilder {
         let Ok((old_paths, _pin)) = store::open_current(&self.dest) else {
             return out;
         };
-        let Ok(old) = Manifest::read(old_paths.data()) else {
+        // Older formats too: upgrading an index by rebuilding it re-encodes nothing.
+        let Ok(old) = Manifest::read_for_reuse(old_paths.data()) else {
             return out;
         };
         if old.model.sha256 != info.sha256

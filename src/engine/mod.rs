@@ -100,8 +100,7 @@ impl Engine {
         &self.dir
     }
 
-    /// The directory of the generation this engine serves (`INDEX/gen-NNNNNN`, or
-    /// the index directory itself for an index from before generations).
+    /// The directory of the generation this engine serves (`INDEX/gen-NNNNNN`).
     pub fn generation_dir(&self) -> &Path {
         &self.data_dir
     }

@@ -103,6 +103,22 @@ pub struct Manifest {
 impl Manifest {
     /// Reads and checks `dir/manifest.json`.
     pub fn read(dir: &Path) -> Result<Self> {
+        Self::read_versions(dir, FORMAT_VERSION..=FORMAT_VERSION, true)
+    }
+
+    /// Reads `dir/manifest.json` of this format or an older one, for a rebuild that
+    /// reuses the embeddings of unchanged products: only the model record and the
+    /// entries of `products.bin` and `vectors.f32` are used, and the caller verifies
+    /// those two files against them (sizes and CRC-32) before reading them.
+    pub(crate) fn read_for_reuse(dir: &Path) -> Result<Self> {
+        Self::read_versions(dir, 1..=FORMAT_VERSION, false)
+    }
+
+    fn read_versions(
+        dir: &Path,
+        versions: std::ops::RangeInclusive<u32>,
+        check: bool,
+    ) -> Result<Self> {
         let path = super::IndexPaths::new(dir).manifest();
         if !path.exists() {
             return Err(Error::IndexNotFound {
@@ -120,7 +136,7 @@ impl Manifest {
         }
         let version: Version = serde_json::from_str(&text)
             .map_err(|e| Error::corrupt(&path, format!("not a valid manifest: {e}")))?;
-        if version.format_version != FORMAT_VERSION {
+        if !versions.contains(&version.format_version) {
             return Err(Error::UnsupportedFormat {
                 path: dir.to_path_buf(),
                 found: version.format_version,
@@ -129,7 +145,9 @@ impl Manifest {
         }
         let manifest: Manifest = serde_json::from_str(&text)
             .map_err(|e| Error::corrupt(&path, format!("not a valid manifest: {e}")))?;
-        manifest.check(&path)?;
+        if check {
+            manifest.check(&path)?;
+        }
         Ok(manifest)
     }
 

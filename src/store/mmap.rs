@@ -26,8 +26,11 @@ impl VectorFile {
         }
         let file = File::open(path).map_err(|e| Error::io(path, e))?;
         let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
-        let expected = (rows as u64) * (dim as u64) * 4;
-        if len != expected {
+        let expected = (rows as u64)
+            .checked_mul(dim as u64)
+            .and_then(|n| n.checked_mul(4));
+        if expected != Some(len) {
+            let expected = expected.map_or("more than 2^64".into(), |n| n.to_string());
             return Err(Error::corrupt(
                 path,
                 format!("{len} bytes, expected {rows} rows x {dim} dims x 4 = {expected}"),
