@@ -31,8 +31,10 @@
 //!
 //! * **Catalog / Product** ([`catalog`]): products read from JSONL, CSV or TSV.
 //! * **Index** ([`IndexBuilder`], [`store`]): an on-disk directory with the keyword
-//!   index, the embeddings (memory-mapped), the HNSW graph, a versioned manifest, the
-//!   shop's events and the trained head ([`store::layout`] names every file).
+//!   index, the embeddings (memory-mapped), the HNSW graph and a versioned manifest
+//!   in one generation per build, beside the shop's events and the trained head
+//!   ([`store::layout`] names every file). One writer at a time ([`store::lock`]);
+//!   readers never write, and a crash at any step keeps every acknowledged event.
 //! * **Retriever**: BM25 ([`text`]) and dense ([`encoder`] + [`vector`]).
 //! * **Fusion** ([`fuse`]): by default BM25 over the query's reference score plus
 //!   cosine, every candidate scored by both retrievers; RRF and min-max remain.
