@@ -45,3 +45,45 @@ fn review_record_acknowledges_an_event_it_did_not_store() {
         "record returned Ok but stored nothing ({before} -> {after} events)"
     );
 }
+
+/// A build's staging directory is claimed by locking `.staging-PID-N.lock`, but
+/// `NewGeneration::begin` creates that file first and locks it after. A publish's
+/// garbage collection that runs in between finds the claim unlocked, deletes it,
+/// and the build carries on with a staging directory that has no claim file; the
+/// next publish then deletes that staging directory under the running build. This
+/// test plays the two steps of `begin` by hand around a real publish.
+#[test]
+fn review_a_gc_between_claim_creation_and_lock_loses_a_running_build() {
+    use shelfrank::store::{NewGeneration, WriterLock};
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("idx");
+    let publish = |content: &[u8]| {
+        let g = NewGeneration::begin(&root).unwrap();
+        std::fs::write(g.path().join("manifest.json"), content).unwrap();
+        let lock = WriterLock::acquire(&root, false).unwrap();
+        g.publish(&lock).unwrap();
+    };
+    publish(b"one");
+    // Build B, step 1 of begin: create the claim file (not locked yet).
+    let claim_path = root.join(".staging-4000000-0.lock");
+    let claim = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&claim_path)
+        .unwrap();
+    // Another build publishes in between.
+    publish(b"two");
+    // Build B, step 2: lock the claim, create the staging directory, write.
+    claim.lock().unwrap();
+    let staging = root.join(".staging-4000000-0");
+    std::fs::create_dir(&staging).unwrap();
+    std::fs::write(staging.join("products.bin"), b"half a build").unwrap();
+    assert!(!claim_path.exists(), "the claim file was removed under build B");
+    // A third build publishes while B (holding its lock) is still writing.
+    publish(b"three");
+    assert!(
+        staging.join("products.bin").exists(),
+        "a running build's staging directory was deleted"
+    );
+}
