@@ -87,3 +87,31 @@ fn review_a_gc_between_claim_creation_and_lock_loses_a_running_build() {
         "a running build's staging directory was deleted"
     );
 }
+
+/// Converting an index from before generations: the first publish's garbage
+/// collection removes the old build files from the index root, manifest first. A
+/// crash right after the manifest went (`gc-manifest-removed`) leaves
+/// `products.bin`, `vectors.f32`, `hnsw/` and `text/` in the root with no manifest;
+/// later collections only look for them when `manifest.json` is there, so they stay
+/// for good (the old index's whole size). Plays the crash's end state by hand.
+#[test]
+fn review_legacy_build_files_left_by_a_crash_in_gc_are_never_removed() {
+    use shelfrank::store::{NewGeneration, WriterLock};
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("idx");
+    std::fs::create_dir_all(root.join("hnsw")).unwrap();
+    std::fs::create_dir_all(root.join("text")).unwrap();
+    std::fs::write(root.join("products.bin"), b"old").unwrap();
+    std::fs::write(root.join("vectors.f32"), vec![0u8; 4096]).unwrap();
+    // A published generation, and the legacy manifest already unlinked by the crash.
+    for content in [b"one".as_slice(), b"two"] {
+        let g = NewGeneration::begin(&root).unwrap();
+        std::fs::write(g.path().join("manifest.json"), content).unwrap();
+        let lock = WriterLock::acquire(&root, false).unwrap();
+        g.publish(&lock).unwrap();
+    }
+    assert!(
+        !root.join("vectors.f32").exists() && !root.join("products.bin").exists(),
+        "the old index's build files stay in the root after two publishes"
+    );
+}
