@@ -176,14 +176,13 @@ fn a_crash_after_an_import_is_written_keeps_it_whole_and_a_retry_adds_nothing() 
 
 // ---- review: a long-running writer after another process crashed mid-forget ----
 
-/// An engine (a server) that has written once holds the event store open for
-/// writing. Another process's `forget` is killed after its snapshot rename (the
-/// commit point) and before the log reset. The engine's next write checks
-/// `changed_on_disk`, which only compares the log's generation and length: the log
-/// is untouched, so the engine appends to the old-generation log, which every later
-/// open discards (the snapshot covers that generation). An acknowledged event is lost.
+/// An engine that has written once keeps its store open for writing. Another
+/// process's `forget` is killed after its snapshot rename (the commit point) and
+/// before the log reset. The engine's next write must notice the new snapshot
+/// (`EventStore::changed_on_disk` compares the snapshot's generation too) and reopen
+/// the store, instead of appending to a log every later open discards.
 #[test]
-fn review_a_running_engine_loses_acknowledged_events_after_a_crash_mid_forget() {
+fn a_running_engine_keeps_acknowledged_events_after_another_writer_crashed_mid_forget() {
     use shelfrank::{Event, EventKind};
     let tmp = tempfile::tempdir().unwrap();
     let index = index_with_events(tmp.path());
@@ -210,11 +209,11 @@ fn review_a_running_engine_loses_acknowledged_events_after_a_crash_mid_forget() 
     );
 }
 
-/// Same crash; the running engine then forgets another shopper. Its snapshot is
-/// written from its stale memory, which still holds u2's events and lacks u2's
-/// forget record: the forgotten shopper comes back.
+/// Same crash; the running engine then forgets another shopper. It must write its
+/// snapshot from the store as the crashed forget left it, not from its own stale
+/// memory (which still holds u2's events), so u2 stays forgotten.
 #[test]
-fn review_a_running_engine_brings_back_a_forgotten_shopper_after_a_crash_mid_forget() {
+fn a_running_engine_does_not_bring_back_a_shopper_another_writer_forgot_before_crashing() {
     use shelfrank::{Event, EventKind};
     let tmp = tempfile::tempdir().unwrap();
     let index = index_with_events(tmp.path());
@@ -236,5 +235,58 @@ fn review_a_running_engine_brings_back_a_forgotten_shopper_after_a_crash_mid_for
         check_index(&index, "u2").1,
         0,
         "the forgotten shopper u2 came back"
+    );
+}
+
+/// A build claims its staging directory by creating a claim file and then locking
+/// it. A cleanup by another build's publish that runs between the two steps finds
+/// the claim unlocked and removes it; the first build must notice (the path no
+/// longer leads to the file it locked) and claim another name, so that no later
+/// cleanup deletes its staging directory while it writes.
+#[test]
+fn a_cleanup_between_creating_and_locking_a_claim_cannot_take_a_running_build() {
+    use shelfrank::store::{NewGeneration, WriterLock};
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("idx");
+    let publish = |content: &[u8]| {
+        let g = NewGeneration::begin(&root).unwrap();
+        std::fs::write(g.path().join("manifest.json"), content).unwrap();
+        let lock = WriterLock::acquire(&root, false).unwrap();
+        g.publish(&lock).unwrap();
+    };
+    publish(b"one");
+    // Build B pauses between creating its first claim file and locking it.
+    fail::cfg("staging-claim-created", "1*sleep(600)").unwrap();
+    let b = {
+        let root = root.clone();
+        std::thread::spawn(move || {
+            let g = NewGeneration::begin(&root).unwrap();
+            std::fs::write(g.path().join("products.bin"), b"B's build").unwrap();
+            g
+        })
+    };
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    // Another build publishes in the pause: its cleanup removes B's unlocked claim.
+    let before: Vec<String> = std::fs::read_dir(&root)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".lock"))
+        .collect();
+    assert_eq!(before.len(), 1, "B's claim file should exist: {before:?}");
+    publish(b"two");
+    let b = b.join().unwrap();
+    fail::remove("staging-claim-created");
+    // B claimed a fresh name; a third publish leaves its staging directory alone.
+    publish(b"three");
+    assert_eq!(
+        std::fs::read(b.path().join("products.bin")).unwrap(),
+        b"B's build"
+    );
+    std::fs::write(b.path().join("manifest.json"), b"four").unwrap();
+    let lock = WriterLock::acquire(&root, false).unwrap();
+    let live = b.publish(&lock).unwrap();
+    assert_eq!(
+        std::fs::read(live.join("products.bin")).unwrap(),
+        b"B's build"
     );
 }

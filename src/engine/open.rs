@@ -261,7 +261,17 @@ fn load_head(rank_dir: &Path) -> (Option<CtrHead>, Option<String>) {
         }
         return (None, None);
     }
-    match CtrHead::load(rank_dir) {
+    // A save replaces the weights and then the card, each atomically: a load that
+    // falls between the two sees them disagree (a checksum mismatch). Read again.
+    let mut loaded = CtrHead::load(rank_dir);
+    for attempt in 1..=3 {
+        if loaded.is_ok() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20 * attempt));
+        loaded = CtrHead::load(rank_dir);
+    }
+    match loaded {
         Ok(h) if h.feature_names() == FEATURE_NAMES && feature_set(&h) == FEATURE_SET_VERSION => {
             (Some(h), None)
         }

@@ -145,6 +145,22 @@ const STAGING_PREFIX: &str = ".staging-";
 /// Suffix of the file a build holds locked while it writes its staging directory.
 const CLAIM_SUFFIX: &str = ".lock";
 
+/// Whether `path` still leads to the open file `file` (same device and inode).
+#[cfg(unix)]
+fn same_file(file: &fs::File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (file.metadata(), fs::metadata(path)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}
+
+/// Whether `path` still leads to the open file `file` (without inodes: that it exists).
+#[cfg(not(unix))]
+fn same_file(_file: &fs::File, path: &Path) -> bool {
+    path.exists()
+}
+
 /// Whether `name` is a staging directory or its claim file.
 fn is_staging_name(name: &str) -> bool {
     name.starts_with(STAGING_PREFIX)
@@ -177,20 +193,28 @@ impl NewGeneration {
             fs::create_dir_all(root).map_err(|e| Error::io(root, e))?;
             durable::sync_dir(&durable::parent_dir(root))?;
         }
-        let name = format!(
-            "{STAGING_PREFIX}{}-{}",
-            std::process::id(),
-            STAGING_COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-        );
-        let staging = root.join(&name);
-        let claim_path = root.join(format!("{name}{CLAIM_SUFFIX}"));
-        let claim = fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&claim_path)
-            .map_err(|e| Error::io(&claim_path, e))?;
-        claim.lock().map_err(|e| Error::io(&claim_path, e))?;
+        // Claim a staging name: create its claim file and lock it. A cleanup by another
+        // build may see the file between the two steps, find it unlocked and delete it;
+        // then the path no longer leads to the file we locked, and we take a new name.
+        let (staging, claim_path, claim) = loop {
+            let name = format!(
+                "{STAGING_PREFIX}{}-{}",
+                std::process::id(),
+                STAGING_COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            );
+            let claim_path = root.join(format!("{name}{CLAIM_SUFFIX}"));
+            let claim = fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&claim_path)
+                .map_err(|e| Error::io(&claim_path, e))?;
+            crash_point("staging-claim-created");
+            claim.lock().map_err(|e| Error::io(&claim_path, e))?;
+            if same_file(&claim, &claim_path) {
+                break (root.join(&name), claim_path, claim);
+            }
+        };
         if staging.exists() {
             // Left by a crashed process that had our PID; we hold its claim now.
             fs::remove_dir_all(&staging).map_err(|e| Error::io(&staging, e))?;
@@ -277,7 +301,9 @@ fn collect_garbage(root: &Path, live: &str) {
             remove_abandoned_staging(root, staging);
         }
     }
-    if root.join(MANIFEST).exists() {
+    // The build files of the layout before generations (also what a crash in the
+    // middle of removing them left: the manifest goes first).
+    if BUILD_ENTRIES.iter().any(|e| root.join(e).exists()) {
         remove_generation(root, Some(&BUILD_ENTRIES));
     }
 }

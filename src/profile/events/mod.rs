@@ -378,6 +378,14 @@ pub enum EventErrorKind {
         /// The latest accepted, in Unix seconds.
         latest: i64,
     },
+    /// The event's shopper was forgotten after the event happened.
+    #[error("the shopper was forgotten at {forgotten_at} (Unix seconds), after this event ({ts}); their earlier events are not stored again")]
+    ForgottenUser {
+        /// The event's time.
+        ts: i64,
+        /// When the shopper was forgotten.
+        forgotten_at: i64,
+    },
     /// An id holds a tab, a line break or another control character.
     #[error("contains a control character (tab, line break, ...), which would break TSV and TREC output")]
     ControlCharacter,

@@ -62,19 +62,25 @@ impl<'a> From<&'a Event> for StoredEventRef<'a> {
     }
 }
 
-/// The stored form of an event, for reading. Must match [`StoredEventRef`].
+/// The stored form of an event, for reading. Must match [`StoredEventRef`]. The
+/// strings borrow from the file's bytes, so bincode checks each claimed length
+/// against the bytes there are before anything is allocated (a damaged length
+/// cannot ask for a terabyte).
 #[derive(Deserialize)]
-pub(super) struct StoredEvent {
-    user: String,
-    item: String,
+pub(super) struct StoredEvent<'a> {
+    #[serde(borrow)]
+    user: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    item: std::borrow::Cow<'a, str>,
     kind: u8,
     ts: i64,
     quantity: Option<f64>,
-    query: Option<String>,
+    #[serde(borrow)]
+    query: Option<std::borrow::Cow<'a, str>>,
     position: Option<u32>,
 }
 
-impl StoredEvent {
+impl StoredEvent<'_> {
     fn into_event(self) -> Result<Event, String> {
         let kind = match self.kind {
             0 => EventKind::View,
@@ -84,12 +90,12 @@ impl StoredEvent {
             other => return Err(format!("unknown event kind code {other}")),
         };
         Ok(Event {
-            user: self.user,
-            item: self.item,
+            user: self.user.into_owned(),
+            item: self.item.into_owned(),
             kind,
             ts: self.ts,
             quantity: self.quantity,
-            query: self.query,
+            query: self.query.map(std::borrow::Cow::into_owned),
             position: self.position,
         })
     }
@@ -117,8 +123,8 @@ pub(super) enum RecordRef<'a> {
 
 /// A log record of format 2, for reading. Must match [`RecordRef`].
 #[derive(Deserialize)]
-enum Record {
-    Event(Option<u64>, StoredEvent),
+enum Record<'a> {
+    Event(Option<u64>, #[serde(borrow)] StoredEvent<'a>),
     Commit(u32),
 }
 
@@ -133,10 +139,11 @@ pub(super) struct SnapshotRef<'a> {
 
 /// The snapshot's payload of format 2, for reading. Must match [`SnapshotRef`].
 #[derive(Deserialize)]
-struct Snapshot {
+struct Snapshot<'a> {
     ids: Vec<u64>,
     forgotten: Vec<(u64, i64)>,
-    events: Vec<StoredEvent>,
+    #[serde(borrow)]
+    events: Vec<StoredEvent<'a>>,
 }
 
 /// What a snapshot holds.
@@ -231,11 +238,11 @@ pub(super) fn decode_record(payload: &[u8], version: u32) -> Result<Decoded, Str
     let no_event = |e| format!("the record does not decode as an event: {e}");
     let (decoded, used) = if version == FORMAT_V1 {
         let (stored, used): (StoredEvent, usize) =
-            bincode::serde::decode_from_slice(payload, record_config()).map_err(no_event)?;
+            bincode::serde::borrow_decode_from_slice(payload, record_config()).map_err(no_event)?;
         (Decoded::Event(None, stored.into_event()?), used)
     } else {
         let (record, used): (Record, usize) =
-            bincode::serde::decode_from_slice(payload, record_config()).map_err(no_event)?;
+            bincode::serde::borrow_decode_from_slice(payload, record_config()).map_err(no_event)?;
         let decoded = match record {
             Record::Event(id, stored) => Decoded::Event(id, stored.into_event()?),
             Record::Commit(n) => Decoded::Commit(n),
@@ -359,7 +366,7 @@ pub(super) fn decode_snapshot(bytes: &[u8], path: &Path) -> Result<SnapshotConte
     let config = bincode::config::standard();
     let (snapshot, used) = if version == FORMAT_V1 {
         let (events, used): (Vec<StoredEvent>, usize) =
-            bincode::serde::decode_from_slice(payload, config).map_err(undecodable)?;
+            bincode::serde::borrow_decode_from_slice(payload, config).map_err(undecodable)?;
         let snapshot = Snapshot {
             ids: Vec::new(),
             forgotten: Vec::new(),
@@ -367,7 +374,8 @@ pub(super) fn decode_snapshot(bytes: &[u8], path: &Path) -> Result<SnapshotConte
         };
         (snapshot, used)
     } else {
-        bincode::serde::decode_from_slice::<Snapshot, _>(payload, config).map_err(undecodable)?
+        bincode::serde::borrow_decode_from_slice::<Snapshot, _>(payload, config)
+            .map_err(undecodable)?
     };
     if used != payload.len() {
         return Err(corrupt(

@@ -377,9 +377,9 @@ impl EventStore {
     ///
     /// Every event is checked first (see [`check_event_values`]: non-empty ids without
     /// control characters, a time from 1970 to a day after now, a quantity above zero,
-    /// an encoded size within [`MAX_RECORD_BYTES`]); if one fails, nothing is recorded.
-    /// Events of a [forgotten](Self::forget) shopper dated before the `forget` are left
-    /// out (counted in [`Appended::forgotten`]). Then the batch is written to the log as
+    /// an encoded size within [`MAX_RECORD_BYTES`], and not of a
+    /// [forgotten](Self::forget) shopper dated before the forget); if one fails,
+    /// nothing is recorded. Then the batch is written to the log as
     /// one unit (its records, then a commit record) and fsynced before this returns
     /// `Ok`: an acknowledged event survives a killed process or a power loss, and a
     /// batch cut short by a crash is not read at all. If the log already holds
@@ -394,8 +394,10 @@ impl EventStore {
     /// Records `events`, `ids[i]` being the id of `events[i]` (see
     /// [`read_events`](crate::profile::events::read_events)): an event whose id is stored
     /// already, or repeated within the batch, is skipped and counted in
-    /// [`Appended::duplicates`], so a retried import stores nothing twice. Otherwise as
-    /// [`append`](Self::append).
+    /// [`Appended::duplicates`], so a retried import stores nothing twice; an event of a
+    /// forgotten shopper dated before the forget is skipped and counted in
+    /// [`Appended::forgotten`] (an import that started before the forget, or a
+    /// re-import of an old file). Otherwise as [`append`](Self::append).
     pub fn append_identified(
         &mut self,
         events: &[Event],
@@ -440,7 +442,20 @@ impl EventStore {
                     continue;
                 }
             }
-            if self.is_forgotten(event) {
+            if let Some(at) = self.forgotten_at(event) {
+                if ids.is_none() {
+                    // A single recorded event is refused outright: the caller must not
+                    // be told it was stored.
+                    return Err(EventError::new(
+                        appended_name(i, events.len()),
+                        None,
+                        Some("user".into()),
+                        EventErrorKind::ForgottenUser {
+                            ts: event.ts,
+                            forgotten_at: at,
+                        },
+                    ));
+                }
                 outcome.forgotten += 1;
                 continue;
             }
@@ -468,11 +483,12 @@ impl EventStore {
         Ok(outcome)
     }
 
-    /// Whether `event` belongs to a forgotten shopper and is dated before the forget.
-    fn is_forgotten(&self, event: &Event) -> bool {
+    /// When `event`'s shopper was forgotten, if that was after the event.
+    fn forgotten_at(&self, event: &Event) -> Option<i64> {
         self.forgotten
             .get(&user_hash(&event.user))
-            .is_some_and(|&at| event.ts < at)
+            .copied()
+            .filter(|&at| event.ts < at)
     }
 
     /// Removes every event of `user`, durably, and returns how many were removed.
@@ -565,22 +581,20 @@ impl EventStore {
         let Some(disk) = &self.disk else {
             return Ok(false);
         };
-        let mut header = [0u8; HEADER_BYTES];
-        let mut file = match File::open(&disk.log_path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(true),
-            Err(e) => return Err(io_err(&disk.log_path, "open")(e)),
+        // The log: another writer appended (its length) or compacted (its generation).
+        let Some((log_generation, log_len)) = read_file_header(&disk.log_path, &LOG_MAGIC)? else {
+            return Ok(true);
         };
-        let len = file
-            .metadata()
-            .map_err(io_err(&disk.log_path, "stat"))?
-            .len();
-        use std::io::Read;
-        if file.read_exact(&mut header).is_err() {
+        if log_generation != disk.generation || log_len != disk.log_len {
             return Ok(true);
         }
-        let (generation, _) = check_header(&header, &LOG_MAGIC, &disk.log_path)?;
-        Ok(generation != disk.generation || len != disk.log_len)
+        // The snapshot: another writer committed a compaction or a forget and stopped
+        // before resetting the log (a crash, or a failed reset). In the state this
+        // store keeps, the snapshot covers exactly the log's generation (or is absent
+        // while that is 0).
+        let snapshot_path = disk.dir.join(SNAPSHOT_FILE);
+        let covered = read_file_header(&snapshot_path, &SNAPSHOT_MAGIC)?.map_or(0, |(g, _)| g);
+        Ok(covered != disk.generation)
     }
 
     /// The store's directory, or `None` for an in-memory store.
@@ -791,6 +805,24 @@ fn read_if_exists(path: &Path) -> Result<Option<Vec<u8>>, EventError> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(io_err(path, "read")(e)),
     }
+}
+
+/// The generation in a store file's header and the file's length, or `None` when
+/// the file is missing or shorter than a header (a damaged header is an error).
+fn read_file_header(path: &Path, magic: &[u8; 8]) -> Result<Option<(u64, u64)>, EventError> {
+    use std::io::Read;
+    let mut file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_err(path, "open")(e)),
+    };
+    let len = file.metadata().map_err(io_err(path, "stat"))?.len();
+    let mut header = [0u8; HEADER_BYTES];
+    if file.read_exact(&mut header).is_err() {
+        return Ok(None);
+    }
+    let (generation, _) = check_header(&header, magic, path)?;
+    Ok(Some((generation, len)))
 }
 
 /// Atomically replaces the log with an empty one of `generation` (see [`durable::atomic_write`]).

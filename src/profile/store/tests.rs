@@ -468,12 +468,19 @@ fn a_forgotten_shopper_does_not_come_back_with_old_events() {
     store.forget("u1").unwrap();
     drop(store);
     let mut store = EventStore::open(dir.path()).unwrap();
-    // An import that read its file before the forget: refused.
+    // An import that read its file before the forget: that event is skipped, counted.
     let late = store
-        .append(&[ev("u1", "old", 30), ev("u2", "new", 31)])
+        .append_identified(&[ev("u1", "old", 30), ev("u2", "new", 31)], &[1, 2])
         .unwrap();
     assert_eq!((late.stored, late.forgotten), (1, 1));
     assert!(store.user_events("u1").is_empty());
+    // A recorded event of theirs from before the forget: refused, nothing stored.
+    let err = store
+        .append(&[ev("u2", "fine", 32), ev("u1", "old", 33)])
+        .unwrap_err();
+    assert_eq!(err.field.as_deref(), Some("user"));
+    assert!(matches!(err.kind, EventErrorKind::ForgottenUser { .. }), "{err}");
+    assert!(store.user_events("u2").iter().all(|e| e.item != "fine"));
     // The shopper comes back later: recorded.
     let now = crate::profile::events::now_unix() + 10;
     store.append(&[ev("u1", "back", now)]).unwrap();

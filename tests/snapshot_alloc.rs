@@ -1,13 +1,13 @@
-//! Review finding: an allocation abort from a snapshot whose CRC matches (own binary:
-//! the abort kills the test process).
+//! A snapshot whose checksum matches but whose content claims a huge length is an
+//! error, not an allocation that aborts the process (its own test binary: an abort
+//! would take every test of the binary with it).
 
-/// The snapshot's payload is decoded with bincode's standard configuration, without
-/// the size limit the log's records get, and its events hold owned `String`s (the
-/// products file borrows its strings for exactly this reason). A snapshot whose CRC
-/// matches (written by a bug, a tool, or by hand) with a string length of 2^40 makes
-/// the reader allocate it before finding the bytes missing.
+/// The snapshot's strings borrow from the file's bytes, so bincode checks a claimed
+/// length of 2^40 against the bytes there are before allocating anything. The CRC
+/// matches (a file written by a bug, a tool, or by hand), so only this check stands
+/// between the length and the allocator.
 #[test]
-fn review_a_snapshot_claiming_a_huge_string_is_an_error_not_an_allocation() {
+fn a_snapshot_claiming_a_huge_string_is_an_error_not_an_allocation() {
     fn header(magic: &[u8; 8], generation: u64) -> Vec<u8> {
         let mut h = magic.to_vec();
         h.extend_from_slice(&2u32.to_le_bytes());
