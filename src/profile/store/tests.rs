@@ -479,7 +479,10 @@ fn a_forgotten_shopper_does_not_come_back_with_old_events() {
         .append(&[ev("u2", "fine", 32), ev("u1", "old", 33)])
         .unwrap_err();
     assert_eq!(err.field.as_deref(), Some("user"));
-    assert!(matches!(err.kind, EventErrorKind::ForgottenUser { .. }), "{err}");
+    assert!(
+        matches!(err.kind, EventErrorKind::ForgottenUser { .. }),
+        "{err}"
+    );
     assert!(store.user_events("u2").iter().all(|e| e.item != "fine"));
     // The shopper comes back later: recorded.
     let now = crate::profile::events::now_unix() + 10;
