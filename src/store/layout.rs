@@ -19,9 +19,9 @@
 //!
 //! `events/` and `rank/` belong to the shop, not to a catalog build: they sit beside
 //! the generations and a rebuild never moves them. Indexes written before
-//! generations (the build files directly in `INDEX/`, no `CURRENT`, manifest format
-//! 1) are still recognised: opening one is refused with a hint to rebuild, and a
-//! build over one reuses its embeddings and turns it into the layout above.
+//! generations (the build files directly in `INDEX/`, no `CURRENT`, manifest
+//! format 1) are still recognised: opening one is refused with a hint to rebuild,
+//! and a build over one reuses its embeddings and turns it into the layout above.
 
 use std::path::{Path, PathBuf};
 
