@@ -3,6 +3,8 @@
 //! in the store afterwards, no forgotten shopper may come back, and a retried import
 //! must store nothing twice.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
@@ -24,23 +26,6 @@ fn spawn(args: &[&str]) -> Child {
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
-}
-
-/// A fresh index of the fixture catalog (40 products `p001`..`p040`).
-fn build_index(tmp: &Path) -> PathBuf {
-    let index = tmp.join("idx");
-    let out = run(&[
-        "build",
-        "--catalog",
-        "fixtures/catalog.jsonl",
-        "--index",
-        index.to_str().unwrap(),
-        "--model",
-        "fixtures/tiny-bert",
-        "--quiet",
-    ]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    index
 }
 
 /// Writes `count` distinct events (file number `file`) for `users` shoppers, with long
@@ -117,7 +102,7 @@ fn search_loop(index: PathBuf, stop: std::sync::Arc<std::sync::atomic::AtomicBoo
 #[test]
 fn searches_during_twenty_concurrent_imports_lose_nothing() {
     let tmp = tempfile::tempdir().unwrap();
-    let index = build_index(tmp.path());
+    let index = common::build_index(tmp.path(), "idx");
     let files: Vec<PathBuf> = (0..20)
         .map(|f| events_file(tmp.path(), f, 2_000, 50))
         .collect();
@@ -167,7 +152,7 @@ fn searches_during_twenty_concurrent_imports_lose_nothing() {
 #[test]
 fn two_writers_one_waits_or_is_refused_and_a_retry_stores_nothing_twice() {
     let tmp = tempfile::tempdir().unwrap();
-    let index = build_index(tmp.path());
+    let index = common::build_index(tmp.path(), "idx");
     let idx = index.to_str().unwrap();
     let a = events_file(tmp.path(), 1, 30_000, 100);
     let b = events_file(tmp.path(), 2, 30_000, 100);
@@ -206,7 +191,7 @@ fn two_writers_one_waits_or_is_refused_and_a_retry_stores_nothing_twice() {
 #[test]
 fn an_import_racing_a_forget_never_brings_the_shopper_back() {
     let tmp = tempfile::tempdir().unwrap();
-    let index = build_index(tmp.path());
+    let index = common::build_index(tmp.path(), "idx");
     let idx = index.to_str().unwrap();
     let file = events_file(tmp.path(), 0, 50_000, 10);
     let import = spawn(&[
@@ -235,7 +220,7 @@ fn an_import_racing_a_forget_never_brings_the_shopper_back() {
 #[test]
 fn searches_during_compactions_see_a_whole_store() {
     let tmp = tempfile::tempdir().unwrap();
-    let index = build_index(tmp.path());
+    let index = common::build_index(tmp.path(), "idx");
     let idx = index.to_str().unwrap();
     let file = events_file(tmp.path(), 0, 20_000, 40);
     let out = run(&["events", "import", file.to_str().unwrap(), "--index", idx]);

@@ -2,33 +2,9 @@
 //! must never be acknowledged without being stored, and cleanup must finish what a
 //! crash interrupted.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod common;
 
 use shelfrank::{EngineBuilder, Event, EventKind};
-
-fn build_index(tmp: &Path) -> PathBuf {
-    let index = tmp.join("idx");
-    let out = Command::new(env!("CARGO_BIN_EXE_shelfrank"))
-        .args([
-            "build",
-            "--catalog",
-            "fixtures/catalog.jsonl",
-            "--index",
-            index.to_str().unwrap(),
-            "--model",
-            "fixtures/tiny-bert",
-            "--quiet",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    index
-}
 
 /// `Engine::record` says the event "is durable (fsynced) when this returns". An event
 /// of a forgotten shopper dated before the forget is not stored, so `record` must
@@ -36,7 +12,7 @@ fn build_index(tmp: &Path) -> PathBuf {
 #[test]
 fn recording_an_event_of_a_forgotten_shopper_is_refused_not_acknowledged() {
     let tmp = tempfile::tempdir().unwrap();
-    let index = build_index(tmp.path());
+    let index = common::build_index(tmp.path(), "idx");
     let engine = EngineBuilder::new(&index)
         .keyword_only(true)
         .build()

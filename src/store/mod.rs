@@ -146,18 +146,7 @@ pub fn checksum_file(path: &Path) -> Result<FileEntry> {
 /// Checks a file against its manifest entry: a missing, truncated or altered file
 /// is a [`Error::CorruptIndex`] naming it.
 pub fn verify_file(path: &Path, expected: &FileEntry) -> Result<()> {
-    let meta =
-        fs::metadata(path).map_err(|e| Error::corrupt(path, format!("cannot read it: {e}")))?;
-    if meta.len() != expected.bytes {
-        return Err(Error::corrupt(
-            path,
-            format!(
-                "size is {} bytes, the manifest says {} (truncated or replaced)",
-                meta.len(),
-                expected.bytes
-            ),
-        ));
-    }
+    verify::check_size(path, expected)?;
     let actual = checksum_file(path)?;
     if actual.crc32 != expected.crc32 {
         return Err(Error::corrupt(

@@ -228,7 +228,7 @@ fn check_no_links(dir: &Path, rel: &str) -> Result<()> {
 
 /// The size check of [`super::verify_file`] alone: a regular file of the recorded
 /// length.
-fn check_size(path: &Path, expected: &FileEntry) -> Result<()> {
+pub(super) fn check_size(path: &Path, expected: &FileEntry) -> Result<()> {
     let meta =
         fs::metadata(path).map_err(|e| Error::corrupt(path, format!("cannot read it: {e}")))?;
     if !meta.is_file() {
