@@ -20,8 +20,25 @@ fn run(args: &[&str]) -> Output {
     command(args).output().expect("run shelfrank")
 }
 
-fn spawn(args: &[&str]) -> Child {
-    command(args).spawn().expect("spawn shelfrank")
+/// `shelfrank events import FILE --index INDEX [--wait]`, as a child process.
+fn import_command(file: &Path, index: &str, wait: bool) -> Command {
+    let mut c = command(&["events", "import", file.to_str().unwrap(), "--index", index]);
+    if wait {
+        c.arg("--wait");
+    }
+    c
+}
+
+fn import(file: &Path, index: &str, wait: bool) -> Output {
+    import_command(file, index, wait)
+        .output()
+        .expect("run shelfrank")
+}
+
+fn spawn_import(file: &Path, index: &str, wait: bool) -> Child {
+    import_command(file, index, wait)
+        .spawn()
+        .expect("spawn shelfrank")
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -112,19 +129,7 @@ fn searches_during_twenty_concurrent_imports_lose_nothing() {
         std::thread::spawn(move || search_loop(index, stop))
     };
     let idx = index.to_str().unwrap();
-    let children: Vec<Child> = files
-        .iter()
-        .map(|f| {
-            spawn(&[
-                "events",
-                "import",
-                f.to_str().unwrap(),
-                "--index",
-                idx,
-                "--wait",
-            ])
-        })
-        .collect();
+    let children: Vec<Child> = files.iter().map(|f| spawn_import(f, idx, true)).collect();
     let mut total = 0;
     for child in children {
         let out = child.wait_with_output().unwrap();
@@ -156,8 +161,8 @@ fn two_writers_one_waits_or_is_refused_and_a_retry_stores_nothing_twice() {
     let idx = index.to_str().unwrap();
     let a = events_file(tmp.path(), 1, 30_000, 100);
     let b = events_file(tmp.path(), 2, 30_000, 100);
-    let first = spawn(&["events", "import", a.to_str().unwrap(), "--index", idx]);
-    let second = spawn(&["events", "import", b.to_str().unwrap(), "--index", idx]);
+    let first = spawn_import(&a, idx, false);
+    let second = spawn_import(&b, idx, false);
     let outs = [
         first.wait_with_output().unwrap(),
         second.wait_with_output().unwrap(),
@@ -175,14 +180,7 @@ fn two_writers_one_waits_or_is_refused_and_a_retry_stores_nothing_twice() {
     assert_eq!(stored_events(&index), acknowledged);
     // Retry both (the failed one and the acknowledged one), waiting this time.
     for file in [&a, &b] {
-        let out = run(&[
-            "events",
-            "import",
-            file.to_str().unwrap(),
-            "--index",
-            idx,
-            "--wait",
-        ]);
+        let out = import(file, idx, true);
         assert!(out.status.success(), "{}", text(&out.stderr));
     }
     assert_eq!(stored_events(&index), 60_000);
@@ -194,24 +192,21 @@ fn an_import_racing_a_forget_never_brings_the_shopper_back() {
     let index = common::build_index(tmp.path(), "idx");
     let idx = index.to_str().unwrap();
     let file = events_file(tmp.path(), 0, 50_000, 10);
-    let import = spawn(&[
-        "events",
-        "import",
-        file.to_str().unwrap(),
-        "--index",
-        idx,
-        "--wait",
-    ]);
+    let importer = spawn_import(&file, idx, true);
     std::thread::sleep(std::time::Duration::from_millis(80));
     let forget = run(&["events", "forget", "u5", "--index", idx, "--wait"]);
     assert!(forget.status.success(), "{}", text(&forget.stderr));
-    let import = import.wait_with_output().unwrap();
-    assert!(import.status.success(), "{}", text(&import.stderr));
+    let imported_out = importer.wait_with_output().unwrap();
+    assert!(
+        imported_out.status.success(),
+        "{}",
+        text(&imported_out.stderr)
+    );
     // Whichever ran first, u5 is gone and every other event is stored.
     assert_eq!(user_events(&index, "u5"), 0);
     assert_eq!(stored_events(&index), 45_000);
     // A retried import does not bring u5 back either, nor duplicate anything.
-    let again = run(&["events", "import", file.to_str().unwrap(), "--index", idx]);
+    let again = import(&file, idx, false);
     assert!(again.status.success(), "{}", text(&again.stderr));
     assert_eq!(user_events(&index, "u5"), 0);
     assert_eq!(stored_events(&index), 45_000);
@@ -223,7 +218,7 @@ fn searches_during_compactions_see_a_whole_store() {
     let index = common::build_index(tmp.path(), "idx");
     let idx = index.to_str().unwrap();
     let file = events_file(tmp.path(), 0, 20_000, 40);
-    let out = run(&["events", "import", file.to_str().unwrap(), "--index", idx]);
+    let out = import(&file, idx, false);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let searcher = {
@@ -237,14 +232,7 @@ fn searches_during_compactions_see_a_whole_store() {
         let out = run(&["events", "forget", &user, "--index", idx, "--wait"]);
         assert!(out.status.success(), "{}", text(&out.stderr));
         let extra = events_file(tmp.path(), 100 + round, 500, 3);
-        let out = run(&[
-            "events",
-            "import",
-            extra.to_str().unwrap(),
-            "--index",
-            idx,
-            "--wait",
-        ]);
+        let out = import(&extra, idx, true);
         assert!(out.status.success(), "{}", text(&out.stderr));
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
