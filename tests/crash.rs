@@ -290,3 +290,56 @@ fn a_cleanup_between_creating_and_locking_a_claim_cannot_take_a_running_build() 
         b"B's build"
     );
 }
+
+/// A crash while a retrained head is saved (its weights written, its card not yet)
+/// keeps the previous head: the card is the commit point and names its own weights.
+#[test]
+fn a_crash_while_saving_a_head_keeps_the_previous_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let index = index_with_events(tmp.path());
+    let idx = index.to_str().unwrap();
+    let train = |epochs: &str, failpoint: Option<&str>| {
+        shelfrank(
+            &[
+                "train",
+                "--index",
+                idx,
+                "--tasks",
+                "fixtures/personal_queries.tsv",
+                "--events",
+                "fixtures/events.jsonl",
+                "--epochs",
+                epochs,
+                "--quiet",
+            ],
+            failpoint,
+        )
+    };
+    ok(&train("2", None));
+    let scores = |index: &Path| {
+        let engine = EngineBuilder::new(index).build().unwrap();
+        assert!(engine.head().is_some(), "{:?}", engine.head_warning());
+        engine
+            .search(&SearchRequest::new("faucet").user("u2").k(5))
+            .unwrap()
+            .iter()
+            .map(|h| (h.id.clone(), h.score.to_bits()))
+            .collect::<Vec<_>>()
+    };
+    let before = scores(&index);
+    let point = "head-weights-written";
+    crashed(&train("4", Some(point)), point);
+    assert_eq!(
+        scores(&index),
+        before,
+        "the previous head changed or was lost"
+    );
+    // The next save succeeds and removes the orphaned weights file.
+    ok(&train("4", None));
+    let weights: Vec<String> = std::fs::read_dir(index.join("rank"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".safetensors"))
+        .collect();
+    assert_eq!(weights.len(), 1, "{weights:?}");
+}

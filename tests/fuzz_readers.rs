@@ -175,7 +175,12 @@ fn damaged_head_files_never_panic_or_score_differently() {
         .map(|r| (0..d).map(|i| ((r * 7 + i) % 11) as f32 / 3.0).collect())
         .collect();
     let want = head.predict(&rows).unwrap();
-    for file in ["ctr_head.json", "ctr_head.safetensors"] {
+    let weights = std::fs::read_dir(&rank)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .find(|n| n.ends_with(".safetensors"))
+        .unwrap();
+    for file in ["ctr_head.json", weights.as_str()] {
         let path = rank.join(file);
         let original = fs::read(&path).unwrap();
         let len = original.len();

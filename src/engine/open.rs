@@ -248,17 +248,9 @@ fn feature_set(head: &CtrHead) -> u64 {
 /// The trained head in `rank_dir`, if there is one that fits this build's features;
 /// otherwise why it is ignored (reranking then uses the fallback formula).
 fn load_head(rank_dir: &Path) -> (Option<CtrHead>, Option<String>) {
-    if !rank_dir.join(layout::HEAD_WEIGHTS).exists() {
-        if rank_dir.join(layout::HEAD_CARD).exists() {
-            return (
-                None,
-                Some(format!(
-                    "{} has a head card but no {}; ignoring the head; retrain it with `shelfrank train`",
-                    rank_dir.display(),
-                    layout::HEAD_WEIGHTS
-                )),
-            );
-        }
+    if !rank_dir.join(layout::HEAD_CARD).exists() {
+        // The card is a save's commit point: weights without one are the leftovers of
+        // an interrupted first save, not a head.
         return (None, None);
     }
     // A save replaces the weights and then the card, each atomically: a load that

@@ -13,7 +13,7 @@
 //!     text/                      the tantivy keyword index
 //!   events/log.bin               the event store's append-only log
 //!   events/snapshot.bin          the event store's last compaction
-//!   rank/ctr_head.safetensors    the trained CTR head's weights
+//!   rank/ctr_head-<fnv>.safetensors  the trained CTR head's weights, named after their checksum
 //!   rank/ctr_head.json           its model card
 //! ```
 //!
@@ -51,7 +51,8 @@ pub const EVENT_LOG: &str = "log.bin";
 pub const EVENT_SNAPSHOT: &str = "snapshot.bin";
 /// Sub-directory of the trained CTR head.
 pub const RANK_DIR: &str = "rank";
-/// The head's weights, inside [`RANK_DIR`].
+/// The head's weights as saved before they were named after their checksum
+/// (`ctr_head-<FNV-1a 64 hex>.safetensors`, named by the card), inside [`RANK_DIR`].
 pub const HEAD_WEIGHTS: &str = "ctr_head.safetensors";
 /// The head's model card, inside [`RANK_DIR`].
 pub const HEAD_CARD: &str = "ctr_head.json";

@@ -9,10 +9,13 @@
 //! with the default bound, and their standard deviations are raised to the relative floor
 //! ([`RELATIVE_STD_FLOOR`](super::RELATIVE_STD_FLOOR) x |mean|, the range being unknown);
 //! heads with `clip` load verbatim. The format version stays 1: every older file still
-//! loads. The weights file is written first and the card last,
-//! each through a temporary file, fsync and rename, so the card is the commit point: a save
-//! interrupted between the two leaves a card whose checksum no longer matches, which
-//! [`CtrHead::load`] reports instead of serving mismatched weights.
+//! loads. The weights file is named after its content
+//! (`ctr_head-<FNV-1a 64, hex>.safetensors`) and written first, the card last, each through
+//! a temporary file, fsync and rename. The card names its weights file, so the card is the
+//! commit point: a save interrupted between the two leaves the previous card and the
+//! previous weights untouched (the head in use stays loadable), and the next save removes
+//! the orphaned weights file. Heads saved before content naming (`ctr_head.safetensors`,
+//! or a card without `weights.file`) still load.
 
 use std::collections::HashMap;
 use std::fs;
@@ -25,6 +28,24 @@ use super::fit::{floored_std, Z_CLIP};
 use super::{be, corrupt, invalid, io_err, validate_names, CtrHead, HeadError, Layer, MAX_HIDDEN};
 use crate::store::durable;
 use crate::store::layout::{HEAD_CARD as CARD_FILE, HEAD_WEIGHTS as WEIGHTS_FILE};
+
+/// Start of every weights file's name (`ctr_head-<checksum>.safetensors`).
+const WEIGHTS_PREFIX: &str = "ctr_head";
+/// End of every weights file's name.
+const WEIGHTS_SUFFIX: &str = ".safetensors";
+
+/// Whether `name` is a weights file's name: `ctr_head.safetensors` (heads saved
+/// before content naming) or `ctr_head-<16 hex digits>.safetensors`; a plain name in
+/// the head's directory, never a path.
+pub(crate) fn is_weights_name(name: &str) -> bool {
+    if name == WEIGHTS_FILE {
+        return true;
+    }
+    name.strip_prefix(WEIGHTS_PREFIX)
+        .and_then(|rest| rest.strip_prefix('-'))
+        .and_then(|rest| rest.strip_suffix(WEIGHTS_SUFFIX))
+        .is_some_and(|hex| hex.len() == 16 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+}
 
 /// Version of the on-disk format written by [`CtrHead::save`]; [`CtrHead::load`] reads
 /// only this version.
@@ -51,27 +72,39 @@ impl CtrHead {
         };
         fs::create_dir_all(dir).map_err(io_err(dir))?;
 
-        let weights_path = dir.join(WEIGHTS_FILE);
         let bytes = safetensors::serialize(&self.tensor_map(), None).map_err(|e| {
             invalid(
                 "weights",
                 format!("cannot be serialised as safetensors: {e}"),
             )
         })?;
-        durable::atomic_write(&weights_path, &bytes)?;
+        let sum = format!("{:016x}", durable::fnv1a64(&bytes));
+        let weights_name = format!("{WEIGHTS_PREFIX}-{sum}{WEIGHTS_SUFFIX}");
+        durable::atomic_write(&dir.join(&weights_name), &bytes)?;
+        durable::crash_point("head-weights-written");
 
         merged.extend(self.model_fields());
         merged.insert(
             "weights".into(),
             json!({
-                "file": WEIGHTS_FILE,
+                "file": weights_name,
                 "bytes": bytes.len(),
-                "fnv1a64": format!("{:016x}", durable::fnv1a64(&bytes)),
+                "fnv1a64": sum,
             }),
         );
         let text = serde_json::to_vec_pretty(&Value::Object(merged))
             .map_err(|e| invalid("card", format!("cannot be serialised: {e}")))?;
         durable::atomic_write(&dir.join(CARD_FILE), &text)?;
+        // The card now names the new weights: earlier weights files are unused. A
+        // failure to remove one only leaves a file for the next save to remove.
+        if let Ok(entries) = fs::read_dir(dir) {
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if is_weights_name(&name) && name != weights_name {
+                    let _ = fs::remove_file(entry.path());
+                }
+            }
+        }
         Ok(())
     }
 
@@ -84,7 +117,6 @@ impl CtrHead {
     /// truncated, corrupt or inconsistent ones are [`HeadError::Corrupt`].
     pub fn load(dir: &Path) -> Result<CtrHead, HeadError> {
         let card_path = dir.join(CARD_FILE);
-        let weights_path = dir.join(WEIGHTS_FILE);
         let text = fs::read(&card_path).map_err(io_err(&card_path))?;
         let card: Value = serde_json::from_slice(&text)
             .map_err(|e| corrupt(&card_path, format!("not valid JSON: {e}")))?;
@@ -154,8 +186,24 @@ impl CtrHead {
             ));
         }
 
+        let weights_name = match obj.get("weights").and_then(|w| w.get("file")) {
+            None => WEIGHTS_FILE,
+            Some(Value::String(name)) if is_weights_name(name) => name.as_str(),
+            Some(other) => {
+                return Err(corrupt(
+                    &card_path,
+                    format!(
+                        "`weights.file` must name a {WEIGHTS_PREFIX}*{WEIGHTS_SUFFIX} file in the same directory, got {other}"
+                    ),
+                ))
+            }
+        };
+        let weights_path = dir.join(weights_name);
         let bytes = fs::read(&weights_path).map_err(io_err(&weights_path))?;
-        if let Some(w) = obj.get("weights") {
+        if let Some(w) = obj
+            .get("weights")
+            .filter(|w| w.get("bytes").is_some() || w.get("fnv1a64").is_some())
+        {
             let want_len = w.get("bytes").and_then(Value::as_u64);
             let want_sum = w.get("fnv1a64").and_then(Value::as_str);
             let sum = format!("{:016x}", durable::fnv1a64(&bytes));

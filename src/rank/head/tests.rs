@@ -211,10 +211,16 @@ fn save_load_round_trip_and_corruption() {
     loaded.save(&path, loaded.card()).unwrap();
     assert_eq!(bits(&CtrHead::load(&path).unwrap()), bits(&head));
 
-    let weights = path.join(WEIGHTS_FILE);
     let card_path = path.join(CARD_FILE);
-    let original = fs::read(&weights).unwrap();
     let card: Value = serde_json::from_slice(&fs::read(&card_path).unwrap()).unwrap();
+    // The weights file is named after its content, and the card names it.
+    let weights_name = card["weights"]["file"].as_str().unwrap().to_owned();
+    assert!(
+        weights_name.starts_with("ctr_head-") && weights_name != WEIGHTS_FILE,
+        "{weights_name}"
+    );
+    let weights = path.join(&weights_name);
+    let original = fs::read(&weights).unwrap();
 
     // Truncated weights: caught by the card's checksum...
     fs::write(&weights, &original[..original.len() / 2]).unwrap();
@@ -223,7 +229,7 @@ fn save_load_round_trip_and_corruption() {
     assert!(!e.is_caller_fault());
     // ...and by the safetensors parser when the card has no checksum.
     let mut no_sum = card.clone();
-    no_sum.as_object_mut().unwrap().remove("weights");
+    no_sum["weights"] = json!({ "file": weights_name });
     fs::write(&card_path, serde_json::to_vec(&no_sum).unwrap()).unwrap();
     for cut in [0, 4, 8, 20, original.len() / 2, original.len() - 1] {
         fs::write(&weights, &original[..cut]).unwrap();
@@ -243,6 +249,20 @@ fn save_load_round_trip_and_corruption() {
     }
     fs::write(&weights, &original).unwrap();
     CtrHead::load(&path).unwrap();
+    // A head saved before content naming: `ctr_head.safetensors`, no `weights.file`.
+    let mut legacy = card.clone();
+    legacy["weights"].as_object_mut().unwrap().remove("file");
+    fs::rename(&weights, path.join(WEIGHTS_FILE)).unwrap();
+    fs::write(&card_path, serde_json::to_vec(&legacy).unwrap()).unwrap();
+    assert_eq!(bits(&CtrHead::load(&path).unwrap()), bits(&head));
+    // A card naming a path instead of a file beside it is refused.
+    let mut escape = card.clone();
+    escape["weights"]["file"] = json!("../ctr_head.safetensors");
+    fs::write(&card_path, serde_json::to_vec(&escape).unwrap()).unwrap();
+    let e = CtrHead::load(&path).unwrap_err().to_string();
+    assert!(e.contains("weights.file"), "{e}");
+    fs::rename(path.join(WEIGHTS_FILE), &weights).unwrap();
+    fs::write(&card_path, serde_json::to_vec(&no_sum).unwrap()).unwrap();
 
     // Card with the wrong feature count.
     let mut wrong = no_sum.clone();
