@@ -296,10 +296,29 @@ mod tests {
             None,
             "no head at all: nothing to say"
         );
-        std::fs::write(tmp.path().join(layout::HEAD_CARD), b"{}").unwrap();
+        let d = FEATURE_NAMES.len();
+        let card = serde_json::json!({
+            "format_version": 1,
+            "feature_names": FEATURE_NAMES,
+            "hidden": [4],
+            "normalisation": {"mean": vec![0.0; d], "std": vec![1.0; d]},
+            "weights": {"file": "ctr_head-00000000000000ab.safetensors", "bytes": 10, "fnv1a64": "00"},
+        });
+        std::fs::write(
+            tmp.path().join(layout::HEAD_CARD),
+            serde_json::to_vec(&card).unwrap(),
+        )
+        .unwrap();
         let (head, warning) = load_head(tmp.path());
         assert!(head.is_none());
         let warning = warning.expect("a warning");
-        assert!(warning.contains(layout::HEAD_WEIGHTS), "{warning}");
+        assert!(
+            warning.contains("ctr_head-00000000000000ab.safetensors"),
+            "{warning}"
+        );
+        // Weights without a card are an interrupted first save: no head, nothing to say.
+        std::fs::remove_file(tmp.path().join(layout::HEAD_CARD)).unwrap();
+        std::fs::write(tmp.path().join(layout::HEAD_WEIGHTS), b"w").unwrap();
+        assert_eq!(load_head(tmp.path()).1, None);
     }
 }
