@@ -61,10 +61,23 @@ pub fn open_current(root: &Path) -> Result<(IndexPaths, GenerationPin)> {
         if let Some(pin) = GenerationPin::take(&paths.manifest())? {
             return Ok((paths, pin));
         }
+        // The generation went before we could pin it. A build that removed it has
+        // published a newer one, so `CURRENT` changed: resolve again. If `CURRENT`
+        // still names it, nothing will bring it back.
+        let still = read_current(&current)?;
+        if still.as_deref().map(|n| root.join(n)).as_deref() == Some(paths.data()) {
+            return Err(Error::corrupt(
+                &current,
+                format!(
+                    "it names {}, whose manifest.json is missing",
+                    paths.data().display()
+                ),
+            ));
+        }
     }
     Err(Error::corrupt(
         &current,
-        "it names a generation whose manifest.json is missing",
+        "the generation it names kept being replaced while this reader opened it",
     ))
 }
 
@@ -443,6 +456,26 @@ mod tests {
             b"precious"
         );
         assert_eq!(open_current(&root).unwrap().0.data(), generation);
+    }
+
+    #[test]
+    fn every_bit_flip_in_current_is_an_error_or_the_same_generation() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("idx");
+        build(&root, b"one");
+        let live = build(&root, b"two");
+        let original = fs::read(root.join(CURRENT)).unwrap();
+        for at in 0..original.len() {
+            for bit in 0..8 {
+                let mut bytes = original.clone();
+                bytes[at] ^= 1 << bit;
+                fs::write(root.join(CURRENT), &bytes).unwrap();
+                match open_current(&root) {
+                    Ok((paths, _pin)) => assert_eq!(paths.data(), live, "byte {at} bit {bit}"),
+                    Err(e) => assert!(e.to_string().contains("CURRENT"), "{e}"),
+                }
+            }
+        }
     }
 
     #[test]
