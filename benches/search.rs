@@ -75,7 +75,8 @@ fn engine() -> (Option<tempfile::TempDir>, Engine) {
     let index = std::env::var_os("SHELFRANK_BENCH_INDEX")
         .map(PathBuf::from)
         .or_else(|| {
-            Some(PathBuf::from("index/homedepot")).filter(|p| p.join("manifest.json").exists())
+            Some(PathBuf::from("index/homedepot"))
+                .filter(|p| p.join("CURRENT").exists() || p.join("manifest.json").exists())
         });
     match index {
         Some(dir) => (None, Engine::open(dir).unwrap()),
@@ -119,7 +120,7 @@ fn bench_search(c: &mut Criterion) {
         })
     });
     // Uncached: a distinct text every iteration (the query plus a counter), so the
-    // LRU of query embeddings never hits.
+    // query-embedding cache never hits.
     let mut n = 0u64;
     g.bench_function("hybrid_end_to_end_uncached", |b| {
         b.iter(|| {
