@@ -319,8 +319,11 @@ fn a_crash_while_saving_a_head_keeps_the_previous_one() {
     let scores = |index: &Path| {
         let engine = EngineBuilder::new(index).build().unwrap();
         assert!(engine.head().is_some(), "{:?}", engine.head_warning());
+        // A fixed `as_of`: with the default (now), recency moves between two calls.
+        let mut req = SearchRequest::new("faucet").user("u2").k(5);
+        req.as_of = Some(1_700_000_000);
         engine
-            .search(&SearchRequest::new("faucet").user("u2").k(5))
+            .search(&req)
             .unwrap()
             .iter()
             .map(|h| (h.id.clone(), h.score.to_bits()))
