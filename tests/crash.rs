@@ -256,7 +256,7 @@ fn a_cleanup_between_creating_and_locking_a_claim_cannot_take_a_running_build() 
     };
     publish(b"one");
     // Build B pauses between creating its first claim file and locking it.
-    fail::cfg("staging-claim-created", "1*sleep(600)").unwrap();
+    fail::cfg("staging-claim-created", "1*sleep(3000)").unwrap();
     let b = {
         let root = root.clone();
         std::thread::spawn(move || {
@@ -265,15 +265,26 @@ fn a_cleanup_between_creating_and_locking_a_claim_cannot_take_a_running_build() 
             g
         })
     };
-    std::thread::sleep(std::time::Duration::from_millis(200));
+    // Wait for B's claim file to appear (B then sleeps at the failpoint).
+    let claims = || -> Vec<String> {
+        std::fs::read_dir(&root)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".lock"))
+            .collect()
+    };
+    let waited = std::time::Instant::now();
+    while claims().is_empty() && waited.elapsed().as_secs() < 20 {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let first = claims();
+    assert_eq!(first.len(), 1, "B's claim file should exist");
     // Another build publishes in the pause: its cleanup removes B's unlocked claim.
-    let before: Vec<String> = std::fs::read_dir(&root)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.ends_with(".lock"))
-        .collect();
-    assert_eq!(before.len(), 1, "B's claim file should exist: {before:?}");
     publish(b"two");
+    assert!(
+        !claims().contains(&first[0]),
+        "the cleanup should have taken B's unlocked claim (the race under test)"
+    );
     let b = b.join().unwrap();
     fail::remove("staging-claim-created");
     // B claimed a fresh name; a third publish leaves its staging directory alone.
