@@ -36,6 +36,7 @@
 //! with each other (recency, order), and for times from one shop treating them as UTC keeps
 //! both their order and their distances.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::io::Read;
 use std::path::Path;
@@ -227,26 +228,32 @@ pub(crate) fn check_event_values(event: &Event) -> Result<(), (&'static str, Eve
 
 /// The id of an event read from a file: the hash of its `id` field when the line has
 /// one, otherwise of its content and how many identical lines came before it in the
-/// same file. So importing the same file twice (a retry) stores each event once,
-/// and two identical lines of one file stay two events.
-pub(crate) fn event_id(given: Option<&str>, event: &Event, occurrence: u32) -> u64 {
+/// same file (`seen` counts them per content hash). So importing the same file twice
+/// (a retry) stores each event once, and two identical lines of one file stay two
+/// events.
+pub(crate) fn event_id(given: Option<&str>, event: &Event, seen: &mut HashMap<u64, u32>) -> u64 {
     use crate::store::durable::fnv1a64;
-    match given {
-        Some(id) => fnv1a64(format!("id\u{1f}{id}").as_bytes()),
-        None => fnv1a64(
-            format!(
-                "content\u{1f}{}\u{1f}{}\u{1f}{:?}\u{1f}{}\u{1f}{:?}\u{1f}{:?}\u{1f}{:?}\u{1f}{occurrence}",
-                event.user,
-                event.item,
-                event.kind,
-                event.ts,
-                event.quantity.map(f64::to_bits),
-                event.query,
-                event.position
-            )
-            .as_bytes(),
-        ),
+    if let Some(id) = given {
+        return fnv1a64(format!("id\u{1f}{id}").as_bytes());
     }
+    let content = fnv1a64(
+        format!(
+            "content\u{1f}{}\u{1f}{}\u{1f}{:?}\u{1f}{}\u{1f}{:?}\u{1f}{:?}\u{1f}{:?}",
+            event.user,
+            event.item,
+            event.kind,
+            event.ts,
+            event.quantity.map(f64::to_bits),
+            event.query,
+            event.position
+        )
+        .as_bytes(),
+    );
+    let occurrence = seen.entry(content).or_insert(0);
+    let mut key = content.to_le_bytes().to_vec();
+    key.extend_from_slice(&occurrence.to_le_bytes());
+    *occurrence += 1;
+    fnv1a64(&key)
 }
 
 /// The current time, Unix seconds (0 if the clock is before 1970): the default
@@ -522,7 +529,7 @@ pub fn read_events_from(
     };
     let reader = skip_bom(reader).map_err(|e| io_error(1, e))?;
     let mut batch = EventBatch::default();
-    let mut seen: std::collections::HashMap<u64, u32> = std::collections::HashMap::new();
+    let mut seen = HashMap::new();
     read_lines(reader, io_error, |line, bytes| {
         let parsed = parse_line(bytes).and_then(|(event, given)| {
             if let Err((field, kind)) = check_event_values(&event) {
@@ -541,17 +548,9 @@ pub fn read_events_from(
         });
         match parsed {
             Ok((event, given)) => {
-                let occurrence = match &given {
-                    Some(_) => 0,
-                    None => {
-                        let n = seen.entry(event_id(None, &event, 0)).or_insert(0);
-                        *n += 1;
-                        *n - 1
-                    }
-                };
                 batch
                     .ids
-                    .push(event_id(given.as_deref(), &event, occurrence));
+                    .push(event_id(given.as_deref(), &event, &mut seen));
                 batch.events.push(event);
             }
             Err(e) => {
