@@ -238,20 +238,37 @@ pub fn sync_dir(dir: &Path) -> IoResult<()> {
     Ok(())
 }
 
-/// fsyncs every file below `dir`, then the directories themselves.
-pub fn sync_tree(dir: &Path) -> IoResult<()> {
+/// Calls `on_file` for every regular file below `dir` and `on_dir` for every
+/// directory, `dir` included, once its contents are done. Symbolic links and other
+/// special files are skipped.
+fn walk_tree(
+    dir: &Path,
+    on_file: &mut dyn FnMut(&Path) -> IoResult<()>,
+    on_dir: &mut dyn FnMut(&Path) -> IoResult<()>,
+) -> IoResult<()> {
     for entry in fs::read_dir(dir).map_err(fail(dir, "list"))? {
         let entry = entry.map_err(fail(dir, "list"))?;
         let path = entry.path();
         let kind = entry.file_type().map_err(fail(&path, "stat"))?;
         if kind.is_dir() {
-            sync_tree(&path)?;
+            walk_tree(&path, on_file, on_dir)?;
         } else if kind.is_file() {
-            let f = File::open(&path).map_err(fail(&path, "open"))?;
-            f.sync_all().map_err(fail(&path, "fsync"))?;
+            on_file(&path)?;
         }
     }
-    sync_dir(dir)
+    on_dir(dir)
+}
+
+/// fsyncs every file below `dir`, then the directories themselves.
+pub fn sync_tree(dir: &Path) -> IoResult<()> {
+    walk_tree(
+        dir,
+        &mut |path| {
+            let f = File::open(path).map_err(fail(path, "open"))?;
+            f.sync_all().map_err(fail(path, "fsync"))
+        },
+        &mut |dir| sync_dir(dir),
+    )
 }
 
 /// Mode of every file of a published index: readable by everyone, writable by the
@@ -270,23 +287,19 @@ pub fn make_public(dir: &Path) -> IoResult<()> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        for entry in fs::read_dir(dir).map_err(fail(dir, "list"))? {
-            let entry = entry.map_err(fail(dir, "list"))?;
-            let path = entry.path();
-            let kind = entry.file_type().map_err(fail(&path, "stat"))?;
-            if kind.is_dir() {
-                make_public(&path)?;
-            } else if kind.is_file() {
-                fs::set_permissions(&path, fs::Permissions::from_mode(PUBLIC_FILE_MODE))
-                    .map_err(fail(&path, "set the permissions of"))?;
-            }
-        }
-        fs::set_permissions(dir, fs::Permissions::from_mode(PUBLIC_DIR_MODE))
-            .map_err(fail(dir, "set the permissions of"))?;
+        let set = |path: &Path, mode: u32| {
+            fs::set_permissions(path, fs::Permissions::from_mode(mode))
+                .map_err(fail(path, "set the permissions of"))
+        };
+        walk_tree(dir, &mut |file| set(file, PUBLIC_FILE_MODE), &mut |dir| {
+            set(dir, PUBLIC_DIR_MODE)
+        })
     }
     #[cfg(not(unix))]
-    let _ = dir;
-    Ok(())
+    {
+        let _ = dir;
+        Ok(())
+    }
 }
 
 /// CRC-32 (IEEE) of `bytes`.
