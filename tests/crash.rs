@@ -176,26 +176,35 @@ fn a_crash_after_an_import_is_written_keeps_it_whole_and_a_retry_adds_nothing() 
 
 // ---- review: a long-running writer after another process crashed mid-forget ----
 
-/// An engine that has written once keeps its store open for writing. Another
-/// process's `forget` is killed after its snapshot rename (the commit point) and
-/// before the log reset. The engine's next write must notice the new snapshot
+/// An index with 300 events, an engine on it that has recorded one event (so its
+/// store is open for writing), and another process's `forget u2` killed after its
+/// snapshot rename (the commit point) and before the log reset.
+fn engine_after_a_crashed_forget(dir: &Path) -> (PathBuf, shelfrank::Engine) {
+    let index = index_with_events(dir);
+    let engine = EngineBuilder::new(&index).build().unwrap();
+    engine
+        .record(shelfrank::Event::new(
+            "u1",
+            "p001",
+            shelfrank::EventKind::Click,
+            1_700_000_000,
+        ))
+        .unwrap();
+    let point = "events-snapshot-replaced";
+    let forget = ["events", "forget", "u2", "--index", index.to_str().unwrap()];
+    crashed(&shelfrank(&forget, Some(point)), point);
+    (index, engine)
+}
+
+/// An engine that has written once keeps its store open for writing; another
+/// process's `forget` crashes after its commit point. The engine's next write must notice the new snapshot
 /// (`EventStore::changed_on_disk` compares the snapshot's generation too) and reopen
 /// the store, instead of appending to a log every later open discards.
 #[test]
 fn a_running_engine_keeps_acknowledged_events_after_another_writer_crashed_mid_forget() {
     use shelfrank::{Event, EventKind};
     let tmp = tempfile::tempdir().unwrap();
-    let index = index_with_events(tmp.path());
-    let idx = index.to_str().unwrap();
-    let engine = EngineBuilder::new(&index).build().unwrap();
-    engine
-        .record(Event::new("u1", "p001", EventKind::Click, 1_700_000_000))
-        .unwrap();
-    let point = "events-snapshot-replaced";
-    crashed(
-        &shelfrank(&["events", "forget", "u2", "--index", idx], Some(point)),
-        point,
-    );
+    let (index, engine) = engine_after_a_crashed_forget(tmp.path());
     // Acknowledged: fsynced, says the API.
     engine
         .record(Event::new("u1", "p002", EventKind::Click, 1_700_000_001))
@@ -214,19 +223,8 @@ fn a_running_engine_keeps_acknowledged_events_after_another_writer_crashed_mid_f
 /// memory (which still holds u2's events), so u2 stays forgotten.
 #[test]
 fn a_running_engine_does_not_bring_back_a_shopper_another_writer_forgot_before_crashing() {
-    use shelfrank::{Event, EventKind};
     let tmp = tempfile::tempdir().unwrap();
-    let index = index_with_events(tmp.path());
-    let idx = index.to_str().unwrap();
-    let engine = EngineBuilder::new(&index).build().unwrap();
-    engine
-        .record(Event::new("u1", "p001", EventKind::Click, 1_700_000_000))
-        .unwrap();
-    let point = "events-snapshot-replaced";
-    crashed(
-        &shelfrank(&["events", "forget", "u2", "--index", idx], Some(point)),
-        point,
-    );
+    let (index, engine) = engine_after_a_crashed_forget(tmp.path());
     // The forget of u2 is committed (the crash test above relies on it).
     assert_eq!(check_index(&index, "u2").1, 0);
     engine.forget("u3").unwrap();
