@@ -12,8 +12,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use shelfrank::eval::read_personal_tasks;
-use shelfrank::profile::events::{read_events, EventReadOptions};
-use shelfrank::profile::{Event, EventKind, EventStore};
+use shelfrank::profile::events::EventReadOptions;
+use shelfrank::profile::{Event, EventKind};
 use shelfrank::rank::samples::SampleOptions;
 use shelfrank::rank::{HeadConfig, RerankMode};
 use shelfrank::{
@@ -211,14 +211,7 @@ fn cases(v: &Vocab) -> impl Strategy<Value = Case> + '_ {
 
 /// Trains a small head on the fixture tasks and saves it into `index`.
 fn train_and_save_head(engine: &Engine, index: &Path) {
-    let batch = read_events(
-        Path::new("fixtures/events.jsonl"),
-        &EventReadOptions::default(),
-        &|id: &str| engine.product(id).is_some(),
-    )
-    .unwrap();
-    let mut store = EventStore::open_in_memory();
-    store.append(&batch.events).unwrap();
+    let store = common::fixture_events(engine);
     let tasks = read_personal_tasks(Path::new("fixtures/personal_queries.tsv")).unwrap();
     let mut spec = TrainSpec::new(TrainingLogs::Tasks(tasks));
     spec.events = Some(store);

@@ -7,7 +7,7 @@ mod common;
 use std::path::Path;
 
 use shelfrank::eval::read_personal_tasks;
-use shelfrank::profile::events::{parse_timestamp, read_events, EventReadOptions};
+use shelfrank::profile::events::{parse_timestamp, EventReadOptions};
 use shelfrank::profile::{Event, EventKind, EventStore, ItemStats};
 use shelfrank::rank::samples::{self, SampleOptions};
 use shelfrank::rank::{CandidateSource, HeadConfig, RerankMode, FEATURE_NAMES};
@@ -19,18 +19,6 @@ use shelfrank::{
 
 fn ids(hits: &[shelfrank::Hit]) -> Vec<String> {
     hits.iter().map(|h| h.id.clone()).collect()
-}
-
-fn fixture_events(engine: &Engine) -> EventStore {
-    let batch = read_events(
-        Path::new("fixtures/events.jsonl"),
-        &EventReadOptions::default(),
-        &|id: &str| engine.product(id).is_some(),
-    )
-    .unwrap();
-    let mut store = EventStore::open_in_memory();
-    store.append(&batch.events).unwrap();
-    store
 }
 
 #[test]
@@ -190,7 +178,7 @@ fn stats_of(engine: &Engine, store: &EventStore) -> ItemStats {
 }
 
 fn train_head_from_tasks(engine: &Engine, seed: u64) -> TrainedHead {
-    let store = fixture_events(engine);
+    let store = common::fixture_events(engine);
     let stats = stats_of(engine, &store);
     let tasks = read_personal_tasks(Path::new("fixtures/personal_queries.tsv")).unwrap();
     let opts = SampleOptions {
@@ -286,7 +274,7 @@ fn a_head_for_another_feature_set_is_ignored_with_a_warning() {
 fn impressions_and_qrels_train_too() {
     let tmp = tempfile::tempdir().unwrap();
     let engine = Engine::open(common::build_index(tmp.path(), "idx")).unwrap();
-    let store = fixture_events(&engine);
+    let store = common::fixture_events(&engine);
     let stats = stats_of(&engine, &store);
     let imps = samples::read_impressions(Path::new("fixtures/impressions.jsonl")).unwrap();
     let (groups, unknown) = samples::impression_groups(&engine, &imps, &store, &stats).unwrap();

@@ -5,7 +5,8 @@
 use std::path::{Path, PathBuf};
 
 use shelfrank::catalog::{read_catalog, ReadOptions};
-use shelfrank::{IndexBuilder, Product};
+use shelfrank::profile::events::{read_events, EventReadOptions};
+use shelfrank::{Engine, EventStore, IndexBuilder, Product};
 
 pub const TINY_MODEL: &str = "fixtures/tiny-bert";
 
@@ -74,4 +75,20 @@ pub fn copy_tree(from: &Path, to: &Path) {
             std::fs::copy(entry.path(), &target).expect("copy");
         }
     }
+}
+
+/// The fixture events (`fixtures/events.jsonl`) in an in-memory store, for
+/// training and evaluation against `engine`'s catalog.
+pub fn fixture_events(engine: &Engine) -> EventStore {
+    let batch = read_events(
+        Path::new("fixtures/events.jsonl"),
+        &EventReadOptions::default(),
+        &|id: &str| engine.product(id).is_some(),
+    )
+    .expect("read the fixture events");
+    let mut store = EventStore::open_in_memory();
+    store
+        .append(&batch.events)
+        .expect("store the fixture events");
+    store
 }
