@@ -227,7 +227,6 @@ impl EventStore {
                     ));
                 }
                 write_new_log(&log_path, 0)?;
-                upgrade = false;
                 (0, HEADER_BYTES as u64, 0)
             }
             Some(bytes) => {
@@ -257,8 +256,8 @@ impl EventStore {
             }
         };
         // Files of format 1 hold nothing format 2 lacks: rewrite them in format 2 before
-        // the first append (the snapshot first, as every compaction does).
-        let upgrade = upgrade && (snapshot_generation.is_some() || log_records > 0);
+        // the first append (the snapshot first, as every compaction does). An empty
+        // format-1 log too: format-2 records appended under its header would not read.
         let log = open_for_append(&log_path)?;
         store.disk = Some(Disk {
             dir: dir.to_path_buf(),

@@ -526,3 +526,29 @@ fn a_read_only_store_creates_nothing_and_takes_no_writes() {
     assert!(store.append(&sample()).is_err());
     assert!(store.forget("u1").is_err());
 }
+
+#[test]
+fn a_format_1_store_is_rewritten_in_format_2_before_the_first_append() {
+    // An empty log of format 1, as every engine open of the first format created.
+    let dir = tempfile::tempdir().unwrap();
+    let mut v1 = LOG_MAGIC.to_vec();
+    v1.extend_from_slice(&1u32.to_le_bytes());
+    v1.extend_from_slice(&0u64.to_le_bytes());
+    let crc = durable::crc32(&v1);
+    v1.extend_from_slice(&crc.to_le_bytes());
+    fs::write(dir.path().join(LOG_FILE), &v1).unwrap();
+    // Readers read it as it is.
+    assert!(EventStore::open_read_only(dir.path()).unwrap().is_empty());
+    let mut store = EventStore::open(dir.path()).unwrap();
+    store.append(&sample()).unwrap();
+    drop(store);
+    for file in [LOG_FILE, SNAPSHOT_FILE] {
+        let bytes = fs::read(dir.path().join(file)).unwrap();
+        assert_eq!(u32_at(&bytes, 8), FORMAT_VERSION, "{file}");
+    }
+    assert_eq!(EventStore::open(dir.path()).unwrap().len(), sample().len());
+    assert_eq!(
+        EventStore::open_read_only(dir.path()).unwrap().len(),
+        sample().len()
+    );
+}
