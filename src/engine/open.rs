@@ -11,6 +11,7 @@ use crate::encoder::{DeviceSpec, Encoder, EncoderOptions, Implementation};
 use crate::error::{Error, ModelMismatch, Result};
 use crate::fuse::Fusion;
 use crate::profile::{EventStore, ItemStats, ProfileConfig};
+use crate::rank::head::HeadError;
 use crate::rank::{CtrHead, FallbackWeights, FEATURE_NAMES, FEATURE_SET_VERSION};
 use crate::store::{self, layout, IndexPaths, Manifest, VectorFile};
 use crate::text::TextIndex;
@@ -253,11 +254,13 @@ fn load_head(rank_dir: &Path) -> (Option<CtrHead>, Option<String>) {
         // an interrupted first save, not a head.
         return (None, None);
     }
-    // A save replaces the weights and then the card, each atomically: a load that
-    // falls between the two sees them disagree (a checksum mismatch). Read again.
+    // A save writes new content-named weights, replaces the card, then removes the
+    // old weights: a load that read the old card just before may find its weights
+    // gone. Only that error is worth reading again; damage is not.
+    let weights_gone = |r: &std::result::Result<CtrHead, HeadError>| matches!(r, Err(HeadError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound);
     let mut loaded = CtrHead::load(rank_dir);
     for attempt in 1..=3 {
-        if loaded.is_ok() {
+        if !weights_gone(&loaded) {
             break;
         }
         std::thread::sleep(std::time::Duration::from_millis(20 * attempt));
