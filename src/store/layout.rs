@@ -116,11 +116,6 @@ impl IndexPaths {
         &self.data
     }
 
-    /// `CURRENT`.
-    pub fn current(&self) -> PathBuf {
-        self.root.join(CURRENT)
-    }
-
     /// `manifest.json`.
     pub fn manifest(&self) -> PathBuf {
         self.data.join(MANIFEST)
