@@ -74,6 +74,12 @@ pub struct IndexBuilder {
     source: String,
     reuse: bool,
     wait_for_lock: bool,
+    /// Embeddings known beyond the live generation's (a merge's updated products),
+    /// by id: (embedding text, vector).
+    known: HashMap<String, (String, Vec<f32>)>,
+    /// The `updates_through` to record; `None`: the live generation's (a rebuild
+    /// from a catalog file keeps the pending live updates applying on top).
+    updates_through: Option<u64>,
 }
 
 impl IndexBuilder {
@@ -87,6 +93,8 @@ impl IndexBuilder {
             source: String::new(),
             reuse: true,
             wait_for_lock: false,
+            known: HashMap::new(),
+            updates_through: None,
         }
     }
 
@@ -165,6 +173,30 @@ impl IndexBuilder {
         self
     }
 
+    /// Embeddings to reuse beyond the live generation's, by product id: (embedding
+    /// text, vector). Used when a merge folds live updates into a generation.
+    pub(crate) fn known_embeddings(mut self, known: HashMap<String, (String, Vec<f32>)>) -> Self {
+        self.known = known;
+        self
+    }
+
+    /// Records `seq` as the last live update folded into the new generation.
+    pub(crate) fn updates_through(&self) -> u64 {
+        self.updates_through.unwrap_or_else(|| {
+            store::open_current(&self.dest)
+                .ok()
+                .and_then(|(paths, _pin)| Manifest::read_for_reuse(paths.data()).ok())
+                .map_or(0, |m| m.updates_through)
+        })
+    }
+
+    /// Sets the `updates_through` the new generation records (see
+    /// [`Manifest::updates_through`]).
+    pub(crate) fn fold_updates_through(mut self, seq: u64) -> Self {
+        self.updates_through = Some(seq);
+        self
+    }
+
     /// Records where the products came from (shown in the manifest).
     pub fn source(mut self, source: impl Into<String>) -> Self {
         self.source = source.into();
@@ -197,6 +229,7 @@ impl IndexBuilder {
         let t = Instant::now();
         let texts: Vec<String> = products.iter().map(embedding_text).collect();
         let mut old = self.reusable(&info);
+        old.extend(self.known.iter().map(|(k, v)| (k.clone(), v.clone())));
         let mut vectors: Vec<Vec<f32>> = Vec::with_capacity(products.len());
         let mut todo: Vec<usize> = Vec::new();
         for (i, (p, text)) in products.iter().zip(&texts).enumerate() {
@@ -260,6 +293,7 @@ impl IndexBuilder {
                 ef_search: self.hnsw.ef_search,
             },
             files,
+            updates_through: self.updates_through(),
         };
         manifest.write(&dir)?;
         store::durable::make_public(&dir)?;

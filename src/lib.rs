@@ -74,7 +74,7 @@ pub use catalog::{Catalog, Product};
 pub use encoder::{DeviceSpec, Encoder, EncoderOptions};
 pub use engine::{
     CandidateCheck, CandidateProblem, Candidates, Engine, EngineBuilder, ExternalCandidate,
-    Filters, Hit, ImportSummary, Mode, RerankResponse, ScoreBreakdown, SearchRequest,
+    Filters, Hit, ImportSummary, MergeSummary, Mode, RerankResponse, ScoreBreakdown, SearchRequest,
 };
 pub use error::{Error, Result};
 pub use fuse::Fusion;

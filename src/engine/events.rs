@@ -45,7 +45,7 @@ impl Engine {
         self.write_events(|store, stats| {
             store.append(events)?;
             for e in events {
-                if let Some(&o) = self.by_id.get(&e.item) {
+                if let Some(o) = self.row_of(&e.item) {
                     stats.add(o, e.ts);
                 }
             }
@@ -56,7 +56,7 @@ impl Engine {
     /// Refuses events whose item is not in the catalog.
     fn check_items(&self, events: &[Event]) -> Result<()> {
         for (i, e) in events.iter().enumerate() {
-            if !self.by_id.contains_key(&e.item) {
+            if self.row_of(&e.item).is_none() {
                 return Err(EventError::new(
                     appended_name(i, events.len()),
                     None,
@@ -82,7 +82,7 @@ impl Engine {
             ids,
             skipped,
             problems,
-        } = read_events(path, opts, &|id: &str| self.by_id.contains_key(id))?;
+        } = read_events(path, opts, &|id: &str| self.row_of(id).is_some())?;
         let appended = self.write_events(|store, stats| {
             let appended = store.append_identified(&events, &ids)?;
             *stats = self.item_stats(store.iter());
@@ -109,7 +109,7 @@ impl Engine {
                 .collect();
             let n = store.forget(user)?;
             for (item, ts) in gone {
-                if let Some(&o) = self.by_id.get(&item) {
+                if let Some(o) = self.row_of(&item) {
                     stats.remove(o, ts);
                 }
             }
@@ -155,15 +155,15 @@ impl Engine {
             events,
             as_of,
             &self.profile_cfg,
-            &|id: &str| self.by_id.get(id).copied(),
-            &|o: u32| self.products.get(o as usize),
-            &|o: u32| self.vectors.row(o as usize),
+            &|id: &str| self.row_of(id),
+            &|o: u32| self.product_at(o),
+            &|o: u32| self.embedding_at(o),
         )
     }
 
     /// Item statistics over the given events (for evaluation with external logs).
     pub(crate) fn item_stats<'e>(&self, events: impl IntoIterator<Item = &'e Event>) -> ItemStats {
-        ItemStats::from_events(events, &|id: &str| self.by_id.get(id).copied())
+        ItemStats::from_events(events, &|id: &str| self.row_of(id))
     }
 
     /// The request's time (default now) and its shopper's profile at that time.
@@ -189,7 +189,7 @@ impl Engine {
         })
     }
 
-    fn write_stats(&self) -> Result<RwLockWriteGuard<'_, ItemStats>> {
+    pub(crate) fn write_stats(&self) -> Result<RwLockWriteGuard<'_, ItemStats>> {
         self.stats.write().map_err(|_| Error::Poisoned {
             what: "item statistics",
         })

@@ -19,6 +19,7 @@
 
 mod events;
 mod hit;
+mod live;
 mod open;
 mod personal;
 mod request;
@@ -40,6 +41,7 @@ use crate::vector::HnswIndex;
 
 pub use events::ImportSummary;
 pub use hit::{Hit, ScoreBreakdown};
+pub use live::MergeSummary;
 pub use open::{EngineBuilder, DEFAULT_QUERY_CACHE};
 pub use personal::{
     CandidateCheck, CandidateProblem, ExternalCandidate, RerankResponse, DEFAULT_RERANK_DEPTH,
@@ -72,6 +74,8 @@ pub struct Engine {
     query_cache: Option<Mutex<lru::LruCache<String, Arc<Vec<f32>>>>>,
     profile_cfg: ProfileConfig,
     fallback: FallbackWeights,
+    /// Catalog updates since the generation (see `live.rs`).
+    live: live::Live,
 }
 
 impl std::fmt::Debug for Engine {
@@ -108,30 +112,6 @@ impl Engine {
     /// The index manifest.
     pub fn manifest(&self) -> &Manifest {
         &self.manifest
-    }
-
-    /// Number of products.
-    pub fn len(&self) -> usize {
-        self.products.len()
-    }
-
-    /// True when the index holds no product.
-    pub fn is_empty(&self) -> bool {
-        self.products.is_empty()
-    }
-
-    /// The product with id `id`.
-    pub fn product(&self, id: &str) -> Option<&Product> {
-        self.by_id
-            .get(id)
-            .and_then(|&o| self.products.get(o as usize))
-    }
-
-    /// The stored (L2-normalised) embedding of product `id`.
-    pub fn embedding(&self, id: &str) -> Option<&[f32]> {
-        self.by_id
-            .get(id)
-            .and_then(|&o| self.vectors.row(o as usize))
     }
 
     /// The encoder, unless opened keyword-only.
@@ -207,10 +187,5 @@ impl Engine {
             .collect();
         let vecs = self.embed_queries(&distinct, progress)?;
         Ok(distinct.into_iter().map(String::from).zip(vecs).collect())
-    }
-
-    /// The stored embedding in row `ord`.
-    pub(crate) fn embedding_at(&self, ord: u32) -> Option<&[f32]> {
-        self.vectors.row(ord as usize)
     }
 }

@@ -6,6 +6,7 @@ use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
+use super::live::Live;
 use super::Engine;
 use crate::encoder::{DeviceSpec, Encoder, EncoderOptions, Implementation};
 use crate::error::{Error, ModelMismatch, Result};
@@ -167,11 +168,13 @@ impl EngineBuilder {
                 ),
             ));
         }
-        let encoder = if self.keyword_only {
-            None
+        let (encoder, encoder_options) = if self.keyword_only {
+            (None, None)
         } else {
-            Some(Arc::new(self.open_encoder(&paths, &manifest)?))
+            let (enc, opts) = self.open_encoder(&paths, &manifest)?;
+            (Some(Arc::new(enc)), Some(opts))
         };
+        let live = Live::new(products.len(), manifest.updates_through, encoder_options);
         let by_id: HashMap<String, u32> = products
             .iter()
             .enumerate()
@@ -184,7 +187,7 @@ impl EngineBuilder {
         } else {
             (None, None)
         };
-        Ok(Engine {
+        let engine = Engine {
             dir: self.index_dir,
             data_dir: paths.data().to_path_buf(),
             _pin: pin,
@@ -205,12 +208,29 @@ impl EngineBuilder {
                 .map(|n| Mutex::new(lru::LruCache::new(n))),
             profile_cfg: ProfileConfig::default(),
             fallback: FallbackWeights::default(),
-        })
+            live,
+        };
+        // The catalog updates acknowledged since the generation was built; the
+        // statistics again if they added products (their events count too).
+        if engine.refresh_updates()? > 0 {
+            let stats = {
+                let store = engine.events.lock().map_err(|_| Error::Poisoned {
+                    what: "event store",
+                })?;
+                engine.item_stats(store.iter())
+            };
+            *engine.write_stats()? = stats;
+        }
+        Ok(engine)
     }
 
     /// The encoder, which must be the model the index was built with (same weights
     /// checksum and dimension).
-    fn open_encoder(&self, paths: &IndexPaths, manifest: &Manifest) -> Result<Encoder> {
+    fn open_encoder(
+        &self,
+        paths: &IndexPaths,
+        manifest: &Manifest,
+    ) -> Result<(Encoder, EncoderOptions)> {
         let model_dir = self
             .model_dir
             .clone()
@@ -233,7 +253,7 @@ impl EngineBuilder {
                 given_sha: info.sha256.chars().take(12).collect(),
             })));
         }
-        Ok(enc)
+        Ok((enc, opts))
     }
 }
 

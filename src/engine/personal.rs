@@ -169,8 +169,8 @@ impl Engine {
         let mut unknown = Vec::new();
         let mut known: Vec<(u32, f32)> = Vec::new();
         for (i, c) in candidates.iter().enumerate() {
-            match self.by_id.get(&c.id) {
-                Some(&o) => {
+            match self.row_of(&c.id) {
+                Some(o) => {
                     if self.allowed(&req.filters, o) {
                         known.push((o, c.score.unwrap_or(1.0 / (i as f32 + 1.0))));
                     }
@@ -336,8 +336,8 @@ impl Engine {
             let pool: Vec<usize> = order.iter().copied().take((req.k * 3).max(req.k)).collect();
             let rel: Vec<f32> = pool.iter().map(|&i| scores[i]).collect();
             let sim = |a: usize, b: usize| match (
-                self.vectors.row(cands[pool[a]].ord as usize),
-                self.vectors.row(cands[pool[b]].ord as usize),
+                self.embedding_at(cands[pool[a]].ord),
+                self.embedding_at(cands[pool[b]].ord),
             ) {
                 (Some(x), Some(y)) => crate::vector::dot(x, y),
                 _ => 0.0,
@@ -352,7 +352,7 @@ impl Engine {
         let mut hits = Vec::with_capacity(picked.len());
         for i in picked {
             let c = &cands[i];
-            let Some(p) = self.products.get(c.ord as usize) else {
+            let Some(p) = self.product_at(c.ord) else {
                 continue;
             };
             let contributions = match (&ctr, &self.head) {
@@ -397,7 +397,7 @@ impl Engine {
             .fold(0.0f32, f32::max);
         let dense: Vec<f32> = fused
             .iter()
-            .map(|f| features::dense_score(query_vec, self.vectors.row(f.ord as usize)))
+            .map(|f| features::dense_score(query_vec, self.embedding_at(f.ord)))
             .collect();
         let max_dense = dense.iter().copied().fold(f32::NEG_INFINITY, f32::max);
         let ctx = QueryContext {
@@ -418,13 +418,13 @@ impl Engine {
             .into_iter()
             .zip(dense)
             .filter_map(|(f, dense)| {
-                let product = self.products.get(f.ord as usize)?;
+                let product = self.product_at(f.ord)?;
                 let title_seq = self.title_seq(f.ord);
                 let title_terms: HashSet<String> = title_seq.iter().cloned().collect();
                 let input = CandidateInput {
                     ord: f.ord,
                     product,
-                    embedding: self.vectors.row(f.ord as usize),
+                    embedding: self.embedding_at(f.ord),
                     bm25: f.bm25,
                     dense,
                     dense_rank: f.dense.map(|d| d.1),
@@ -444,11 +444,7 @@ impl Engine {
     /// Whether the product at `ord` passes `filters` ([`Filters::matches`], the
     /// predicate retrieval's mask is built from).
     fn allowed(&self, filters: &Filters, ord: u32) -> bool {
-        filters.is_empty()
-            || self
-                .products
-                .get(ord as usize)
-                .is_some_and(|p| filters.matches(p))
+        filters.is_empty() || self.product_at(ord).is_some_and(|p| filters.matches(p))
     }
 
     fn query_vec(&self, req: &SearchRequest) -> Result<Option<Vec<f32>>> {
@@ -461,8 +457,7 @@ impl Engine {
 
     /// The analysed title terms of `ord`, in order (repeats kept).
     fn title_seq(&self, ord: u32) -> Vec<String> {
-        self.products
-            .get(ord as usize)
+        self.product_at(ord)
             .map(|p| self.text.analyze_all(&p.title))
             .unwrap_or_default()
     }
@@ -470,11 +465,11 @@ impl Engine {
 
 impl CandidateSource for Engine {
     fn ord_of(&self, id: &str) -> Option<u32> {
-        self.by_id.get(id).copied()
+        self.row_of(id)
     }
 
     fn id_of(&self, ord: u32) -> Option<&str> {
-        self.products.get(ord as usize).map(|p| p.id.as_str())
+        self.product_at(ord).map(|p| p.id.as_str())
     }
 
     fn embed_distinct(&self, texts: &[&str]) -> Result<HashMap<String, Vec<f32>>> {

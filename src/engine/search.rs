@@ -5,10 +5,12 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+use super::live::{Version, View};
 use super::{Engine, Filters, Hit, Mode, SearchRequest};
 use crate::error::{Error, Result};
 use crate::fuse::{self, Candidate, Exact, Fused};
 use crate::rank::RerankMode;
+use crate::text::DocumentTerms;
 use crate::vector::{dot, exact_search, exact_search_filtered};
 
 /// Default number of candidates each retriever contributes before fusion. 100
@@ -60,10 +62,26 @@ impl Engine {
     pub fn retrieve(&self, req: &SearchRequest) -> Result<Candidates> {
         req.validate()?;
         let depth = req.candidates.unwrap_or(DEFAULT_CANDIDATES.max(req.k));
-        let mask = self.mask(&req.filters);
+        let view = self.view();
+        let mask = self.mask(&req.filters, &view);
+        // Products upserted since the generation: scored directly (see live.rs).
+        let updated: Vec<(u32, &Version)> = view
+            .updated_rows()
+            .into_iter()
+            .filter_map(|(r, i)| Some((r, self.live.version(i)?)))
+            .filter(|(_, v)| req.filters.is_empty() || req.filters.matches(&v.product))
+            .collect();
         let mut out = Candidates::default();
         if req.mode != Mode::Dense {
             out.bm25 = self.text.search(&req.query, depth, mask.clone())?;
+            if !updated.is_empty() {
+                let docs: Vec<(u32, &DocumentTerms)> =
+                    updated.iter().map(|(r, v)| (*r, &v.terms)).collect();
+                out.bm25
+                    .extend(self.text.score_documents(&req.query, &docs)?);
+                fuse::sort_candidates(&mut out.bm25);
+                out.bm25.truncate(depth);
+            }
         }
         if req.mode != Mode::Bm25 {
             let owned;
@@ -75,6 +93,14 @@ impl Engine {
                 }
             };
             out.dense = self.dense_search(query_vec, depth, req.ef_search, mask.as_deref())?;
+            if !updated.is_empty() {
+                out.dense.extend(updated.iter().map(|(r, v)| Candidate {
+                    ord: *r,
+                    score: dot(query_vec, &v.vector),
+                }));
+                fuse::sort_candidates(&mut out.dense);
+                out.dense.truncate(depth);
+            }
             if req.mode == Mode::Hybrid {
                 // Whatever fusion this request names: the lists may be fused again
                 // another way (evaluation does), and the exact scores cost little.
@@ -114,8 +140,7 @@ impl Engine {
         let bm25 = if lists.bm25.len() < depth {
             HashMap::new()
         } else {
-            self.text
-                .scores_of(query, &dense_only)?
+            self.bm25_of(query, &dense_only)?
                 .into_iter()
                 .map(|c| (c.ord, c.score))
                 .collect()
@@ -143,7 +168,7 @@ impl Engine {
         fused
             .iter()
             .filter_map(|f| {
-                let product = self.products.get(f.ord as usize)?;
+                let product = self.product_at(f.ord)?;
                 Some(Hit::from_fused(product, f, &cands.exact))
             })
             .collect()
@@ -152,20 +177,50 @@ impl Engine {
     /// BM25 top-`k` among the products `ords` only, best first ([`fuse::best_first`],
     /// as [`crate::text::TextIndex::search`] orders them).
     pub(super) fn bm25_among(&self, query: &str, ords: &[u32], k: usize) -> Result<Vec<Candidate>> {
-        let mut hits = self.text.scores_of(query, ords)?;
+        let mut hits = self.bm25_of(query, ords)?;
         fuse::sort_candidates(&mut hits);
         hits.truncate(k);
         Ok(hits)
     }
 
-    /// The allowed-product mask for `filters`, `None` when unfiltered.
-    fn mask(&self, filters: &Filters) -> Option<Arc<Vec<bool>>> {
-        if filters.is_empty() {
-            return None;
+    /// The BM25 scores of the products in rows `ords` that match the query (any
+    /// order): the keyword index's for the generation's unchanged rows, the same
+    /// weights applied directly for updated rows, none for deleted ones.
+    fn bm25_of(&self, query: &str, ords: &[u32]) -> Result<Vec<Candidate>> {
+        let view = self.view();
+        let mut base = Vec::with_capacity(ords.len());
+        let mut updated: Vec<(u32, &DocumentTerms)> = Vec::new();
+        for &o in ords {
+            match view.changed(o) {
+                None => base.push(o),
+                Some(Some(i)) => {
+                    if let Some(v) = self.live.version(i) {
+                        updated.push((o, &v.terms));
+                    }
+                }
+                Some(None) => {}
+            }
         }
-        Some(Arc::new(
-            self.products.iter().map(|p| filters.matches(p)).collect(),
-        ))
+        let mut hits = self.text.scores_of(query, &base)?;
+        if !updated.is_empty() {
+            hits.extend(self.text.score_documents(query, &updated)?);
+        }
+        Ok(hits)
+    }
+
+    /// The mask of the generation's rows a search may return: those `filters` allow
+    /// and no live update replaced or deleted; `None` when that is all of them.
+    fn mask(&self, filters: &Filters, view: &View) -> Option<Arc<Vec<bool>>> {
+        if filters.is_empty() {
+            return view.base_mask().cloned();
+        }
+        let mut mask: Vec<bool> = self.products.iter().map(|p| filters.matches(p)).collect();
+        if let Some(live) = view.base_mask() {
+            for (m, &l) in mask.iter_mut().zip(live.iter()) {
+                *m &= l;
+            }
+        }
+        Some(Arc::new(mask))
     }
 
     fn dense_search(
@@ -192,7 +247,7 @@ impl Engine {
             .map(|(i, _)| i as u32)
             .collect();
         let threshold =
-            ((self.len() as f64 * EXACT_FILTER_SHARE) as usize).max(EXACT_FILTER_MIN_ROWS);
+            ((self.products.len() as f64 * EXACT_FILTER_SHARE) as usize).max(EXACT_FILTER_MIN_ROWS);
         if allowed.len() <= threshold {
             return Ok(exact_search_filtered(
                 self.vectors.as_slice(),

@@ -56,10 +56,13 @@ pub const RANK_DIR: &str = "rank";
 pub const HEAD_WEIGHTS: &str = "ctr_head.safetensors";
 /// The head's model card, inside [`RANK_DIR`].
 pub const HEAD_CARD: &str = "ctr_head.json";
+/// Sub-directory of the live catalog updates not yet merged into a generation
+/// (one file per acknowledged batch, see [`crate::store::updates`]).
+pub const UPDATES_DIR: &str = "updates";
 /// The directories that belong to the shop, not to a build: they sit beside the
 /// generations (and, in the layout before generations, beside the build files) and
 /// no build touches them.
-pub const SHOP_DIRS: [&str; 2] = [EVENTS_DIR, RANK_DIR];
+pub const SHOP_DIRS: [&str; 3] = [EVENTS_DIR, RANK_DIR, UPDATES_DIR];
 
 /// The files a build writes at the top of a generation directory (and, in the
 /// layout before generations, at the top of the index).
@@ -149,5 +152,10 @@ impl IndexPaths {
     /// `rank/`.
     pub fn rank_dir(&self) -> PathBuf {
         self.root.join(RANK_DIR)
+    }
+
+    /// `updates/`.
+    pub fn updates_dir(&self) -> PathBuf {
+        self.root.join(UPDATES_DIR)
     }
 }

@@ -98,6 +98,12 @@ pub struct Manifest {
     /// keyed by path relative to the directory holding `manifest.json`, `/`
     /// separated. Opening refuses a manifest that leaves out a file the index needs.
     pub files: BTreeMap<String, FileEntry>,
+    /// The last live catalog update (`INDEX/updates/`, see
+    /// [`crate::store::updates`]) folded into this generation; opening applies the
+    /// later ones on top. 0 (and absent in manifests written before live updates):
+    /// none.
+    #[serde(default)]
+    pub updates_through: u64,
 }
 
 impl Manifest {

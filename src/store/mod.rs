@@ -15,6 +15,7 @@ pub mod layout;
 pub mod lock;
 mod manifest;
 mod mmap;
+pub mod updates;
 pub mod verify;
 
 pub use generation::{open_current, NewGeneration};
@@ -59,9 +60,25 @@ struct StoredProduct<'a> {
 
 /// Writes the products file.
 pub fn write_products(path: &Path, products: &[Product]) -> Result<()> {
-    let stored: Vec<StoredProduct<'_>> = products
-        .iter()
-        .map(|p| StoredProduct {
+    let stored: Vec<StoredProduct<'_>> = products.iter().map(StoredProduct::from).collect();
+    write_bincode(path, &stored)
+}
+
+/// Reads the products file written by [`write_products`]. A damaged file is a
+/// [`Error::CorruptIndex`]; no length read from it is allocated before the bytes
+/// it claims have been found in the file.
+pub fn read_products(path: &Path) -> Result<Vec<Product>> {
+    let bytes = fs::read(path).map_err(|e| Error::io(path, e))?;
+    let stored: Vec<StoredProduct<'_>> = decode_all(path, &bytes)?;
+    Ok(stored
+        .into_iter()
+        .map(StoredProduct::into_product)
+        .collect())
+}
+
+impl<'a> From<&'a Product> for StoredProduct<'a> {
+    fn from(p: &'a Product) -> Self {
+        StoredProduct {
             id: &p.id,
             title: &p.title,
             description: p.description.as_deref(),
@@ -74,34 +91,27 @@ pub fn write_products(path: &Path, products: &[Product]) -> Result<()> {
                 .map(|(k, v)| (k.as_str(), v.as_str()))
                 .collect(),
             popularity: p.popularity,
-        })
-        .collect();
-    write_bincode(path, &stored)
+        }
+    }
 }
 
-/// Reads the products file written by [`write_products`]. A damaged file is a
-/// [`Error::CorruptIndex`]; no length read from it is allocated before the bytes
-/// it claims have been found in the file.
-pub fn read_products(path: &Path) -> Result<Vec<Product>> {
-    let bytes = fs::read(path).map_err(|e| Error::io(path, e))?;
-    let stored: Vec<StoredProduct<'_>> = decode_all(path, &bytes)?;
-    Ok(stored
-        .into_iter()
-        .map(|s| Product {
-            id: s.id.to_owned(),
-            title: s.title.to_owned(),
-            description: s.description.map(str::to_owned),
-            category: s.category.into_iter().map(str::to_owned).collect(),
-            brand: s.brand.map(str::to_owned),
-            price: s.price,
-            attributes: s
+impl StoredProduct<'_> {
+    fn into_product(self) -> Product {
+        Product {
+            id: self.id.to_owned(),
+            title: self.title.to_owned(),
+            description: self.description.map(str::to_owned),
+            category: self.category.into_iter().map(str::to_owned).collect(),
+            brand: self.brand.map(str::to_owned),
+            price: self.price,
+            attributes: self
                 .attributes
                 .into_iter()
                 .map(|(k, v)| (k.to_owned(), v.to_owned()))
                 .collect(),
-            popularity: s.popularity,
-        })
-        .collect())
+            popularity: self.popularity,
+        }
+    }
 }
 
 /// Bincode configuration used for every bincode file of the index.

@@ -14,7 +14,7 @@
 
 mod readonly;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -180,6 +180,20 @@ fn document_map(searcher: &Searcher) -> Result<Vec<DocAddress>> {
         return Err(bad(format!("no document has ordinal {missing}")));
     }
     Ok(docs.into_iter().flatten().collect())
+}
+
+/// A product's analysed text per searched field (title, description, category,
+/// brand, attributes): term frequencies and token counts, for scoring a product
+/// that is not in the index ([`TextIndex::score_documents`]).
+#[derive(Debug, Clone, Default)]
+pub struct DocumentTerms {
+    fields: [FieldTerms; 5],
+}
+
+#[derive(Debug, Clone, Default)]
+struct FieldTerms {
+    tf: HashMap<String, u32>,
+    len: u32,
 }
 
 impl TextIndex {
@@ -441,6 +455,78 @@ impl TextIndex {
         })
     }
 
+    /// The analysed fields of `product`, to score it later with
+    /// [`score_documents`](Self::score_documents) without adding it to the index
+    /// (live catalog updates).
+    pub fn document_terms(&self, product: &Product) -> DocumentTerms {
+        let category = product.category.join(" ");
+        let attributes: Vec<&str> = product.attributes.values().map(String::as_str).collect();
+        let attributes = attributes.join(" ");
+        let texts: [&str; 5] = [
+            &product.title,
+            product.description.as_deref().unwrap_or(""),
+            &category,
+            product.brand.as_deref().unwrap_or(""),
+            &attributes,
+        ];
+        let mut fields: [FieldTerms; 5] = Default::default();
+        for (slot, text) in fields.iter_mut().zip(texts) {
+            for term in self.analyze_all(text) {
+                *slot.tf.entry(term).or_insert(0) += 1;
+                slot.len += 1;
+            }
+        }
+        DocumentTerms { fields }
+    }
+
+    /// The BM25 score of `text` for each listed document that matches a term, as
+    /// this index would score it were the document one of its own: the same
+    /// analyzer, fields, boosts and BM25 weights (the index's document frequencies
+    /// and average field lengths; one more document would shift them by about
+    /// 1/N). Returned in the order given, non-matching documents left out.
+    pub fn score_documents(
+        &self,
+        text: &str,
+        docs: &[(u32, &DocumentTerms)],
+    ) -> Result<Vec<Candidate>> {
+        self.guarded("scoring updated products", || {
+            let terms = self.analyze(text);
+            if terms.is_empty() || docs.is_empty() {
+                return Ok(Vec::new());
+            }
+            let searcher = self.reader.searcher();
+            // One weight per (field, term), as the term queries of `search` use.
+            let mut weights: Vec<Vec<Bm25Weight>> = Vec::with_capacity(5);
+            for (field, boost) in self.weighted_fields() {
+                let mut per_term = Vec::with_capacity(terms.len());
+                for t in &terms {
+                    let term = Term::from_field_text(field, t);
+                    let w = Bm25Weight::for_terms(&searcher, &[term]).map_err(tv)?;
+                    per_term.push(w.boost_by(boost));
+                }
+                weights.push(per_term);
+            }
+            let mut out = Vec::new();
+            for &(ord, doc) in docs {
+                let mut score = 0.0f32;
+                let mut hit = false;
+                for (f, field) in doc.fields.iter().enumerate() {
+                    let norm = FieldNormReader::fieldnorm_to_id(field.len);
+                    for (i, t) in terms.iter().enumerate() {
+                        if let Some(&tf) = field.tf.get(t) {
+                            hit = true;
+                            score += weights[f][i].score(norm, tf);
+                        }
+                    }
+                }
+                if hit {
+                    out.push(Candidate { ord, score });
+                }
+            }
+            Ok(out)
+        })
+    }
+
     /// BM25 top-`k` for `text`, best first. With `allowed` (indexed by ordinal),
     /// only products whose entry is true are collected, inside the search, so `k`
     /// hits come back whenever `k` matching products exist.
@@ -606,6 +692,29 @@ mod tests {
             assert!(some.windows(2).all(|w| w[0].ord < w[1].ord));
         }
         assert!(index.scores_of("drill", &[99]).unwrap().is_empty());
+    }
+
+    #[test]
+    fn documents_outside_the_index_score_as_they_would_inside_it() {
+        let products = products();
+        let index = TextIndex::build(&products, None, &|_| {}).unwrap();
+        for query in ["drill", "white shower head", "cordless drill brand", "zzzz"] {
+            let all: Vec<u32> = (0..products.len() as u32).collect();
+            let inside = index.scores_of(query, &all).unwrap();
+            let terms: Vec<DocumentTerms> =
+                products.iter().map(|p| index.document_terms(p)).collect();
+            let docs: Vec<(u32, &DocumentTerms)> = terms
+                .iter()
+                .enumerate()
+                .map(|(i, t)| (i as u32, t))
+                .collect();
+            let outside = index.score_documents(query, &docs).unwrap();
+            assert_eq!(inside.len(), outside.len(), "{query}");
+            for (a, b) in inside.iter().zip(&outside) {
+                assert_eq!(a.ord, b.ord, "{query}");
+                assert!((a.score - b.score).abs() < 1e-4, "{query}: {a:?} vs {b:?}");
+            }
+        }
     }
 
     #[test]
