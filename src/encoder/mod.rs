@@ -16,12 +16,14 @@
 //! Batches are built from texts of similar token length ([`Encoder::embed_many`]
 //! sorts by length) so that little work goes into padding.
 
+mod batch;
 mod bert;
 mod cpu_ops;
 mod device;
 mod pooling;
 mod tiny;
 
+pub use batch::{QueryBatcher, MAX_QUERY_BATCH};
 pub use device::{DeviceSpec, CUDA_COMPILED};
 pub use pooling::Pooling;
 pub use tiny::create_tiny_model;

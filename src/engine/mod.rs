@@ -3,7 +3,7 @@
 //!
 //! | file | job |
 //! | --- | --- |
-//! | `mod.rs` | the [`Engine`] and its accessors, query embedding (with its LRU) |
+//! | `mod.rs` | the [`Engine`] and its accessors, query embedding (concurrent cache, micro-batched encodes) |
 //! | `open.rs` | [`EngineBuilder`]: opening and verifying an index, loading the encoder and the head |
 //! | `request.rs` | [`SearchRequest`], [`Mode`], [`Filters`] and all their validation |
 //! | `hit.rs` | [`Hit`] and [`ScoreBreakdown`] |
@@ -30,7 +30,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
 use crate::catalog::Product;
-use crate::encoder::{Encoder, DEFAULT_BATCH_SIZE};
+use crate::encoder::{Encoder, QueryBatcher, DEFAULT_BATCH_SIZE};
 use crate::error::{Error, Result};
 use crate::fuse::Fusion;
 use crate::profile::{EventStore, ItemStats, ProfileConfig};
@@ -71,7 +71,8 @@ pub struct Engine {
     stats: RwLock<ItemStats>,
     head: Option<CtrHead>,
     head_warning: Option<String>,
-    query_cache: Option<Mutex<lru::LruCache<String, Arc<Vec<f32>>>>>,
+    query_cache: Option<quick_cache::sync::Cache<String, Arc<Vec<f32>>>>,
+    batcher: QueryBatcher,
     profile_cfg: ProfileConfig,
     fallback: FallbackWeights,
     /// Catalog updates since the generation (see `live.rs`).
@@ -135,25 +136,36 @@ impl Engine {
         self.head_warning.as_deref()
     }
 
-    /// The embedding of a query text, from the LRU cache when it was seen recently.
+    /// The embedding of a query text, from the query cache when it was seen
+    /// recently. Concurrent calls share forward passes ([`QueryBatcher`]); the cache
+    /// is a concurrent one (no lock shared by all readers).
     pub fn embed_query(&self, text: &str, mode: Mode) -> Result<Arc<Vec<f32>>> {
         if let Some(cache) = &self.query_cache {
-            if let Ok(mut c) = cache.lock() {
-                if let Some(v) = c.get(text) {
-                    return Ok(Arc::clone(v));
-                }
+            if let Some(v) = cache.get(text) {
+                return Ok(v);
             }
         }
         let enc = self.encoder.as_ref().ok_or(Error::NoEncoder {
             mode: mode.name().into(),
         })?;
-        let v = Arc::new(enc.embed(text)?);
+        let v = Arc::new(self.batcher.embed(enc, text)?);
         if let Some(cache) = &self.query_cache {
-            if let Ok(mut c) = cache.lock() {
-                c.put(text.to_string(), Arc::clone(&v));
-            }
+            cache.insert(text.to_string(), Arc::clone(&v));
         }
         Ok(v)
+    }
+
+    /// Query-cache hits and misses so far (0, 0 without a cache).
+    pub fn query_cache_stats(&self) -> (u64, u64) {
+        self.query_cache
+            .as_ref()
+            .map_or((0, 0), |c| (c.hits(), c.misses()))
+    }
+
+    /// Query texts encoded by the query path and the forward passes that took
+    /// them (their ratio is the mean micro-batch size).
+    pub fn query_batch_stats(&self) -> (u64, u64) {
+        self.batcher.stats()
     }
 
     /// Embeds query texts in batches (for evaluation and bulk jobs).

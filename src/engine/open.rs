@@ -2,13 +2,12 @@
 //! encoder and the trained head.
 
 use std::collections::HashMap;
-use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
 use super::live::Live;
 use super::Engine;
-use crate::encoder::{DeviceSpec, Encoder, EncoderOptions, Implementation};
+use crate::encoder::{DeviceSpec, Encoder, EncoderOptions, Implementation, QueryBatcher};
 use crate::error::{Error, ModelMismatch, Result};
 use crate::fuse::Fusion;
 use crate::profile::{EventStore, ItemStats, ProfileConfig};
@@ -95,8 +94,9 @@ impl EngineBuilder {
         self
     }
 
-    /// Keeps the embeddings of the `n` most recently searched query texts (LRU),
-    /// so a repeated query skips the encoder. 0 turns the cache off.
+    /// Keeps the embeddings of up to `n` query texts (quick_cache's CLOCK-Pro
+    /// policy: recent and frequent texts stay), so a repeated query skips the
+    /// encoder. 0 turns the cache off.
     pub fn query_cache(mut self, n: usize) -> Self {
         self.query_cache = n;
         self
@@ -175,6 +175,7 @@ impl EngineBuilder {
             (Some(Arc::new(enc)), Some(opts))
         };
         let live = Live::new(products.len(), manifest.updates_through, encoder_options);
+        let batcher = QueryBatcher::new(encoder.as_ref().map_or(1, |e| e.workers()));
         let by_id: HashMap<String, u32> = products
             .iter()
             .enumerate()
@@ -204,8 +205,9 @@ impl EngineBuilder {
             stats: RwLock::new(stats),
             head,
             head_warning,
-            query_cache: NonZeroUsize::new(self.query_cache)
-                .map(|n| Mutex::new(lru::LruCache::new(n))),
+            query_cache: (self.query_cache > 0)
+                .then(|| quick_cache::sync::Cache::new(self.query_cache)),
+            batcher,
             profile_cfg: ProfileConfig::default(),
             fallback: FallbackWeights::default(),
             live,
