@@ -47,6 +47,10 @@
 //! * **Eval** ([`eval`]): retrieval and personalised evaluation, NDCG, recall, MRR,
 //!   AUC over query, qrels and task files.
 //!
+//! * **Service** (`server`, feature `server`, on by default through `cli`): the
+//!   HTTP layer `shelfrank serve` runs: JSON endpoints over an [`Engine`] that is
+//!   swapped when a build publishes a new generation.
+//!
 //! Long work (builds, training, evaluation) reports to a [`Progress`]; errors are one
 //! [`Error`], whose [`Error::is_user_error`] separates the caller's faults from the
 //! system's.
@@ -65,6 +69,8 @@ pub mod profile;
 pub mod progress;
 pub mod rank;
 mod rng;
+#[cfg(feature = "server")]
+pub mod server;
 pub mod store;
 pub mod text;
 pub mod vector;

@@ -30,6 +30,8 @@ enum Command {
     Train(cli::train::TrainArgs),
     /// Rerank candidates found by another engine for a query (and shopper).
     Rerank(cli::rerank::RerankArgs),
+    /// Serve the index over HTTP (JSON): search, rerank, events, metrics.
+    Serve(cli::serve::ServeArgs),
     /// Measure encoder throughput on catalog titles and single-query latency.
     EmbedBench(cli::bench::EmbedBenchArgs),
 }
@@ -47,6 +49,7 @@ fn main() {
         Command::Train(a) => cli::train::run(a),
         Command::Rerank(a) => cli::rerank::run(a),
         Command::EmbedBench(a) => cli::bench::run(a),
+        Command::Serve(a) => cli::serve::run(a),
     };
     if let Err(e) = res {
         eprintln!("error: {e:#}");

@@ -9,6 +9,7 @@ pub mod events;
 pub mod recall;
 pub mod rerank;
 pub mod search;
+pub mod serve;
 pub mod train;
 
 use std::path::{Path, PathBuf};
@@ -54,9 +55,9 @@ impl ModelArgs {
         Ok(opts)
     }
 
-    /// Opens the index, with the encoder when `need_encoder`, and warns about a head
-    /// that could not be loaded.
-    pub fn open(&self, index: &Path, need_encoder: bool) -> Result<Engine> {
+    /// The options that open the index with this model, device and implementation
+    /// (the encoder only when `need_encoder`).
+    pub fn builder(&self, index: &Path, need_encoder: bool) -> Result<EngineBuilder> {
         let mut b = EngineBuilder::new(index)
             .device(self.device.parse::<DeviceSpec>()?)
             .encoder_implementation(self.encoder.parse()?)
@@ -64,7 +65,13 @@ impl ModelArgs {
         if let Some(dir) = &self.model {
             b = b.model_dir(dir);
         }
-        let engine = b.build()?;
+        Ok(b)
+    }
+
+    /// Opens the index, with the encoder when `need_encoder`, and warns about a head
+    /// that could not be loaded.
+    pub fn open(&self, index: &Path, need_encoder: bool) -> Result<Engine> {
+        let engine = self.builder(index, need_encoder)?.build()?;
         if let Some(w) = engine.head_warning() {
             eprintln!("warning: {w}");
         }

@@ -1,0 +1,606 @@
+//! The service's request and response bodies (with their OpenAPI schemas), the JSON
+//! extractor that names the field a bad body gets wrong, and the conversions to and
+//! from the library's types.
+//!
+//! Request bodies refuse unknown fields, so a misspelt option is an error instead of
+//! being silently ignored. Events are the exception in form, not in strictness: they
+//! are read by the library's events reader (the JSONL line format), one object each.
+
+use std::collections::BTreeMap;
+
+use axum::extract::{FromRequest, Request};
+use axum::http::{header, StatusCode};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::error::ApiError;
+use super::state::AppState;
+use crate::engine::{Filters, Hit, Mode, ScoreBreakdown};
+use crate::profile::events::parse_timestamp;
+use crate::rank::RerankMode;
+use crate::Product;
+
+/// A JSON body read with the server's size limit; a body that does not parse is a
+/// 400 naming the field (`filters.min_price`) through `serde_path_to_error`.
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
+        let limit = state.config.limits.max_body_bytes;
+        let too_large = || {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the request body is larger than {limit} bytes"),
+            )
+        };
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > limit as u64) {
+            return Err(too_large());
+        }
+        let bytes = axum::body::to_bytes(req.into_body(), limit)
+            .await
+            .map_err(|_| too_large())?;
+        parse_json(&bytes).map(ApiJson)
+    }
+}
+
+/// Parses `bytes` as one JSON value of type `T` (nothing after it), naming the
+/// field at fault.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let what = if inner.is_data() {
+            "invalid request"
+        } else {
+            "malformed JSON"
+        };
+        let err = ApiError::bad_request(format!("{what}: {inner}"));
+        if path == "." || path == "?" || path.is_empty() {
+            err
+        } else {
+            ApiError::bad_field(path, err.body.error)
+        }
+    })?;
+    de.end()
+        .map_err(|e| ApiError::bad_request(format!("malformed JSON: {e}")))?;
+    Ok(value)
+}
+
+/// A point in time: Unix seconds, or a timestamp text (RFC 3339 or ISO 8601; a
+/// zone-less time is read as UTC).
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum Timestamp {
+    /// Unix seconds.
+    Seconds(i64),
+    /// RFC 3339 or ISO 8601 text.
+    Text(String),
+}
+
+impl Timestamp {
+    fn seconds(&self, field: &str) -> Result<i64, ApiError> {
+        match self {
+            Timestamp::Seconds(s) => Ok(*s),
+            Timestamp::Text(t) => parse_timestamp(t).map_err(|e| ApiError::bad_field(field, e)),
+        }
+    }
+}
+
+/// Which retrievers a search uses.
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ModeName {
+    /// Keyword (BM25) only.
+    Bm25,
+    /// Embeddings only.
+    Dense,
+    /// Both, fused (the default).
+    Hybrid,
+}
+
+impl From<ModeName> for Mode {
+    fn from(m: ModeName) -> Mode {
+        match m {
+            ModeName::Bm25 => Mode::Bm25,
+            ModeName::Dense => Mode::Dense,
+            ModeName::Hybrid => Mode::Hybrid,
+        }
+    }
+}
+
+/// How a shopper's results are reranked.
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RerankName {
+    /// The trained head if there is one, else the profile formula (the default).
+    Auto,
+    /// The trained CTR head (400 when the index has none).
+    Ctr,
+    /// The fallback formula: profile similarity, popularity, retrieval.
+    Profile,
+    /// No reranking.
+    Off,
+}
+
+impl From<RerankName> for RerankMode {
+    fn from(m: RerankName) -> RerankMode {
+        match m {
+            RerankName::Auto => RerankMode::Auto,
+            RerankName::Ctr => RerankMode::Ctr,
+            RerankName::Profile => RerankMode::Profile,
+            RerankName::Off => RerankMode::Off,
+        }
+    }
+}
+
+/// Restrictions on the products returned; all given conditions must hold.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FiltersBody {
+    /// Category path prefix, e.g. `"Bath > Faucets"` (segments compare case-insensitively).
+    pub category: Option<String>,
+    /// Brand (case-insensitive).
+    pub brand: Option<String>,
+    /// Minimum price, inclusive.
+    #[schema(minimum = 0)]
+    pub min_price: Option<f64>,
+    /// Maximum price, inclusive.
+    #[schema(minimum = 0)]
+    pub max_price: Option<f64>,
+    /// Attribute equalities, exact match.
+    pub attributes: Option<BTreeMap<String, String>>,
+}
+
+impl From<FiltersBody> for Filters {
+    fn from(f: FiltersBody) -> Filters {
+        Filters {
+            category_prefix: f.category.as_deref().map(Filters::category),
+            brand: f.brand,
+            min_price: f.min_price,
+            max_price: f.max_price,
+            attributes: f.attributes.unwrap_or_default().into_iter().collect(),
+        }
+    }
+}
+
+/// POST /search.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SearchBody {
+    /// What the shopper typed.
+    #[schema(max_length = 1000)]
+    pub query: String,
+    /// Number of hits (default 10).
+    #[schema(minimum = 1, maximum = 10000)]
+    pub k: Option<usize>,
+    /// Retrievers (default hybrid).
+    pub mode: Option<ModeName>,
+    /// Restrictions.
+    pub filters: Option<FiltersBody>,
+    /// The shopper, for personalised reranking.
+    pub user: Option<String>,
+    /// Rank as of this time (default now): only earlier events count.
+    pub as_of: Option<Timestamp>,
+    /// Reranking when a user is given (default auto).
+    pub rerank: Option<RerankName>,
+    /// Diversity weight for MMR over embeddings (default 0: off).
+    #[schema(minimum = 0, maximum = 1)]
+    pub diversity: Option<f32>,
+}
+
+/// The limits the service puts on requests, beyond the library's own checks.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest request body, in bytes.
+    pub max_body_bytes: usize,
+    /// Longest query, in characters.
+    pub max_query_chars: usize,
+    /// Most candidates in one rerank request.
+    pub max_candidates: usize,
+    /// Most events in one request.
+    pub max_events: usize,
+    /// Most products in one request.
+    pub max_products: usize,
+}
+
+impl Default for Limits {
+    /// 8 MiB bodies (10,000 events of about 800 bytes), 1,000-character queries (far
+    /// above any typed query), 1,000 candidates (a reranker's usual depth is 100-500),
+    /// 10,000 events and 1,000 products per request.
+    fn default() -> Self {
+        Limits {
+            max_body_bytes: 8 << 20,
+            max_query_chars: 1000,
+            max_candidates: 1000,
+            max_events: 10_000,
+            max_products: 1000,
+        }
+    }
+}
+
+fn check_query(query: &str, limits: &Limits) -> Result<(), ApiError> {
+    let n = query.chars().count();
+    if n > limits.max_query_chars {
+        return Err(ApiError::bad_field(
+            "query",
+            format!(
+                "the query has {n} characters; at most {} are allowed",
+                limits.max_query_chars
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The library's filter checks, with the field named as in the request
+/// (`filters.min_price`).
+fn check_filters(f: &Filters) -> Result<(), ApiError> {
+    f.validate()
+        .map_err(|e| ApiError::from(e).in_field("filters"))
+}
+
+impl SearchBody {
+    /// The library request, after the service's own limits.
+    pub fn into_request(self, limits: &Limits) -> Result<crate::SearchRequest, ApiError> {
+        check_query(&self.query, limits)?;
+        let mut req = crate::SearchRequest::new(self.query);
+        if let Some(k) = self.k {
+            req.k = k;
+        }
+        if let Some(m) = self.mode {
+            req.mode = m.into();
+        }
+        if let Some(f) = self.filters {
+            req.filters = f.into();
+        }
+        check_filters(&req.filters)?;
+        req.user = self.user;
+        req.as_of = self.as_of.map(|t| t.seconds("as_of")).transpose()?;
+        if let Some(r) = self.rerank {
+            req.rerank = r.into();
+        }
+        if let Some(d) = self.diversity {
+            req.diversity = d;
+        }
+        Ok(req)
+    }
+}
+
+/// One feature's share of the CTR head's score.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Contribution {
+    /// The feature's name.
+    pub feature: String,
+    /// Its approximate contribution to the head's logit.
+    pub value: f32,
+}
+
+/// Why a hit ranks where it does.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Breakdown {
+    /// BM25 score, when known.
+    pub bm25: Option<f32>,
+    /// 1-based rank in the keyword list.
+    pub bm25_rank: Option<usize>,
+    /// Query/product cosine, when known.
+    pub dense: Option<f32>,
+    /// 1-based rank in the dense list.
+    pub dense_rank: Option<usize>,
+    /// The fused retrieval score.
+    pub fused: f32,
+    /// The CTR head's probability, when it ranked the hit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ctr: Option<f32>,
+    /// The profile term, when personalised.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub profile: Option<f32>,
+    /// Per-feature contributions, when the head ranked the hit.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub contributions: Vec<Contribution>,
+}
+
+impl From<&ScoreBreakdown> for Breakdown {
+    fn from(b: &ScoreBreakdown) -> Self {
+        Breakdown {
+            bm25: b.bm25,
+            bm25_rank: b.bm25_rank,
+            dense: b.dense,
+            dense_rank: b.dense_rank,
+            fused: b.fused,
+            ctr: b.ctr,
+            profile: b.profile,
+            contributions: b
+                .contributions
+                .iter()
+                .map(|(feature, value)| Contribution {
+                    feature: feature.clone(),
+                    value: *value,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// One result.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct HitBody {
+    /// Product id.
+    pub id: String,
+    /// Final score (higher is better).
+    pub score: f32,
+    /// The product's title.
+    pub title: Option<String>,
+    /// Score breakdown.
+    pub breakdown: Breakdown,
+}
+
+impl HitBody {
+    /// The answer's form of `hit`, titled from `engine`'s catalog.
+    pub fn of(engine: &crate::Engine, hit: &Hit) -> Self {
+        HitBody {
+            id: hit.id.clone(),
+            score: hit.score,
+            title: engine.product(&hit.id).map(|p| p.title.clone()),
+            breakdown: Breakdown::from(&hit.breakdown),
+        }
+    }
+}
+
+/// The answer of POST /search.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct SearchResponse {
+    /// The hits, best first.
+    pub hits: Vec<HitBody>,
+    /// Time spent in the engine, in milliseconds.
+    pub took_ms: f64,
+}
+
+/// A candidate found by another engine.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CandidateBody {
+    /// Product id.
+    pub id: String,
+    /// The other engine's score (higher is better); without one, the order counts.
+    pub score: Option<f32>,
+}
+
+/// POST /rerank.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RerankBody {
+    /// The query the candidates were found for.
+    #[schema(max_length = 1000)]
+    pub query: String,
+    /// The shopper.
+    pub user: Option<String>,
+    /// The candidates (at most 1,000).
+    #[schema(max_items = 1000)]
+    pub candidates: Vec<CandidateBody>,
+    /// Number of hits (default 10).
+    #[schema(minimum = 1, maximum = 10000)]
+    pub k: Option<usize>,
+    /// Rank as of this time (default now).
+    pub as_of: Option<Timestamp>,
+    /// Reranking mode (default auto).
+    pub rerank: Option<RerankName>,
+    /// Restrictions; candidates outside them are dropped.
+    pub filters: Option<FiltersBody>,
+}
+
+impl RerankBody {
+    /// The library request and candidates, after the service's own limits.
+    pub fn into_request(
+        self,
+        limits: &Limits,
+    ) -> Result<(crate::SearchRequest, Vec<crate::ExternalCandidate>), ApiError> {
+        check_query(&self.query, limits)?;
+        if self.candidates.len() > limits.max_candidates {
+            return Err(ApiError::bad_field(
+                "candidates",
+                format!(
+                    "{} candidates; at most {} are allowed per request",
+                    self.candidates.len(),
+                    limits.max_candidates
+                ),
+            ));
+        }
+        let mut req = crate::SearchRequest::new(self.query);
+        if let Some(k) = self.k {
+            req.k = k;
+        }
+        req.user = self.user;
+        req.as_of = self.as_of.map(|t| t.seconds("as_of")).transpose()?;
+        if let Some(r) = self.rerank {
+            req.rerank = r.into();
+        }
+        if let Some(f) = self.filters {
+            req.filters = f.into();
+        }
+        check_filters(&req.filters)?;
+        let cands = self
+            .candidates
+            .into_iter()
+            .map(|c| crate::ExternalCandidate {
+                id: c.id,
+                score: c.score,
+            })
+            .collect();
+        Ok((req, cands))
+    }
+}
+
+/// The answer of POST /rerank.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RerankResponseBody {
+    /// The reranked hits.
+    pub hits: Vec<HitBody>,
+    /// Candidate ids not in the index.
+    pub unknown: Vec<String>,
+}
+
+/// A string or an integer (taken as its decimal text).
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)] // only its schema is used: events are read by the library's reader
+pub enum IdValue {
+    /// Text.
+    Text(String),
+    /// An integer.
+    Number(i64),
+}
+
+/// A shopper event, as one line of an events JSONL file (see
+/// `shelfrank::profile::events`).
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[allow(dead_code)] // only its schema is used: events are read by the library's reader
+pub struct EventBody {
+    /// The shopper.
+    pub user: IdValue,
+    /// The product id; it must be in the index's catalog.
+    pub item: IdValue,
+    /// What the shopper did.
+    pub kind: EventKindName,
+    /// When: Unix seconds or a timestamp text, from 1970 to a day after now.
+    pub ts: Timestamp,
+    /// How many items (above 0), for cart and purchase events.
+    #[schema(exclusive_minimum = 0)]
+    pub quantity: Option<f64>,
+    /// The event's own id.
+    pub id: Option<IdValue>,
+    /// The search text that led to the event.
+    pub query: Option<String>,
+    /// The 0-based rank the item was shown at.
+    #[schema(minimum = 0, maximum = 4294967295_u64)]
+    pub position: Option<u32>,
+}
+
+/// What a shopper did with an item.
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+#[allow(dead_code)] // only its schema is used
+pub enum EventKindName {
+    /// Shown, or its page opened.
+    View,
+    /// Clicked in a result list.
+    Click,
+    /// Put in the cart.
+    Cart,
+    /// Bought.
+    Purchase,
+}
+
+/// POST /events.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EventsBody {
+    /// The events, stored all or none (at most 10,000).
+    #[schema(value_type = Vec<EventBody>, max_items = 10000)]
+    pub events: Vec<serde_json::Value>,
+}
+
+/// The fields an event object may have: the events reader's (see
+/// `shelfrank::profile::events`), which ignores others in files; the service
+/// refuses them, as it refuses unknown fields everywhere.
+pub const EVENT_FIELDS: [&str; 8] = [
+    "user", "item", "kind", "ts", "quantity", "id", "query", "position",
+];
+
+/// The answer of POST /events.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct EventsResponse {
+    /// Events stored (durably).
+    pub accepted: usize,
+}
+
+/// The answer of DELETE /users/{id}.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ForgetResponse {
+    /// Events removed.
+    pub forgotten: usize,
+}
+
+/// A catalog product.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProductBody {
+    /// Product id.
+    pub id: String,
+    /// Title.
+    pub title: String,
+    /// Description.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Category path segments from the root.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub category: Vec<String>,
+    /// Brand.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub brand: Option<String>,
+    /// Price, >= 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0)]
+    pub price: Option<f64>,
+    /// Attributes.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub attributes: BTreeMap<String, String>,
+    /// A popularity signal, >= 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0)]
+    pub popularity: Option<f64>,
+}
+
+impl From<&Product> for ProductBody {
+    fn from(p: &Product) -> Self {
+        ProductBody {
+            id: p.id.clone(),
+            title: p.title.clone(),
+            description: p.description.clone(),
+            category: p.category.clone(),
+            brand: p.brand.clone(),
+            price: p.price,
+            attributes: p.attributes.clone(),
+            popularity: p.popularity,
+        }
+    }
+}
+
+impl From<ProductBody> for Product {
+    fn from(p: ProductBody) -> Self {
+        let mut out = Product::new(p.id, p.title);
+        out.description = p.description;
+        out.category = p.category;
+        out.brand = p.brand;
+        out.price = p.price;
+        out.attributes = p.attributes;
+        out.popularity = p.popularity;
+        out
+    }
+}
+
+/// GET /health.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct HealthResponse {
+    /// Always `"ok"`.
+    pub status: String,
+}
+
+/// GET /ready.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ReadyResponse {
+    /// True when an index is open.
+    pub ready: bool,
+    /// The generation served (`gen-000003` is 3; 0 for an index from before generations).
+    pub generation: u64,
+    /// Products in it.
+    pub products: usize,
+}

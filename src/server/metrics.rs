@@ -1,0 +1,170 @@
+//! Prometheus metrics (text format at GET /metrics): requests and their latency per
+//! endpoint and status, requests in flight, 503 rejections, engine swaps, and the
+//! served index's generation, products and events.
+
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::Method;
+use axum::middleware::Next;
+use axum::response::Response;
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
+};
+
+use super::state::{generation_of, AppState};
+use crate::Engine;
+
+/// Latency buckets in seconds: 1 ms (a cached keyword search) to 10 s (a large
+/// batch of events waiting for the disk).
+const LATENCY_BUCKETS: [f64; 14] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+/// The registry and its instruments.
+pub struct Metrics {
+    registry: Registry,
+    requests: IntCounterVec,
+    latency: HistogramVec,
+    in_flight: IntGauge,
+    max_in_flight: IntGauge,
+    /// Requests refused with 503 because every worker permit was taken.
+    pub rejected: IntCounter,
+    /// Engines swapped in after a build published a generation.
+    pub swaps: IntCounter,
+    /// Published generations that failed to open.
+    pub swap_failures: IntCounter,
+    generation: IntGauge,
+    products: IntGauge,
+    events: IntGauge,
+}
+
+impl Metrics {
+    /// A registry with every instrument, all at zero.
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let requests = IntCounterVec::new(
+            Opts::new("shelfrank_http_requests_total", "HTTP requests answered"),
+            &["endpoint", "method", "status"],
+        )
+        .expect("valid metric");
+        let latency = HistogramVec::new(
+            HistogramOpts::new(
+                "shelfrank_http_request_duration_seconds",
+                "Time to answer an HTTP request",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+            &["endpoint", "method", "status"],
+        )
+        .expect("valid metric");
+        let gauge = |name: &str, help: &str| IntGauge::new(name, help).expect("valid metric");
+        let counter = |name: &str, help: &str| IntCounter::new(name, help).expect("valid metric");
+        let m = Metrics {
+            requests,
+            latency,
+            in_flight: gauge(
+                "shelfrank_requests_in_flight",
+                "Requests the engine is working on (worker permits taken); there is no queue",
+            ),
+            max_in_flight: gauge(
+                "shelfrank_requests_in_flight_max",
+                "Worker permits (--max-inflight)",
+            ),
+            rejected: counter(
+                "shelfrank_rejected_total",
+                "Requests refused with 503 because every worker permit was taken",
+            ),
+            swaps: counter(
+                "shelfrank_engine_swaps_total",
+                "Newly published generations swapped in",
+            ),
+            swap_failures: counter(
+                "shelfrank_engine_swap_failures_total",
+                "Newly published generations that failed to open",
+            ),
+            generation: gauge("shelfrank_index_generation", "The generation served"),
+            products: gauge(
+                "shelfrank_index_products",
+                "Products in the served generation",
+            ),
+            events: gauge("shelfrank_events", "Shopper events in the store"),
+            registry,
+        };
+        for c in [
+            Box::new(m.requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(m.latency.clone()),
+            Box::new(m.in_flight.clone()),
+            Box::new(m.max_in_flight.clone()),
+            Box::new(m.rejected.clone()),
+            Box::new(m.swaps.clone()),
+            Box::new(m.swap_failures.clone()),
+            Box::new(m.generation.clone()),
+            Box::new(m.products.clone()),
+            Box::new(m.events.clone()),
+        ] {
+            m.registry.register(c).expect("metric names are unique");
+        }
+        m
+    }
+
+    /// Records the generation and size of `engine`, the one now served.
+    pub fn set_engine(&self, engine: &Engine) {
+        self.generation
+            .set(i64::try_from(generation_of(engine)).unwrap_or(i64::MAX));
+        self.products
+            .set(i64::try_from(engine.len()).unwrap_or(i64::MAX));
+        if let Ok(n) = engine.event_count() {
+            self.events.set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
+    }
+
+    /// The text exposition of every metric, as of now.
+    pub fn render(&self, in_flight: usize, max_in_flight: usize) -> String {
+        self.in_flight
+            .set(i64::try_from(in_flight).unwrap_or(i64::MAX));
+        self.max_in_flight
+            .set(i64::try_from(max_in_flight).unwrap_or(i64::MAX));
+        let mut out = Vec::new();
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
+            eprintln!("error: cannot encode the metrics: {e}");
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Middleware: counts every request and times it, labelled by its route (the
+/// pattern, like `/products/{id}`, never the raw path, so labels stay few).
+pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let endpoint = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
+    let method = match *req.method() {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    };
+    let start = Instant::now();
+    let res = next.run(req).await;
+    let status = res.status().as_u16().to_string();
+    let labels = [endpoint.as_str(), method, status.as_str()];
+    let m = &state.metrics;
+    m.requests.with_label_values(&labels).inc();
+    m.latency
+        .with_label_values(&labels)
+        .observe(start.elapsed().as_secs_f64());
+    res
+}

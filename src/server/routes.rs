@@ -1,0 +1,332 @@
+//! The router: each endpoint parses its body, calls one library method on the
+//! blocking pool (reads and writes through [`Shared`](super::state::Shared)), and
+//! answers JSON. The OpenAPI document is generated from these handlers and the
+//! types in [`super::api`].
+
+use std::time::Instant;
+
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{middleware, Json, Router};
+use subtle::ConstantTimeEq;
+use tower_http::compression::CompressionLayer;
+use tower_http::timeout::TimeoutLayer;
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use super::api::*;
+use super::error::{ApiError, ErrorBody};
+use super::metrics;
+use super::state::{generation_of, AppState};
+use crate::profile::events::{read_events_from, EventReadOptions};
+
+/// The service's routes, with metrics, compression and the request timeout.
+pub fn router(state: AppState) -> Router {
+    let timeout = state.config.request_timeout;
+    Router::new()
+        .route("/search", post(search))
+        .route("/rerank", post(rerank))
+        .route("/events", post(events))
+        .route("/users/{id}", delete(forget))
+        .route("/products/{id}", get(get_product))
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .route("/metrics", get(metrics_text))
+        .route("/openapi.json", get(openapi))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            timeout,
+        ))
+        .layer(CompressionLayer::new())
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track,
+        ))
+        .with_state(state)
+}
+
+/// The OpenAPI document of the service.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "shelfrank",
+        description = "Hybrid product search (BM25 + embeddings, fused) with personalised reranking. Write endpoints need `Authorization: Bearer TOKEN` when the server was started with --token-file."
+    ),
+    paths(search, rerank, events, forget, get_product, health, ready, metrics_text, openapi),
+    components(schemas(ErrorBody)),
+    modifiers(&BearerAuth)
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+    }
+}
+
+/// A write's permission: with a token configured, the request must carry
+/// `Authorization: Bearer TOKEN` (compared in constant time); 401 otherwise.
+pub struct Authorized;
+
+impl FromRequestParts<AppState> for Authorized {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let Some(token) = &state.config.token else {
+            return Ok(Authorized);
+        };
+        let given = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim);
+        match given {
+            Some(g) if bool::from(g.as_bytes().ct_eq(token.as_bytes())) => Ok(Authorized),
+            _ => {
+                let mut res = ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "this endpoint needs the header Authorization: Bearer TOKEN with the server's token",
+                );
+                res.body.field = None;
+                Err(res)
+            }
+        }
+    }
+}
+
+/// Search the catalog (hybrid by default), personalised when `user` is given.
+#[utoipa::path(post, path = "/search", request_body = SearchBody,
+    responses(
+        (status = 200, description = "Hits, best first", body = SearchResponse),
+        (status = 400, description = "Bad request", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 503, description = "Busy: retry after Retry-After seconds", body = ErrorBody),
+        (status = 500, description = "Server fault", body = ErrorBody),
+    ))]
+async fn search(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<SearchBody>,
+) -> Result<Json<SearchResponse>, ApiError> {
+    let req = body.into_request(&state.config.limits)?;
+    let res = state
+        .read(move |engine| {
+            let t = Instant::now();
+            let hits = engine.search(&req)?;
+            let took_ms = t.elapsed().as_secs_f64() * 1000.0;
+            Ok(SearchResponse {
+                hits: hits.iter().map(|h| HitBody::of(engine, h)).collect(),
+                took_ms,
+            })
+        })
+        .await?;
+    Ok(Json(res))
+}
+
+/// Rerank another engine's candidates for a query (and shopper).
+#[utoipa::path(post, path = "/rerank", request_body = RerankBody,
+    responses(
+        (status = 200, description = "Reranked hits and the unknown ids", body = RerankResponseBody),
+        (status = 400, description = "Bad request", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 503, description = "Busy: retry after Retry-After seconds", body = ErrorBody),
+        (status = 500, description = "Server fault", body = ErrorBody),
+    ))]
+async fn rerank(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<RerankBody>,
+) -> Result<Json<RerankResponseBody>, ApiError> {
+    let (req, cands) = body.into_request(&state.config.limits)?;
+    let res = state
+        .read(move |engine| {
+            let res = engine.rerank(&req, &cands)?;
+            Ok(RerankResponseBody {
+                hits: res.hits.iter().map(|h| HitBody::of(engine, h)).collect(),
+                unknown: res.unknown,
+            })
+        })
+        .await?;
+    Ok(Json(res))
+}
+
+/// Record shopper events: all or none, durable when answered.
+#[utoipa::path(post, path = "/events", request_body = EventsBody,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Stored", body = EventsResponse),
+        (status = 400, description = "Bad request; nothing stored", body = ErrorBody),
+        (status = 401, description = "Missing or wrong token", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 503, description = "Busy: retry after Retry-After seconds", body = ErrorBody),
+        (status = 500, description = "Server fault", body = ErrorBody),
+    ))]
+async fn events(
+    State(state): State<AppState>,
+    _auth: Authorized,
+    ApiJson(body): ApiJson<EventsBody>,
+) -> Result<Json<EventsResponse>, ApiError> {
+    let limits = &state.config.limits;
+    if body.events.len() > limits.max_events {
+        return Err(ApiError::bad_field(
+            "events",
+            format!(
+                "{} events; at most {} are allowed per request",
+                body.events.len(),
+                limits.max_events
+            ),
+        ));
+    }
+    let mut lines = String::new();
+    for (i, e) in body.events.iter().enumerate() {
+        let Some(obj) = e.as_object() else {
+            return Err(ApiError::bad_field(
+                format!("events[{i}]"),
+                "an event is a JSON object",
+            ));
+        };
+        if let Some(k) = obj.keys().find(|k| !EVENT_FIELDS.contains(&k.as_str())) {
+            return Err(ApiError::bad_field(
+                format!("events[{i}].{k}"),
+                format!("unknown field `{k}`, expected one of {EVENT_FIELDS:?}"),
+            ));
+        }
+        lines.push_str(&e.to_string());
+        lines.push('\n');
+    }
+    if body.events.is_empty() {
+        return Ok(Json(EventsResponse { accepted: 0 }));
+    }
+    let accepted = state
+        .write(move |engine| {
+            let batch = read_events_from(
+                lines.as_bytes(),
+                "events",
+                &EventReadOptions::default(),
+                &|id: &str| engine.product(id).is_some(),
+            )
+            .map_err(|e| {
+                let at = format!("events[{}]", e.line().unwrap_or(1).saturating_sub(1));
+                let field = match e.field() {
+                    Some(f) => format!("{at}.{f}"),
+                    None => at.clone(),
+                };
+                let status = if e.is_caller_fault() {
+                    StatusCode::BAD_REQUEST
+                } else {
+                    StatusCode::INTERNAL_SERVER_ERROR
+                };
+                let mut api = ApiError::new(status, format!("{field}: {}", e.kind()));
+                api.body.field = Some(field);
+                api
+            })?;
+            engine.record_many(&batch.events)?;
+            Ok(batch.events.len())
+        })
+        .await?;
+    Ok(Json(EventsResponse { accepted }))
+}
+
+/// Forget a shopper: remove every stored event of theirs, durably.
+#[utoipa::path(delete, path = "/users/{id}",
+    params(("id" = String, Path, description = "The shopper")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Forgotten", body = ForgetResponse),
+        (status = 400, description = "Bad request", body = ErrorBody),
+        (status = 401, description = "Missing or wrong token", body = ErrorBody),
+        (status = 503, description = "Busy: retry after Retry-After seconds", body = ErrorBody),
+        (status = 500, description = "Server fault", body = ErrorBody),
+    ))]
+async fn forget(
+    State(state): State<AppState>,
+    _auth: Authorized,
+    Path(id): Path<String>,
+) -> Result<Json<ForgetResponse>, ApiError> {
+    let forgotten = state.write(move |engine| Ok(engine.forget(&id)?)).await?;
+    Ok(Json(ForgetResponse { forgotten }))
+}
+
+/// A product of the served catalog.
+#[utoipa::path(get, path = "/products/{id}",
+    params(("id" = String, Path, description = "Product id")),
+    responses(
+        (status = 200, description = "The product", body = ProductBody),
+        (status = 404, description = "No such product", body = ErrorBody),
+    ))]
+async fn get_product(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<ProductBody>, ApiError> {
+    let engine = state.engine.load();
+    engine
+        .product(&id)
+        .map(|p| Json(ProductBody::from(p)))
+        .ok_or_else(|| ApiError::not_found(format!("no product {id:?} in the index")))
+}
+
+/// The process is up.
+#[utoipa::path(get, path = "/health",
+    responses((status = 200, description = "Up", body = HealthResponse)))]
+async fn health() -> Json<HealthResponse> {
+    Json(HealthResponse {
+        status: "ok".into(),
+    })
+}
+
+/// An index is open and served.
+#[utoipa::path(get, path = "/ready",
+    responses((status = 200, description = "Ready", body = ReadyResponse)))]
+async fn ready(State(state): State<AppState>) -> Json<ReadyResponse> {
+    let engine = state.engine.load();
+    Json(ReadyResponse {
+        ready: true,
+        generation: generation_of(&engine),
+        products: engine.len(),
+    })
+}
+
+/// Prometheus metrics (text exposition format).
+#[utoipa::path(get, path = "/metrics",
+    responses((status = 200, description = "Metrics", body = String, content_type = "text/plain")))]
+async fn metrics_text(State(state): State<AppState>) -> Response {
+    let text = state
+        .metrics
+        .render(state.in_flight(), state.config.max_inflight);
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        )],
+        text,
+    )
+        .into_response()
+}
+
+/// This document.
+#[utoipa::path(get, path = "/openapi.json",
+    responses((status = 200, description = "The OpenAPI document", body = Object)))]
+async fn openapi() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("no such endpoint; see GET /openapi.json")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "this endpoint does not take that method; see GET /openapi.json",
+    )
+}

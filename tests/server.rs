@@ -1,0 +1,680 @@
+//! `shelfrank serve` end to end: the real binary on a free port over a fixture
+//! index, driven by a blocking HTTP client.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use shelfrank::profile::EventStore;
+use shelfrank::store::IndexPaths;
+
+/// A running `shelfrank serve`, killed when dropped.
+struct Server {
+    child: Child,
+    base: String,
+    addr: String,
+}
+
+impl Server {
+    /// Starts the server on `index` with `extra` flags and waits for its
+    /// `listening on` line.
+    fn start(index: &Path, extra: &[&str]) -> Server {
+        let log = index.with_extension("stderr.log");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_shelfrank"))
+            .args(["serve", "--addr", "127.0.0.1:0", "--index"])
+            .arg(index)
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).expect("log file"))
+            .spawn()
+            .expect("start shelfrank serve");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read the listening line");
+        let addr = line
+            .trim()
+            .strip_prefix("listening on http://")
+            .unwrap_or_else(|| {
+                panic!(
+                    "expected `listening on http://ADDR`, got {line:?}; stderr: {}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                )
+            })
+            .to_string();
+        Server {
+            child,
+            base: format!("http://{addr}"),
+            addr,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    fn pid(&self) -> String {
+        self.child.id().to_string()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .into()
+}
+
+/// An answer: status, `Retry-After`, body as JSON (or `Value::Null`), body text.
+struct Answer {
+    status: u16,
+    retry_after: Option<String>,
+    json: Value,
+    text: String,
+}
+
+fn answer(res: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Answer {
+    let mut res = res.expect("HTTP exchange");
+    let status = res.status().as_u16();
+    let retry_after = res
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let text = res.body_mut().read_to_string().expect("body");
+    let json = serde_json::from_str(&text).unwrap_or(Value::Null);
+    Answer {
+        status,
+        retry_after,
+        json,
+        text,
+    }
+}
+
+fn get(a: &ureq::Agent, url: &str) -> Answer {
+    answer(a.get(url).call())
+}
+
+fn post(a: &ureq::Agent, url: &str, body: &str, token: Option<&str>) -> Answer {
+    let mut req = a.post(url).header("content-type", "application/json");
+    if let Some(t) = token {
+        req = req.header("authorization", &format!("Bearer {t}"));
+    }
+    answer(req.send(body))
+}
+
+fn delete(a: &ureq::Agent, url: &str, token: Option<&str>) -> Answer {
+    let mut req = a.delete(url);
+    if let Some(t) = token {
+        req = req.header("authorization", &format!("Bearer {t}"));
+    }
+    answer(req.call())
+}
+
+/// The value of the metric line that starts with `prefix` (name and labels).
+fn metric(text: &str, prefix: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(prefix) && l[prefix.len()..].starts_with([' ', '{']))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+fn index(dir: &Path) -> PathBuf {
+    common::build_index(dir, "index")
+}
+
+fn event(user: &str, item: &str, kind: &str, query: &str) -> Value {
+    json!({"user": user, "item": item, "kind": kind, "ts": 1_700_000_000, "query": query})
+}
+
+#[test]
+fn every_endpoint_answers_its_happy_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = index(dir.path());
+    let s = Server::start(&index, &[]);
+    let a = agent();
+
+    assert_eq!(get(&a, &s.url("/health")).json["status"], "ok");
+    let ready = get(&a, &s.url("/ready"));
+    assert_eq!(ready.json["ready"], true);
+    assert_eq!(ready.json["generation"], 1);
+    assert_eq!(ready.json["products"], 40);
+
+    let r = post(
+        &a,
+        &s.url("/search"),
+        r#"{"query": "chrome shower faucet", "k": 3}"#,
+        None,
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let hits = r.json["hits"].as_array().unwrap();
+    assert_eq!(hits.len(), 3);
+    assert!(hits[0]["title"].is_string() && hits[0]["breakdown"]["fused"].is_number());
+    assert!(r.json["took_ms"].is_number());
+
+    let r = post(
+        &a,
+        &s.url("/search"),
+        r#"{"query": "faucet", "mode": "bm25", "k": 5, "rerank": "off",
+            "filters": {"category": "Bath", "min_price": 0, "max_price": 10000}}"#,
+        None,
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    for h in r.json["hits"].as_array().unwrap() {
+        let p = get(
+            &a,
+            &s.url(&format!("/products/{}", h["id"].as_str().unwrap())),
+        );
+        assert_eq!(p.json["category"][0], "Bath", "{}", p.text);
+    }
+
+    let r = post(
+        &a,
+        &s.url("/rerank"),
+        r#"{"query": "faucet", "candidates": [{"id": "p001"}, {"id": "p003", "score": 2.0}, {"id": "nope"}], "k": 2}"#,
+        None,
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json["hits"].as_array().unwrap().len(), 2);
+    assert_eq!(r.json["unknown"], json!(["nope"]));
+
+    let p = get(&a, &s.url("/products/p003"));
+    assert_eq!(p.status, 200);
+    assert_eq!(p.json["id"], "p003");
+    assert_eq!(get(&a, &s.url("/products/none-such")).status, 404);
+
+    let body = json!({"events": [event("shopper", "p003", "purchase", "faucet")]});
+    let r = post(&a, &s.url("/events"), &body.to_string(), None);
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json["accepted"], 1);
+    let r = delete(&a, &s.url("/users/shopper"), None);
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json["forgotten"], 1);
+
+    let m = get(&a, &s.url("/metrics"));
+    assert_eq!(m.status, 200);
+    assert!(
+        metric(
+            &m.text,
+            r#"shelfrank_http_requests_total{endpoint="/search",method="POST",status="200"}"#
+        ) >= Some(2.0),
+        "{}",
+        m.text
+    );
+    assert_eq!(metric(&m.text, "shelfrank_index_generation"), Some(1.0));
+    assert_eq!(metric(&m.text, "shelfrank_index_products"), Some(40.0));
+    assert!(m
+        .text
+        .contains("shelfrank_http_request_duration_seconds_bucket"));
+
+    let doc = get(&a, &s.url("/openapi.json"));
+    for path in [
+        "/search",
+        "/rerank",
+        "/events",
+        "/users/{id}",
+        "/products/{id}",
+    ] {
+        assert!(doc.json["paths"][path].is_object(), "{path} missing");
+    }
+    assert!(doc.json["components"]["schemas"]["SearchBody"].is_object());
+}
+
+#[test]
+fn bad_requests_are_4xx_that_name_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = index(dir.path());
+    let s = Server::start(&index, &["--max-body-bytes", "65536"]);
+    let a = agent();
+    let search = s.url("/search");
+    let cases: &[(&str, u16, Option<&str>)] = &[
+        (r#"{"query": "faucet""#, 400, None),
+        ("", 400, None),
+        (r#"{"query": "faucet"} trailing"#, 400, None),
+        (r#"{"query": "faucet", "kk": 3}"#, 400, Some("kk")),
+        (r#"{"query": "faucet", "k": "3"}"#, 400, Some("k")),
+        (r#"{"query": 7}"#, 400, Some("query")),
+        (r#"{"k": 3}"#, 400, None),
+        (r#"{"query": "faucet", "k": 10001}"#, 400, Some("k")),
+        (r#"{"query": "faucet", "k": 0}"#, 400, Some("k")),
+        (r#"{"query": "faucet", "k": -1}"#, 400, Some("k")),
+        (r#"{"query": "faucet", "mode": "fuzzy"}"#, 400, Some("mode")),
+        (
+            r#"{"query": "faucet", "filters": {"min_price": -1}}"#,
+            400,
+            Some("filters.min_price"),
+        ),
+        (
+            r#"{"query": "faucet", "filters": {"colour": "red"}}"#,
+            400,
+            Some("filters.colour"),
+        ),
+        (
+            r#"{"query": "faucet", "diversity": 2}"#,
+            400,
+            Some("diversity"),
+        ),
+        (
+            r#"{"query": "faucet", "as_of": "yesterday"}"#,
+            400,
+            Some("as_of"),
+        ),
+    ];
+    for (body, status, field) in cases {
+        let r = post(&a, &search, body, None);
+        assert_eq!(r.status, *status, "{body}: {}", r.text);
+        assert!(r.json["error"].is_string(), "{body}: {}", r.text);
+        assert_eq!(r.json["field"].as_str(), *field, "{body}: {}", r.text);
+    }
+    let long = json!({"query": "x".repeat(1001)});
+    let r = post(&a, &search, &long.to_string(), None);
+    assert_eq!((r.status, r.json["field"].as_str()), (400, Some("query")));
+
+    let many: Vec<Value> = (0..1001).map(|i| json!({"id": format!("c{i}")})).collect();
+    let body = json!({"query": "faucet", "candidates": many});
+    let r = post(&a, &s.url("/rerank"), &body.to_string(), None);
+    assert_eq!(
+        (r.status, r.json["field"].as_str()),
+        (400, Some("candidates"))
+    );
+    let body = json!({"query": "faucet", "candidates": [{"id": "p001"}, {"id": "p001"}]});
+    let r = post(&a, &s.url("/rerank"), &body.to_string(), None);
+    assert_eq!(
+        (r.status, r.json["field"].as_str()),
+        (400, Some("candidates[1].id")),
+        "{}",
+        r.text
+    );
+
+    let big = json!({"query": "y".repeat(70_000)});
+    let r = post(&a, &search, &big.to_string(), None);
+    assert_eq!(r.status, 413, "{}", r.text);
+    assert!(r.json["error"].is_string());
+
+    // An event for an unknown item: 400 naming it, and nothing of the batch stored.
+    let body = json!({"events": [
+        event("u-bad", "p001", "click", "q"),
+        event("u-bad", "no-such-item", "click", "q"),
+    ]});
+    let r = post(&a, &s.url("/events"), &body.to_string(), None);
+    assert_eq!(
+        (r.status, r.json["field"].as_str()),
+        (400, Some("events[1].item")),
+        "{}",
+        r.text
+    );
+    let body = json!({"events": [{"user": "u-bad", "item": "p001", "kind": "click", "ts": 1, "extra": 1}]});
+    let r = post(&a, &s.url("/events"), &body.to_string(), None);
+    assert_eq!(
+        (r.status, r.json["field"].as_str()),
+        (400, Some("events[0].extra"))
+    );
+    let body =
+        json!({"events": [{"user": "u-bad", "item": "p001", "kind": "click", "ts": "soon"}]});
+    let r = post(&a, &s.url("/events"), &body.to_string(), None);
+    assert_eq!(
+        (r.status, r.json["field"].as_str()),
+        (400, Some("events[0].ts"))
+    );
+    let m = get(&a, &s.url("/metrics"));
+    assert_eq!(metric(&m.text, "shelfrank_events"), Some(0.0), "{}", m.text);
+
+    let r = get(&a, &s.url("/no/such/route"));
+    assert_eq!(r.status, 404);
+    assert!(r.json["error"].is_string());
+    let r = get(&a, &search);
+    assert_eq!(r.status, 405);
+    assert!(r.json["error"].is_string());
+}
+
+#[test]
+fn writes_need_the_token_when_one_is_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = index(dir.path());
+    let empty = dir.path().join("empty-token");
+    std::fs::write(&empty, " \n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_shelfrank"))
+        .args(["serve", "--addr", "127.0.0.1:0", "--index"])
+        .arg(&index)
+        .arg("--token-file")
+        .arg(&empty)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("empty"));
+
+    let file = dir.path().join("token");
+    std::fs::write(&file, "s3cret\n").unwrap();
+    let s = Server::start(&index, &["--token-file", file.to_str().unwrap()]);
+    let a = agent();
+    let body = json!({"events": [event("u1", "p001", "click", "q")]}).to_string();
+    for token in [None, Some("wrong"), Some("s3cre"), Some("s3cret2")] {
+        let r = post(&a, &s.url("/events"), &body, token);
+        assert_eq!(r.status, 401, "{token:?}: {}", r.text);
+        assert_eq!(delete(&a, &s.url("/users/u1"), token).status, 401);
+    }
+    // The token is checked before the body: a bad body without a token is 401 too.
+    assert_eq!(post(&a, &s.url("/events"), "{", None).status, 401);
+    assert_eq!(
+        post(&a, &s.url("/events"), &body, Some("s3cret")).status,
+        200
+    );
+    assert_eq!(
+        delete(&a, &s.url("/users/u1"), Some("s3cret")).json["forgotten"],
+        1
+    );
+    // Reads stay open.
+    assert_eq!(
+        post(&a, &s.url("/search"), r#"{"query": "faucet"}"#, None).status,
+        200
+    );
+}
+
+#[test]
+fn recorded_events_reach_personalised_search_and_forget_removes_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = index(dir.path());
+    let s = Server::start(&index, &[]);
+    let a = agent();
+    let search =
+        json!({"query": "faucet", "k": 5, "user": "fresh", "rerank": "profile"}).to_string();
+    let before = post(&a, &s.url("/search"), &search, None);
+    assert_eq!(before.status, 200, "{}", before.text);
+    // A shopper without history gets the plain order: no profile term.
+    assert!(
+        before.json["hits"][0]["breakdown"]["profile"].is_null(),
+        "{}",
+        before.text
+    );
+
+    let events: Vec<Value> = ["p001", "p003", "p002"]
+        .iter()
+        .map(|item| event("fresh", item, "purchase", "faucet"))
+        .collect();
+    let r = post(
+        &a,
+        &s.url("/events"),
+        &json!({ "events": events }).to_string(),
+        None,
+    );
+    assert_eq!(r.json["accepted"], 3, "{}", r.text);
+    let m = get(&a, &s.url("/metrics"));
+    assert_eq!(metric(&m.text, "shelfrank_events"), Some(3.0));
+
+    let after = post(&a, &s.url("/search"), &search, None);
+    assert!(
+        after.json["hits"][0]["breakdown"]["profile"].is_number(),
+        "{}",
+        after.text
+    );
+
+    let r = delete(&a, &s.url("/users/fresh"), None);
+    assert_eq!(r.json["forgotten"], 3);
+    let again = post(&a, &s.url("/search"), &search, None);
+    assert!(
+        again.json["hits"][0]["breakdown"]["profile"].is_null(),
+        "{}",
+        again.text
+    );
+    let m = get(&a, &s.url("/metrics"));
+    assert_eq!(metric(&m.text, "shelfrank_events"), Some(0.0));
+}
+
+#[test]
+fn a_saturated_server_answers_503_with_retry_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = index(dir.path());
+    let s = Server::start(&index, &["--max-inflight", "1"]);
+    let statuses = Arc::new(Mutex::new(Vec::new()));
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let url = s.url("/search");
+            let statuses = Arc::clone(&statuses);
+            std::thread::spawn(move || {
+                let a = agent();
+                for i in 0..40 {
+                    let body = json!({"query": format!("chrome faucet {t} {i}"), "k": 20});
+                    let r = post(&a, &url, &body.to_string(), None);
+                    statuses.lock().unwrap().push((r.status, r.retry_after));
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let statuses = statuses.lock().unwrap();
+    let busy: Vec<_> = statuses.iter().filter(|s| s.0 == 503).collect();
+    assert!(!busy.is_empty(), "no 503 among {} requests", statuses.len());
+    assert!(busy.iter().all(|s| s.1.as_deref() == Some("1")));
+    assert!(
+        statuses.iter().all(|s| s.0 == 200 || s.0 == 503),
+        "{statuses:?}"
+    );
+    assert!(statuses.iter().any(|s| s.0 == 200));
+    let m = get(&agent(), &s.url("/metrics"));
+    assert_eq!(
+        metric(&m.text, "shelfrank_rejected_total"),
+        Some(busy.len() as f64)
+    );
+}
+
+#[test]
+fn sigterm_finishes_the_request_in_flight_and_exits_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = index(dir.path());
+    let mut s = Server::start(&index, &[]);
+    let body = json!({"query": "chrome faucet", "k": 2}).to_string();
+    let (head, tail) = body.split_at(body.len() / 2);
+    let mut conn = TcpStream::connect(&s.addr).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    write!(
+        conn,
+        "POST /search HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{head}",
+        s.addr,
+        body.len()
+    )
+    .unwrap();
+    conn.flush().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let kill = Command::new("kill")
+        .args(["-TERM", &s.pid()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    std::thread::sleep(Duration::from_millis(300));
+    conn.write_all(tail.as_bytes()).unwrap();
+    let mut response = String::new();
+    conn.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.contains("\"hits\""), "{response}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(st) = s.child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the server did not exit after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(0));
+}
+
+#[test]
+fn acknowledged_events_survive_kill_9() {
+    const PER_REQUEST: usize = 5;
+    let dir = tempfile::tempdir().unwrap();
+    let index = index(dir.path());
+    let s = Server::start(&index, &[]);
+    let acked = Arc::new(Mutex::new(Vec::<String>::new()));
+    let sent = Arc::new(AtomicUsize::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let items = ["p001", "p002", "p003", "p004", "p005"];
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let (url, acked, sent, stop) = (
+                s.url("/events"),
+                Arc::clone(&acked),
+                Arc::clone(&sent),
+                Arc::clone(&stop),
+            );
+            std::thread::spawn(move || {
+                let a = agent();
+                for n in 0.. {
+                    if stop.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    // One shopper per request, so "all or none" is per shopper.
+                    let user = format!("t{t}-r{n}");
+                    let events: Vec<Value> = (0..PER_REQUEST)
+                        .map(|i| event(&user, items[i], "click", &format!("e-{t}-{n}-{i}")))
+                        .collect();
+                    sent.fetch_add(1, Ordering::SeqCst);
+                    let res = a
+                        .post(&url)
+                        .send(json!({ "events": events }).to_string().as_str());
+                    match res {
+                        Ok(r) if r.status() == 200 => acked.lock().unwrap().push(user),
+                        Ok(_) => {}
+                        Err(_) => break, // the server is gone
+                    }
+                }
+            })
+        })
+        .collect();
+    // Let some requests be acknowledged, then kill the server mid-stream.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while acked.lock().unwrap().len() < 20 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut s = s;
+    s.child.kill().unwrap(); // SIGKILL
+    s.child.wait().unwrap();
+    stop.store(true, Ordering::SeqCst);
+    for t in threads {
+        t.join().unwrap();
+    }
+    let acked = acked.lock().unwrap().clone();
+    assert!(
+        acked.len() >= 20,
+        "only {} requests acknowledged",
+        acked.len()
+    );
+
+    // Restart: the server opens the store the crash left, and serves.
+    drop(s);
+    let s = Server::start(&index, &[]);
+    assert_eq!(get(&agent(), &s.url("/ready")).status, 200);
+    let store = EventStore::open_read_only(&IndexPaths::new(&index).events_dir()).unwrap();
+    for user in &acked {
+        let got = store.user_events(user);
+        assert_eq!(
+            got.len(),
+            PER_REQUEST,
+            "acknowledged request of {user} lost events"
+        );
+    }
+    let mut users: Vec<&str> = store.users().collect();
+    users.sort_unstable();
+    for user in users {
+        let n = store.user_events(user).len();
+        assert!(
+            n == 0 || n == PER_REQUEST,
+            "{user}: {n} events, a partial request"
+        );
+    }
+    let m = get(&agent(), &s.url("/metrics"));
+    let stored = metric(&m.text, "shelfrank_events").unwrap();
+    assert!(stored >= (acked.len() * PER_REQUEST) as f64);
+    assert!(stored <= (sent.load(Ordering::SeqCst) * PER_REQUEST) as f64);
+}
+
+#[test]
+fn a_new_build_is_swapped_in_without_failed_requests() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = index(dir.path());
+    let s = Server::start(&index, &["--poll-ms", "100"]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ok, failed) = (
+        Arc::new(AtomicUsize::new(0)),
+        Arc::new(Mutex::new(Vec::new())),
+    );
+    let searcher = {
+        let (url, stop, ok, failed) = (
+            s.url("/search"),
+            Arc::clone(&stop),
+            Arc::clone(&ok),
+            Arc::clone(&failed),
+        );
+        std::thread::spawn(move || {
+            let a = agent();
+            let mut i = 0;
+            while !stop.load(Ordering::SeqCst) {
+                i += 1;
+                let body = json!({"query": format!("faucet {i}"), "k": 5});
+                let r = post(&a, &url, &body.to_string(), None);
+                if r.status == 200 && r.json["hits"].as_array().is_some_and(|h| !h.is_empty()) {
+                    ok.fetch_add(1, Ordering::SeqCst);
+                } else {
+                    failed.lock().unwrap().push((r.status, r.text));
+                }
+            }
+        })
+    };
+    let out = Command::new(env!("CARGO_BIN_EXE_shelfrank"))
+        .args(["build", "--catalog", "fixtures/catalog.jsonl", "--quiet"])
+        .args(["--model", common::TINY_MODEL, "--index"])
+        .arg(&index)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let a = agent();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let m = get(&a, &s.url("/metrics"));
+        if metric(&m.text, "shelfrank_index_generation") == Some(2.0) {
+            assert_eq!(metric(&m.text, "shelfrank_engine_swaps_total"), Some(1.0));
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "generation 2 was not served: {}",
+            m.text
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Keep searching on the new engine for a moment.
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, Ordering::SeqCst);
+    searcher.join().unwrap();
+    assert!(
+        failed.lock().unwrap().is_empty(),
+        "{:?}",
+        failed.lock().unwrap()
+    );
+    assert!(ok.load(Ordering::SeqCst) > 0);
+    assert_eq!(get(&a, &s.url("/ready")).json["generation"], 2);
+}
