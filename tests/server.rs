@@ -678,3 +678,247 @@ fn a_new_build_is_swapped_in_without_failed_requests() {
     assert!(ok.load(Ordering::SeqCst) > 0);
     assert_eq!(get(&a, &s.url("/ready")).json["generation"], 2);
 }
+
+fn put(a: &ureq::Agent, url: &str, body: &str, token: Option<&str>) -> Answer {
+    let mut req = a.put(url).header("content-type", "application/json");
+    if let Some(t) = token {
+        req = req.header("authorization", &format!("Bearer {t}"));
+    }
+    answer(req.send(body))
+}
+
+fn hose(id: &str, title: &str) -> Value {
+    json!({"id": id, "title": title, "category": "Garden > Hoses", "brand": "Flexzilla", "price": 39.5})
+}
+
+fn top_ids(a: &ureq::Agent, s: &Server, query: &str, mode: &str) -> Vec<String> {
+    let r = post(
+        a,
+        &s.url("/search"),
+        &json!({"query": query, "k": 10, "mode": mode}).to_string(),
+        None,
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    r.json["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn upserted_and_deleted_products_are_seen_by_the_very_next_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = index(dir.path());
+    let s = Server::start(&index, &[]);
+    let a = agent();
+    let query = "zebrawood garden hose reel";
+    let body = json!({"products": [hose("new-1", "Zebrawood Garden Hose Reel")]});
+    let r = put(&a, &s.url("/products"), &body.to_string(), None);
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json["upserted"], 1);
+    let g = get(&a, &s.url("/products/new-1"));
+    assert_eq!(g.status, 200);
+    assert_eq!(g.json["title"], "Zebrawood Garden Hose Reel");
+    assert_eq!(g.json["category"], json!(["Garden", "Hoses"]));
+    for mode in ["bm25", "dense", "hybrid"] {
+        assert_eq!(top_ids(&a, &s, query, mode)[0], "new-1", "{mode}");
+    }
+    // Rerank sees it too.
+    let r = post(
+        &a,
+        &s.url("/rerank"),
+        &json!({"query": query, "candidates": [{"id": "p001"}, {"id": "new-1"}]}).to_string(),
+        None,
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json["unknown"], json!([]));
+
+    // Replace it: the old title no longer finds it first, the new one does.
+    let body = json!({"products": [hose("new-1", "Quokka Patio Umbrella")]});
+    assert_eq!(
+        put(&a, &s.url("/products"), &body.to_string(), None).status,
+        200
+    );
+    assert_eq!(top_ids(&a, &s, "quokka patio umbrella", "bm25")[0], "new-1");
+
+    let d = delete(&a, &s.url("/products/new-1"), None);
+    assert_eq!(d.status, 200, "{}", d.text);
+    assert_eq!(get(&a, &s.url("/products/new-1")).status, 404);
+    assert_eq!(delete(&a, &s.url("/products/new-1"), None).status, 404);
+    for mode in ["bm25", "dense", "hybrid"] {
+        for q in [query, "quokka patio umbrella"] {
+            assert!(
+                !top_ids(&a, &s, q, mode).contains(&"new-1".to_string()),
+                "{mode} {q}"
+            );
+        }
+    }
+    let r = post(
+        &a,
+        &s.url("/rerank"),
+        &json!({"query": query, "candidates": [{"id": "p001"}, {"id": "new-1"}]}).to_string(),
+        None,
+    );
+    assert_eq!(r.json["unknown"], json!(["new-1"]));
+
+    // A bad product refuses the whole request, naming it; nothing is stored.
+    let mut bad = hose("bad", "Bad Hose");
+    bad["price"] = json!(-3);
+    let body = json!({"products": [hose("ok-1", "Fine Hose"), bad]});
+    let r = put(&a, &s.url("/products"), &body.to_string(), None);
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert_eq!(r.json["field"], "products[1].price", "{}", r.text);
+    assert_eq!(get(&a, &s.url("/products/ok-1")).status, 404);
+    let body = json!({"products": [hose("x", "A"), {"id": "y", "title": "B", "price": "cheap"}]});
+    let r = put(&a, &s.url("/products"), &body.to_string(), None);
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(
+        r.json["field"].as_str().unwrap().starts_with("products[1]"),
+        "{}",
+        r.text
+    );
+    assert_eq!(
+        put(&a, &s.url("/products"), r#"{"products": []}"#, None).status,
+        400
+    );
+    // Writes need the token when one is set: covered for events; products too.
+    drop(s);
+    let token = dir.path().join("token");
+    std::fs::write(&token, "sesame\n").unwrap();
+    let s = Server::start(&index, &["--token-file", token.to_str().unwrap()]);
+    let body = json!({"products": [hose("new-2", "Aardvark Sprinkler")]}).to_string();
+    assert_eq!(put(&a, &s.url("/products"), &body, None).status, 401);
+    assert_eq!(
+        delete(&a, &s.url("/products/p001"), Some("wrong")).status,
+        401
+    );
+    assert_eq!(
+        put(&a, &s.url("/products"), &body, Some("sesame")).status,
+        200
+    );
+    assert_eq!(
+        delete(&a, &s.url("/products/p001"), Some("sesame")).status,
+        200
+    );
+    assert_eq!(get(&a, &s.url("/products/new-2")).status, 200);
+    assert_eq!(get(&a, &s.url("/products/p001")).status, 404);
+}
+
+#[test]
+fn enough_updates_are_merged_into_a_new_generation_and_swapped_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = index(dir.path());
+    let s = Server::start(&index, &["--merge-after", "3", "--poll-ms", "100"]);
+    let a = agent();
+    let body = json!({"products": [
+        hose("new-1", "Zebrawood Garden Hose Reel"),
+        hose("new-2", "Aardvark Sprinkler"),
+    ]});
+    assert_eq!(
+        put(&a, &s.url("/products"), &body.to_string(), None).status,
+        200
+    );
+    assert_eq!(delete(&a, &s.url("/products/p002"), None).status, 200);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let m = get(&a, &s.url("/metrics"));
+        if metric(&m.text, "shelfrank_index_generation") == Some(2.0) {
+            assert_eq!(metric(&m.text, "shelfrank_merges_total"), Some(1.0));
+            assert_eq!(metric(&m.text, "shelfrank_pending_updates"), Some(0.0));
+            break;
+        }
+        assert!(Instant::now() < deadline, "no merge: {}", m.text);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(top_ids(&a, &s, "aardvark sprinkler", "hybrid")[0], "new-2");
+    assert_eq!(get(&a, &s.url("/products/p002")).status, 404);
+    assert_eq!(get(&a, &s.url("/products/new-1")).status, 200);
+    // The folded batch files are gone; a restart serves the same catalog.
+    let files = shelfrank::store::updates::list(&index.join("updates")).unwrap();
+    assert!(files.is_empty(), "{files:?}");
+    let products = get(&a, &s.url("/ready")).json["products"].clone();
+    drop(s);
+    let s = Server::start(&index, &[]);
+    assert_eq!(get(&a, &s.url("/ready")).json["products"], products);
+    assert_eq!(get(&a, &s.url("/products/p002")).status, 404);
+}
+
+#[test]
+fn acknowledged_products_survive_kill_9() {
+    const PER_REQUEST: usize = 3;
+    let dir = tempfile::tempdir().unwrap();
+    let index = index(dir.path());
+    let s = Server::start(&index, &[]);
+    let acked = Arc::new(Mutex::new(Vec::<String>::new()));
+    let sent = Arc::new(Mutex::new(Vec::<String>::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let threads: Vec<_> = (0..3)
+        .map(|t| {
+            let (url, acked, sent, stop) = (
+                s.url("/products"),
+                Arc::clone(&acked),
+                Arc::clone(&sent),
+                Arc::clone(&stop),
+            );
+            std::thread::spawn(move || {
+                let a = agent();
+                for n in 0.. {
+                    if stop.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    let tag = format!("t{t}-r{n}");
+                    let products: Vec<Value> = (0..PER_REQUEST)
+                        .map(|i| hose(&format!("{tag}-{i}"), &format!("Hose {tag} number {i}")))
+                        .collect();
+                    sent.lock().unwrap().push(tag.clone());
+                    let res = a
+                        .put(&url)
+                        .send(json!({ "products": products }).to_string().as_str());
+                    match res {
+                        Ok(r) if r.status() == 200 => acked.lock().unwrap().push(tag),
+                        Ok(_) => {}
+                        Err(_) => break,
+                    }
+                }
+            })
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while acked.lock().unwrap().len() < 10 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut s = s;
+    s.child.kill().unwrap(); // SIGKILL
+    s.child.wait().unwrap();
+    stop.store(true, Ordering::SeqCst);
+    for t in threads {
+        t.join().unwrap();
+    }
+    let acked = acked.lock().unwrap().clone();
+    assert!(
+        acked.len() >= 10,
+        "only {} requests acknowledged",
+        acked.len()
+    );
+    drop(s);
+    let s = Server::start(&index, &[]);
+    let a = agent();
+    for tag in sent.lock().unwrap().iter() {
+        let present: Vec<bool> = (0..PER_REQUEST)
+            .map(|i| get(&a, &s.url(&format!("/products/{tag}-{i}"))).status == 200)
+            .collect();
+        if acked.contains(tag) {
+            assert!(
+                present.iter().all(|&p| p),
+                "acknowledged {tag} lost: {present:?}"
+            );
+        } else {
+            assert!(
+                present.iter().all(|&p| p) || present.iter().all(|&p| !p),
+                "{tag} half applied: {present:?}"
+            );
+        }
+    }
+}

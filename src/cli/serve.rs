@@ -38,6 +38,10 @@ pub struct ServeArgs {
     /// Largest request body, in bytes.
     #[arg(long, default_value_t = Limits::default().max_body_bytes)]
     max_body_bytes: usize,
+    /// Changed products (upserts and deletes) after which the catalog updates are
+    /// merged into a new generation in the background.
+    #[arg(long, default_value_t = server::DEFAULT_MERGE_AFTER)]
+    merge_after: usize,
 }
 
 pub fn run(a: ServeArgs) -> Result<()> {
@@ -51,6 +55,7 @@ pub fn run(a: ServeArgs) -> Result<()> {
     config.request_timeout = Duration::from_secs(a.timeout_secs.max(1));
     config.poll_interval = Duration::from_millis(a.poll_ms.max(10));
     config.limits.max_body_bytes = a.max_body_bytes;
+    config.merge_after = a.merge_after.max(1);
     let opener = a.model.builder(&a.index, true)?;
     server::serve(config, opener, |addr| {
         let mut out = std::io::stdout().lock();

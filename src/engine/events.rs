@@ -136,6 +136,23 @@ impl Engine {
         write(&mut store, &mut stats)
     }
 
+    /// Reads the event store again if another writer changed it since this engine
+    /// read it; returns whether it did. (The statistics are the caller's to redo.)
+    pub(crate) fn refresh_events(&self) -> Result<bool> {
+        let mut store = self.lock_events()?;
+        if !store.changed_on_disk()? {
+            return Ok(false);
+        }
+        *store = EventStore::open_read_only(&IndexPaths::new(&self.dir).events_dir())?;
+        Ok(true)
+    }
+
+    /// Item statistics over the whole store, as it is now.
+    pub(crate) fn item_stats_now(&self) -> Result<ItemStats> {
+        let store = self.lock_events()?;
+        Ok(self.item_stats(store.iter()))
+    }
+
     /// Number of stored events.
     pub fn event_count(&self) -> Result<usize> {
         Ok(self.lock_events()?.len())

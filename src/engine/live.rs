@@ -251,6 +251,17 @@ impl Engine {
         self.catch_up()
     }
 
+    /// Catches up with what other writers stored since this engine opened or last
+    /// wrote: catalog update batches and shopper events. A server calls it before
+    /// it swaps in an engine it opened while writes went on.
+    pub fn refresh(&self) -> Result<()> {
+        if self.refresh_updates()? > 0 || self.refresh_events()? {
+            let stats = self.item_stats_now()?;
+            *self.write_stats()? = stats;
+        }
+        Ok(())
+    }
+
     /// Writes the batch `ops` returns (nothing when it returns `None`) under the
     /// writer lock, after catching up with batches written elsewhere, and applies it.
     fn write_updates(

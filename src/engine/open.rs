@@ -215,12 +215,7 @@ impl EngineBuilder {
         // The catalog updates acknowledged since the generation was built; the
         // statistics again if they added products (their events count too).
         if engine.refresh_updates()? > 0 {
-            let stats = {
-                let store = engine.events.lock().map_err(|_| Error::Poisoned {
-                    what: "event store",
-                })?;
-                engine.item_stats(store.iter())
-            };
+            let stats = engine.item_stats_now()?;
             *engine.write_stats()? = stats;
         }
         Ok(engine)

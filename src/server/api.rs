@@ -587,6 +587,30 @@ impl From<ProductBody> for Product {
     }
 }
 
+/// PUT /products.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProductsBody {
+    /// The products, in the catalog's JSON form (see `ProductBody`; `category` may
+    /// also be one "A > B" string, as in catalog files).
+    #[schema(value_type = Vec<ProductBody>)]
+    pub products: Vec<serde_json::Value>,
+}
+
+/// Answer to PUT /products.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ProductsResponse {
+    /// Products stored.
+    pub upserted: usize,
+}
+
+/// Answer to DELETE /products/{id}.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct DeleteResponse {
+    /// Always true (an unknown id is a 404).
+    pub deleted: bool,
+}
+
 /// GET /health.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct HealthResponse {

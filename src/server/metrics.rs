@@ -35,9 +35,18 @@ pub struct Metrics {
     pub swaps: IntCounter,
     /// Published generations that failed to open.
     pub swap_failures: IntCounter,
+    /// Merges of catalog updates into a new generation.
+    pub merges: IntCounter,
+    /// Merges that failed.
+    pub merge_failures: IntCounter,
     generation: IntGauge,
     products: IntGauge,
     events: IntGauge,
+    pending_updates: IntGauge,
+    cache_hits: IntGauge,
+    cache_misses: IntGauge,
+    encoded_queries: IntGauge,
+    encoder_passes: IntGauge,
 }
 
 impl Metrics {
@@ -83,6 +92,34 @@ impl Metrics {
                 "shelfrank_engine_swap_failures_total",
                 "Newly published generations that failed to open",
             ),
+            merges: counter(
+                "shelfrank_merges_total",
+                "Catalog updates merged into a new generation",
+            ),
+            merge_failures: counter(
+                "shelfrank_merge_failures_total",
+                "Merges of catalog updates that failed",
+            ),
+            pending_updates: gauge(
+                "shelfrank_pending_updates",
+                "Products changed since the served generation was built (not yet merged)",
+            ),
+            cache_hits: gauge(
+                "shelfrank_query_cache_hits",
+                "Query-embedding cache hits of the served engine",
+            ),
+            cache_misses: gauge(
+                "shelfrank_query_cache_misses",
+                "Query-embedding cache misses of the served engine",
+            ),
+            encoded_queries: gauge(
+                "shelfrank_encoded_queries",
+                "Query texts the served engine encoded",
+            ),
+            encoder_passes: gauge(
+                "shelfrank_encoder_passes",
+                "Forward passes that encoded them (queries / passes = mean micro-batch)",
+            ),
             generation: gauge("shelfrank_index_generation", "The generation served"),
             products: gauge(
                 "shelfrank_index_products",
@@ -99,6 +136,13 @@ impl Metrics {
             Box::new(m.rejected.clone()),
             Box::new(m.swaps.clone()),
             Box::new(m.swap_failures.clone()),
+            Box::new(m.merges.clone()),
+            Box::new(m.merge_failures.clone()),
+            Box::new(m.pending_updates.clone()),
+            Box::new(m.cache_hits.clone()),
+            Box::new(m.cache_misses.clone()),
+            Box::new(m.encoded_queries.clone()),
+            Box::new(m.encoder_passes.clone()),
             Box::new(m.generation.clone()),
             Box::new(m.products.clone()),
             Box::new(m.events.clone()),
@@ -117,6 +161,19 @@ impl Metrics {
         if let Ok(n) = engine.event_count() {
             self.events.set(i64::try_from(n).unwrap_or(i64::MAX));
         }
+        self.pending_updates
+            .set(i64::try_from(engine.pending_updates()).unwrap_or(i64::MAX));
+    }
+
+    /// Reads the served engine's query-path counters (at each scrape).
+    pub fn set_query_path(&self, engine: &Engine) {
+        let g = |x: u64| i64::try_from(x).unwrap_or(i64::MAX);
+        let (hits, misses) = engine.query_cache_stats();
+        self.cache_hits.set(g(hits));
+        self.cache_misses.set(g(misses));
+        let (texts, passes) = engine.query_batch_stats();
+        self.encoded_queries.set(g(texts));
+        self.encoder_passes.set(g(passes));
     }
 
     /// The text exposition of every metric, as of now.

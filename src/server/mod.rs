@@ -59,6 +59,9 @@ pub struct ServerConfig {
     pub request_timeout: Duration,
     /// Interval between reads of `CURRENT`.
     pub poll_interval: Duration,
+    /// Changed products (upserted or deleted) after which the catalog updates are
+    /// merged into a new generation in the background.
+    pub merge_after: usize,
 }
 
 impl ServerConfig {
@@ -71,9 +74,16 @@ impl ServerConfig {
             limits: Limits::default(),
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             poll_interval: DEFAULT_POLL_INTERVAL,
+            merge_after: DEFAULT_MERGE_AFTER,
         }
     }
 }
+
+/// Default [`ServerConfig::merge_after`]: 1,000 changed products. Until a merge,
+/// each search scans the changed products directly (about a microsecond each), so
+/// this bounds that cost to around a millisecond, while merges (a rebuild of the
+/// graph and keyword index from stored embeddings) stay rare.
+pub const DEFAULT_MERGE_AFTER: usize = 1000;
 
 /// 4 permits per core: enough to keep every core busy while some requests wait
 /// for the disk (event fsyncs), few enough that latency stays bounded.

@@ -9,7 +9,7 @@ use axum::extract::{FromRequestParts, Path, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, post, put};
 use axum::{middleware, Json, Router};
 use subtle::ConstantTimeEq;
 use tower_http::compression::CompressionLayer;
@@ -21,6 +21,7 @@ use super::api::*;
 use super::error::{ApiError, ErrorBody};
 use super::metrics;
 use super::state::{generation_of, AppState};
+use crate::catalog::{read_catalog_from, Format, ReadOptions};
 use crate::profile::events::{read_events_from, EventReadOptions};
 
 /// The service's routes, with metrics, compression and the request timeout.
@@ -31,7 +32,8 @@ pub fn router(state: AppState) -> Router {
         .route("/rerank", post(rerank))
         .route("/events", post(events))
         .route("/users/{id}", delete(forget))
-        .route("/products/{id}", get(get_product))
+        .route("/products", put(put_products))
+        .route("/products/{id}", get(get_product).delete(delete_product))
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/metrics", get(metrics_text))
@@ -57,7 +59,7 @@ pub fn router(state: AppState) -> Router {
         title = "shelfrank",
         description = "Hybrid product search (BM25 + embeddings, fused) with personalised reranking. Write endpoints need `Authorization: Bearer TOKEN` when the server was started with --token-file."
     ),
-    paths(search, rerank, events, forget, get_product, health, ready, metrics_text, openapi),
+    paths(search, rerank, events, forget, put_products, delete_product, get_product, health, ready, metrics_text, openapi),
     components(schemas(ErrorBody)),
     modifiers(&BearerAuth)
 )]
@@ -257,6 +259,104 @@ async fn forget(
     Ok(Json(ForgetResponse { forgotten }))
 }
 
+/// Add products or replace those with the same ids: checked by the catalog
+/// reader's rules (all or none), embedded, durable when answered, and found by the
+/// very next search.
+#[utoipa::path(put, path = "/products", request_body = ProductsBody,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Stored", body = ProductsResponse),
+        (status = 400, description = "Bad request; nothing stored", body = ErrorBody),
+        (status = 401, description = "Missing or wrong token", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 503, description = "Busy: retry after Retry-After seconds", body = ErrorBody),
+        (status = 500, description = "Server fault", body = ErrorBody),
+    ))]
+async fn put_products(
+    State(state): State<AppState>,
+    _auth: Authorized,
+    ApiJson(body): ApiJson<ProductsBody>,
+) -> Result<Json<ProductsResponse>, ApiError> {
+    let limits = &state.config.limits;
+    let n = body.products.len();
+    if n == 0 || n > limits.max_products {
+        return Err(ApiError::bad_field(
+            "products",
+            format!(
+                "{n} products; give 1 to {} per request",
+                limits.max_products
+            ),
+        ));
+    }
+    // Through the catalog's JSONL reader: the same rules and messages as a
+    // catalog file, line i+1 being products[i].
+    let mut lines = String::new();
+    for (i, p) in body.products.iter().enumerate() {
+        if !p.is_object() {
+            return Err(ApiError::bad_field(
+                format!("products[{i}]"),
+                "a product is a JSON object",
+            ));
+        }
+        lines.push_str(&p.to_string());
+        lines.push('\n');
+    }
+    let opts = ReadOptions {
+        format: Some(Format::Jsonl),
+        ..ReadOptions::default()
+    };
+    let catalog = read_catalog_from(lines.as_bytes(), "products", &opts).map_err(|e| {
+        let at = format!("products[{}]", e.line().unwrap_or(1).saturating_sub(1));
+        let field = match e.field() {
+            Some(f) => format!("{at}.{f}"),
+            None => at.clone(),
+        };
+        let status = if e.is_caller_fault() {
+            StatusCode::BAD_REQUEST
+        } else {
+            StatusCode::INTERNAL_SERVER_ERROR
+        };
+        let mut api = ApiError::new(status, format!("{field}: {}", e.kind()));
+        api.body.field = Some(field);
+        api
+    })?;
+    let products = catalog.products;
+    let upserted = state
+        .write(move |engine| Ok(engine.upsert_products(products)?))
+        .await?;
+    state.merge_soon();
+    Ok(Json(ProductsResponse { upserted }))
+}
+
+/// Delete a product: durable when answered; never returned again.
+#[utoipa::path(delete, path = "/products/{id}",
+    params(("id" = String, Path, description = "Product id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Deleted", body = DeleteResponse),
+        (status = 401, description = "Missing or wrong token", body = ErrorBody),
+        (status = 404, description = "No such product", body = ErrorBody),
+        (status = 503, description = "Busy: retry after Retry-After seconds", body = ErrorBody),
+        (status = 500, description = "Server fault", body = ErrorBody),
+    ))]
+async fn delete_product(
+    State(state): State<AppState>,
+    _auth: Authorized,
+    Path(id): Path<String>,
+) -> Result<Json<DeleteResponse>, ApiError> {
+    let name = id.clone();
+    let deleted = state
+        .write(move |engine| Ok(engine.delete_product(&id)?))
+        .await?;
+    if !deleted {
+        return Err(ApiError::not_found(format!(
+            "no product {name:?} in the index"
+        )));
+    }
+    state.merge_soon();
+    Ok(Json(DeleteResponse { deleted: true }))
+}
+
 /// A product of the served catalog.
 #[utoipa::path(get, path = "/products/{id}",
     params(("id" = String, Path, description = "Product id")),
@@ -300,6 +400,7 @@ async fn ready(State(state): State<AppState>) -> Json<ReadyResponse> {
 #[utoipa::path(get, path = "/metrics",
     responses((status = 200, description = "Metrics", body = String, content_type = "text/plain")))]
 async fn metrics_text(State(state): State<AppState>) -> Response {
+    state.metrics.set_query_path(&state.engine.load());
     let text = state
         .metrics
         .render(state.in_flight(), state.config.max_inflight);

@@ -1,19 +1,21 @@
 //! What every request shares: the engine holder (swapped without a lock when a new
-//! generation is published), the worker permits, the write mutex, the metrics; and
-//! the watcher that swaps engines.
+//! generation is published), the worker permits, the write gate, the metrics; the
+//! watcher that swaps engines, and the background merge of catalog updates.
 //!
 //! Reads load the current `Arc<Engine>` (a lock-free `ArcSwap` load) and keep it for
 //! the request, so a swap never disturbs a request in flight: the old engine, and
 //! the generation its pin keeps on disk, live until its last request ends.
 //!
-//! Writes (events, forgetting, catalog updates) run under one write mutex, and so
-//! does the swap: a write goes to the engine that is current while it runs, and an
-//! engine opened while writes went on is not swapped in until it has seen them (it
-//! is reopened; its last try opens under the mutex).
+//! Writes (events, forgetting, catalog updates) hold the write gate's shared side,
+//! so they run concurrently (the library groups concurrent event writes into one
+//! fsync); a swap holds its exclusive side: it opens the new engine without
+//! holding anything, then, with no write running, makes the new engine read what
+//! was written since it opened (`Engine::refresh`) and swaps it in. No write can
+//! go to the old engine after that point, and none written before is missed.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
@@ -38,10 +40,10 @@ pub struct Shared {
     pub opener: EngineBuilder,
     /// One permit per request the engine may work on at once.
     pub permits: Arc<Semaphore>,
-    /// Held around every write and around a swap.
-    pub write_lock: Mutex<()>,
-    /// Counts writes, so a swap can tell whether one happened while it opened.
-    pub write_epoch: AtomicU64,
+    /// Shared by writes, exclusive for a swap.
+    pub write_gate: RwLock<()>,
+    /// A merge of catalog updates is running.
+    pub merging: AtomicBool,
     /// The Prometheus registry and instruments.
     pub metrics: Metrics,
 }
@@ -56,17 +58,24 @@ impl Shared {
             config,
             engine: ArcSwap::from_pointee(engine),
             opener,
-            write_lock: Mutex::new(()),
-            write_epoch: AtomicU64::new(0),
+            write_gate: RwLock::new(()),
+            merging: AtomicBool::new(false),
             metrics,
         }
     }
 
-    /// The write mutex. It guards no data, so a panic while it was held leaves
-    /// nothing inconsistent: a poisoned lock is taken as it is.
-    fn lock_writes(&self) -> MutexGuard<'_, ()> {
-        self.write_lock
-            .lock()
+    /// The write gate's shared side (writes). It guards no data, so a panic while
+    /// it was held leaves nothing inconsistent: a poisoned lock is taken as it is.
+    fn writing(&self) -> RwLockReadGuard<'_, ()> {
+        self.write_gate
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The write gate's exclusive side (a swap).
+    fn swapping(&self) -> RwLockWriteGuard<'_, ()> {
+        self.write_gate
+            .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
@@ -87,8 +96,8 @@ impl Shared {
         .map_err(|e| ApiError::internal(format!("the worker failed: {e}")))?
     }
 
-    /// Runs a write on the current engine in the blocking pool, under the write
-    /// mutex (so it never races a swap), holding a worker permit.
+    /// Runs a write on the current engine in the blocking pool, holding the write
+    /// gate's shared side (so it never races a swap) and a worker permit.
     pub async fn write<T, F>(self: &Arc<Self>, work: F) -> Result<T, ApiError>
     where
         T: Send + 'static,
@@ -98,8 +107,7 @@ impl Shared {
         let shared = Arc::clone(self);
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
-            let _writes = shared.lock_writes();
-            shared.write_epoch.fetch_add(1, Ordering::SeqCst);
+            let _writes = shared.writing();
             let engine = shared.engine.load_full();
             let out = work(&engine);
             shared.metrics.set_engine(&engine);
@@ -127,42 +135,65 @@ impl Shared {
     /// one served. Blocking: call it from the blocking pool. Returns whether it
     /// swapped.
     pub fn swap_if_published(&self) -> crate::Result<bool> {
-        /// Tries to open an engine without holding writes back; the last try holds
-        /// the write mutex while it opens, so it cannot miss a write.
-        const UNLOCKED_TRIES: usize = 2;
-        for attempt in 0..=UNLOCKED_TRIES {
+        {
             let served = self.engine.load();
             if current_generation(served.dir()) == served_generation(&served) {
                 return Ok(false);
             }
-            drop(served);
-            let last = attempt == UNLOCKED_TRIES;
-            let held = last.then(|| self.lock_writes());
-            // Read under the mutex, so a write in progress has finished first.
-            let epoch = match &held {
-                Some(_) => self.write_epoch.load(Ordering::SeqCst),
-                None => {
-                    let _writes = self.lock_writes();
-                    self.write_epoch.load(Ordering::SeqCst)
-                }
-            };
-            let fresh = self.opener.clone().build()?;
-            let _writes = match held {
-                Some(guard) => guard,
-                None => self.lock_writes(),
-            };
-            if last || self.write_epoch.load(Ordering::SeqCst) == epoch {
-                if let Some(w) = fresh.head_warning() {
-                    eprintln!("warning: {w}");
-                }
-                self.metrics.set_engine(&fresh);
-                self.engine.store(Arc::new(fresh));
-                self.metrics.swaps.inc();
-                return Ok(true);
-            }
-            // Writes went to the old engine while this one opened: open again.
         }
-        Ok(false)
+        // Opening takes seconds on a large index: writes go on meanwhile.
+        let fresh = self.opener.clone().build()?;
+        let _swap = self.swapping();
+        // What was written since it opened (events, catalog updates).
+        fresh.refresh()?;
+        if let Some(w) = fresh.head_warning() {
+            eprintln!("warning: {w}");
+        }
+        self.metrics.set_engine(&fresh);
+        self.engine.store(Arc::new(fresh));
+        self.metrics.swaps.inc();
+        Ok(true)
+    }
+
+    /// Starts a merge of the catalog updates in the background when enough have
+    /// piled up (`config.merge_after` changed products) and none is running; the
+    /// merged generation is swapped in when it is published.
+    pub fn merge_soon(self: &Arc<Self>) {
+        let pending = self.engine.load().pending_updates();
+        if pending < self.config.merge_after.max(1) {
+            return;
+        }
+        if self.merging.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let shared = Arc::clone(self);
+        tokio::task::spawn_blocking(move || {
+            let t = Instant::now();
+            let engine = shared.engine.load_full();
+            match engine.merge_updates(&crate::Silent) {
+                Ok(Some(m)) => {
+                    shared.metrics.merges.inc();
+                    eprintln!(
+                        "merged catalog updates through batch {} into a new generation ({} products, {:.1} s)",
+                        m.through,
+                        m.build.products,
+                        t.elapsed().as_secs_f64()
+                    );
+                    if let Err(e) = shared.swap_if_published() {
+                        eprintln!("error: cannot open the merged generation: {e}");
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    shared.metrics.merge_failures.inc();
+                    eprintln!(
+                        "error: merging catalog updates failed (they stay applied on top): {e}"
+                    );
+                }
+            }
+            drop(engine);
+            shared.merging.store(false, Ordering::SeqCst);
+        });
     }
 }
 
