@@ -515,6 +515,19 @@ pub const EVENT_FIELDS: [&str; 8] = [
     "user", "item", "kind", "ts", "quantity", "id", "query", "position",
 ];
 
+/// The fields a product of PUT /products may have (a catalog file's JSONL
+/// fields; a catalog file ignores others, a request refuses them).
+pub const PRODUCT_FIELDS: [&str; 8] = [
+    "id",
+    "title",
+    "description",
+    "category",
+    "brand",
+    "price",
+    "attributes",
+    "popularity",
+];
+
 /// The answer of POST /events.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct EventsResponse {

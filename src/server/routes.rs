@@ -292,10 +292,16 @@ async fn put_products(
     // catalog file, line i+1 being products[i].
     let mut lines = String::new();
     for (i, p) in body.products.iter().enumerate() {
-        if !p.is_object() {
+        let Some(obj) = p.as_object() else {
             return Err(ApiError::bad_field(
                 format!("products[{i}]"),
                 "a product is a JSON object",
+            ));
+        };
+        if let Some(k) = obj.keys().find(|k| !PRODUCT_FIELDS.contains(&k.as_str())) {
+            return Err(ApiError::bad_field(
+                format!("products[{i}].{k}"),
+                format!("unknown field `{k}`, expected one of {PRODUCT_FIELDS:?}"),
             ));
         }
         lines.push_str(&p.to_string());
