@@ -32,13 +32,13 @@ use crate::catalog::Product;
 use crate::encoder::{Encoder, DEFAULT_BATCH_SIZE};
 use crate::error::{Error, Result};
 use crate::fuse::Fusion;
-use crate::profile::{EventStore, ItemStats, ProfileConfig};
+use crate::profile::{ItemStats, ProfileConfig};
 use crate::rank::{CtrHead, FallbackWeights};
 use crate::store::{Manifest, VectorFile};
 use crate::text::TextIndex;
 use crate::vector::HnswIndex;
 
-pub use events::ImportSummary;
+pub use events::{CommitStats, ImportSummary};
 pub use hit::{Hit, ScoreBreakdown};
 pub use open::{EngineBuilder, DEFAULT_QUERY_CACHE};
 pub use personal::{
@@ -65,7 +65,7 @@ pub struct Engine {
     vectors: VectorFile,
     encoder: Option<Arc<Encoder>>,
     fusion: Fusion,
-    events: Mutex<EventStore>,
+    events: events::SharedEvents,
     stats: RwLock<ItemStats>,
     head: Option<CtrHead>,
     head_warning: Option<String>,

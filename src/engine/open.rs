@@ -197,7 +197,7 @@ impl EngineBuilder {
             vectors,
             encoder,
             fusion: self.fusion,
-            events: Mutex::new(events),
+            events: events.into(),
             stats: RwLock::new(stats),
             head,
             head_warning,

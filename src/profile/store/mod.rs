@@ -22,6 +22,14 @@
 //! without its log, or a log whose generation says that a newer snapshot than the one
 //! present was written.
 //!
+//! A writer that must not hold an exclusive lock on the store while it waits for the disk
+//! (the engine, whose readers would wait) splits an append in three:
+//! [`EventStore::prepare_group`] checks and encodes one or several batches, each on its
+//! own (`&self`); [`EventStore::write_prepared`] writes them with one write and one fsync,
+//! each still its own committed batch (`&self`: the log handle has its own lock);
+//! [`EventStore::apply_prepared`] adds each to memory (`&mut self`, no I/O). A crash in the
+//! middle of such a group write keeps each batch whole or absent, like any torn tail.
+//!
 //! [`EventStore::compact`] and [`EventStore::forget`] rewrite the snapshot the atomic way
 //! (a temporary file in the same directory, fsync, rename, fsync of the directory) and then
 //! replace the log with an empty one the same way. The snapshot's rename is the commit
@@ -568,9 +576,9 @@ impl EventStore {
         }
         if let Some(disk) = &self.disk {
             let total: usize = batches.iter().map(|b| b.records.len()).sum();
-            let mut log = disk.lock_log();
-            disk.check_usable(&log)?;
             if total > 0 {
+                let mut log = disk.lock_log();
+                disk.check_usable(&log)?;
                 let mut bytes = Vec::with_capacity(total);
                 let mut records = 0;
                 for batch in batches.iter().filter(|b| !b.kept.is_empty()) {
