@@ -32,6 +32,11 @@ fn click(user: &str, item: &str, ts: i64) -> Event {
 /// Holds the first write that reaches the fail point until the returned sender sends
 /// (or is dropped); the receiver hears when it got there. Later writes pass.
 fn hold_first_write() -> (Receiver<()>, Sender<()>) {
+    hold_first_write_then(false)
+}
+
+/// As [`hold_first_write`]; with `abort`, later writes abort the process there.
+fn hold_first_write_then(abort: bool) -> (Receiver<()>, Sender<()>) {
     let (reached_tx, reached_rx) = mpsc::channel();
     let (go_tx, go_rx) = mpsc::channel::<()>();
     let first = AtomicBool::new(true);
@@ -41,6 +46,8 @@ fn hold_first_write() -> (Receiver<()>, Sender<()>) {
         if first.swap(false, Ordering::SeqCst) {
             let _ = reached_tx.lock().unwrap().send(());
             let _ = go_rx.lock().unwrap().recv_timeout(PATIENCE);
+        } else if abort {
+            std::process::abort();
         }
     })
     .unwrap();
@@ -307,4 +314,96 @@ fn many_threads_recording_at_once_store_every_event() {
             calls
         );
     }
+}
+
+// ---- a process killed during a group's write: each batch whole or absent ----
+
+/// Set (to `INDEX<TAB>POINT`) in the child process of the kill tests.
+const CHILD_ENV: &str = "SHELFRANK_GROUP_COMMIT_CHILD";
+
+/// The child: the first call is held in its disk step while 7 more queue, each of 3
+/// events; then the process aborts (as `kill -9`) in the second group's write, at
+/// `point`: before its bytes are written, or after they are written and fsynced.
+fn run_child(index: &std::path::Path, point: &str) {
+    let engine = Arc::new(EngineBuilder::new(index).build().unwrap());
+    let (reached, go) = hold_first_write_then(point == POINT);
+    if point != POINT {
+        fail::cfg(point, "1*off->return").unwrap();
+    }
+    child_group(&engine, reached, go);
+    panic!("the child was not aborted at {point}");
+}
+
+fn child_group(engine: &Arc<Engine>, reached: Receiver<()>, go: Sender<()>) {
+    let first = spawn_record(engine, batch(0));
+    reached.recv_timeout(PATIENCE).unwrap();
+    let others: Vec<_> = (1..8).map(|t| spawn_record(engine, batch(t))).collect();
+    wait_for_queue(engine, 7);
+    go.send(()).unwrap();
+    first.join().unwrap().unwrap();
+    for h in others {
+        let _ = h.join();
+    }
+}
+
+/// Thread `t`'s batch: 3 events of shopper `k{t}`.
+fn batch(t: usize) -> Vec<Event> {
+    (0..3)
+        .map(|i| {
+            click(
+                &format!("k{t}"),
+                &format!("p{:03}", 1 + t * 3 + i),
+                1_600_000_000 + i as i64,
+            )
+        })
+        .collect()
+}
+
+/// Runs the child on a fresh index, aborting at `point`; returns the reopened engine's
+/// event count per batch.
+fn kill_during_a_group(point: &str) -> Vec<usize> {
+    let tmp = tempfile::tempdir().unwrap();
+    let index = common::build_index(tmp.path(), "idx");
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "a_kill_during_a_group_write_keeps_each_batch_whole_or_absent",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD_ENV, format!("{}\t{point}", index.display()))
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "{point}: the child was not aborted\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let engine = EngineBuilder::new(&index).build().unwrap();
+    (0..8)
+        .map(|t| {
+            engine
+                .profile(&format!("k{t}"), 2_000_000_000)
+                .unwrap()
+                .events
+        })
+        .collect()
+}
+
+#[test]
+fn a_kill_during_a_group_write_keeps_each_batch_whole_or_absent() {
+    if let Some(arg) = std::env::var_os(CHILD_ENV) {
+        let arg = arg.to_string_lossy().into_owned();
+        let (index, point) = arg.split_once('\t').unwrap();
+        let _scenario = fail::FailScenario::setup();
+        run_child(std::path::Path::new(index), point);
+        return;
+    }
+    // Killed before the second group's bytes: the first call's batch only.
+    assert_eq!(
+        kill_during_a_group("events-before-write"),
+        [3, 0, 0, 0, 0, 0, 0, 0]
+    );
+    // Killed after they were written (not yet acknowledged): every batch, whole.
+    assert_eq!(kill_during_a_group("events-appended"), [3; 8]);
 }
