@@ -174,6 +174,33 @@ fn a_crash_after_an_import_is_written_keeps_it_whole_and_a_retry_adds_nothing() 
     assert_eq!(check_index(&index, "u1"), (300, 50));
 }
 
+#[test]
+fn a_crash_before_an_import_is_written_stores_none_of_it_and_a_retry_stores_it_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let index = index_with_events(tmp.path());
+    let idx = index.to_str().unwrap();
+    // Another file of 300 events (other times, so other ids).
+    let file = tmp.path().join("more.jsonl");
+    let body = std::fs::read_to_string(events_file(tmp.path()))
+        .unwrap()
+        .replace("\"ts\": 16", "\"ts\": 17");
+    std::fs::write(&file, body).unwrap();
+    let point = "events-before-write";
+    crashed(
+        &shelfrank(
+            &["events", "import", file.to_str().unwrap(), "--index", idx],
+            Some(point),
+        ),
+        point,
+    );
+    assert_eq!(check_index(&index, "u1"), (300, 50));
+    ok(&shelfrank(
+        &["events", "import", file.to_str().unwrap(), "--index", idx],
+        None,
+    ));
+    assert_eq!(check_index(&index, "u1"), (600, 100));
+}
+
 // ---- review: a long-running writer after another process crashed mid-forget ----
 
 /// An index with 300 events, an engine on it that has recorded one event (so its

@@ -27,19 +27,19 @@ mod search;
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 
 use crate::catalog::Product;
 use crate::encoder::{Encoder, QueryBatcher, DEFAULT_BATCH_SIZE};
 use crate::error::{Error, Result};
 use crate::fuse::Fusion;
-use crate::profile::{EventStore, ItemStats, ProfileConfig};
+use crate::profile::{ItemStats, ProfileConfig};
 use crate::rank::{CtrHead, FallbackWeights};
 use crate::store::{Manifest, VectorFile};
 use crate::text::TextIndex;
 use crate::vector::HnswIndex;
 
-pub use events::ImportSummary;
+pub use events::{CommitStats, ImportSummary};
 pub use hit::{Hit, ScoreBreakdown};
 pub use live::MergeSummary;
 pub use open::{EngineBuilder, DEFAULT_QUERY_CACHE};
@@ -67,7 +67,7 @@ pub struct Engine {
     vectors: VectorFile,
     encoder: Option<Arc<Encoder>>,
     fusion: Fusion,
-    events: Mutex<EventStore>,
+    events: events::SharedEvents,
     stats: RwLock<ItemStats>,
     head: Option<CtrHead>,
     head_warning: Option<String>,

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 
 use super::live::Live;
 use super::Engine;
@@ -201,7 +201,7 @@ impl EngineBuilder {
             vectors,
             encoder,
             fusion: self.fusion,
-            events: Mutex::new(events),
+            events: events.into(),
             stats: RwLock::new(stats),
             head,
             head_warning,

@@ -11,4 +11,4 @@ pub mod store;
 
 pub use events::{Event, EventKind};
 pub use profiles::{build_profile, ItemStats, Profile, ProfileConfig};
-pub use store::{EventStore, LoadedFile};
+pub use store::{EventStore, LoadedFile, PreparedBatch};

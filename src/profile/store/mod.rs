@@ -22,6 +22,14 @@
 //! without its log, or a log whose generation says that a newer snapshot than the one
 //! present was written.
 //!
+//! A writer that must not hold an exclusive lock on the store while it waits for the disk
+//! (the engine, whose readers would wait) splits an append in three:
+//! [`EventStore::prepare_group`] checks and encodes one or several batches, each on its
+//! own (`&self`); [`EventStore::write_prepared`] writes them with one write and one fsync,
+//! each still its own committed batch (`&self`: the log handle has its own lock);
+//! [`EventStore::apply_prepared`] adds each to memory (`&mut self`, no I/O). A crash in the
+//! middle of such a group write keeps each batch whole or absent, like any torn tail.
+//!
 //! [`EventStore::compact`] and [`EventStore::forget`] rewrite the snapshot the atomic way
 //! (a temporary file in the same directory, fsync, rename, fsync of the directory) and then
 //! replace the log with an empty one the same way. The snapshot's rename is the commit
@@ -81,6 +89,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use crate::profile::events::{
     check_event_values, read_events, Event, EventError, EventErrorKind, EventReadOptions,
@@ -170,12 +180,24 @@ impl std::fmt::Debug for EventStore {
 struct Disk {
     dir: PathBuf,
     log_path: PathBuf,
+    /// The log's handle and state, behind its own lock: a write and its fsync need only
+    /// `&EventStore` ([`EventStore::write_prepared`]), so the readers of the store are
+    /// not held up by an fsync.
+    log: Mutex<Log>,
+    /// Records in the log (changed only with `log` held; read without it, so that
+    /// [`EventStore::log_records`] never waits for a write).
+    records: AtomicUsize,
+    /// Writes (each one fsync) of records to the log by this store (as `records`).
+    syncs: AtomicU64,
+}
+
+/// The log file being appended to, and what the store knows about it.
+#[derive(Debug)]
+struct Log {
     /// The log, opened for appending.
-    log: File,
+    file: File,
     /// Length of the log's good data in bytes (its size, unless a write failed).
-    log_len: u64,
-    /// Records in the log.
-    log_records: usize,
+    len: u64,
     /// The log's generation.
     generation: u64,
     /// Why the store takes no more writes, after a failure it could not undo.
@@ -258,15 +280,18 @@ impl EventStore {
         // Files of format 1 hold nothing format 2 lacks: rewrite them in format 2 before
         // the first append (the snapshot first, as every compaction does). An empty
         // format-1 log too: format-2 records appended under its header would not read.
-        let log = open_for_append(&log_path)?;
+        let file = open_for_append(&log_path)?;
         store.disk = Some(Disk {
             dir: dir.to_path_buf(),
             log_path,
-            log,
-            log_len,
-            log_records,
-            generation,
-            unusable: None,
+            log: Mutex::new(Log {
+                file,
+                len: log_len,
+                generation,
+                unusable: None,
+            }),
+            records: AtomicUsize::new(log_records),
+            syncs: AtomicU64::new(0),
         });
         if upgrade {
             store.compact()?;
@@ -402,15 +427,7 @@ impl EventStore {
         events: &[Event],
         ids: &[u64],
     ) -> Result<Appended, EventError> {
-        if ids.len() != events.len() {
-            return Err(EventError::whole(
-                "appended events",
-                EventErrorKind::WrongType {
-                    expected: "one id per event",
-                    found: format!("{} ids for {} events", ids.len(), events.len()),
-                },
-            ));
-        }
+        check_id_count(events, ids)?;
         self.append_batch(events, Some(ids))
     }
 
@@ -419,6 +436,57 @@ impl EventStore {
         events: &[Event],
         ids: Option<&[u64]>,
     ) -> Result<Appended, EventError> {
+        let batch = self.prepare_batch(events, ids, &HashSet::new())?;
+        if batch.kept.is_empty() {
+            return Ok(batch.outcome);
+        }
+        if self.needs_compaction()? {
+            self.compact()?;
+        }
+        let mut batches = [batch];
+        self.write_prepared(&mut batches)?;
+        let [batch] = batches;
+        self.apply_prepared(batch)
+    }
+
+    /// The first step of an append split in three, for a writer that must not hold an
+    /// exclusive lock on the store while it waits for the disk (see
+    /// [`write_prepared`](Self::write_prepared)): checks and encodes each batch of
+    /// `batches` on its own, exactly as [`append`](Self::append) (ids `None`) or
+    /// [`append_identified`](Self::append_identified) (ids `Some`) would, and changes
+    /// nothing. One batch's error is its own: the others are prepared as if it had not
+    /// been there. Ids stored by an earlier batch of the group count as stored.
+    ///
+    /// The prepared batches stay valid until the store changes other than by
+    /// [`compact`](Self::compact) and applying them: write them with one
+    /// [`write_prepared`](Self::write_prepared), then [`apply_prepared`](Self::apply_prepared)
+    /// each, with no other write to the store in between.
+    pub fn prepare_group(
+        &self,
+        batches: &[(&[Event], Option<&[u64]>)],
+    ) -> Vec<Result<PreparedBatch, EventError>> {
+        let mut taken = HashSet::new();
+        batches
+            .iter()
+            .map(|&(events, ids)| {
+                if let Some(ids) = ids {
+                    check_id_count(events, ids)?;
+                }
+                let batch = self.prepare_batch(events, ids, &taken)?;
+                taken.extend(batch.kept.iter().filter_map(|(id, _)| *id));
+                Ok(batch)
+            })
+            .collect()
+    }
+
+    /// Checks and encodes one batch; `taken` are ids of batches prepared before it in
+    /// the same group.
+    fn prepare_batch(
+        &self,
+        events: &[Event],
+        ids: Option<&[u64]>,
+        taken: &HashSet<u64>,
+    ) -> Result<PreparedBatch, EventError> {
         if self.read_only {
             return Err(EventError::whole(
                 self.dir()
@@ -430,13 +498,13 @@ impl EventStore {
         }
         let mut outcome = Appended::default();
         let mut records = Vec::new();
-        let mut kept: Vec<(Option<u64>, &Event)> = Vec::with_capacity(events.len());
+        let mut kept: Vec<(Option<u64>, Event)> = Vec::with_capacity(events.len());
         let mut batch_ids = HashSet::new();
         for (i, event) in events.iter().enumerate() {
             check_event(event, i, events.len())?;
             let id = ids.map(|ids| ids[i]);
             if let Some(id) = id {
-                if self.ids.contains(&id) || !batch_ids.insert(id) {
+                if self.ids.contains(&id) || taken.contains(&id) || !batch_ids.insert(id) {
                     outcome.duplicates += 1;
                     continue;
                 }
@@ -459,27 +527,91 @@ impl EventStore {
                 continue;
             }
             encode_record(event, id, i, events.len(), &mut records)?;
-            kept.push((id, event));
+            kept.push((id, event.clone()));
         }
-        if kept.is_empty() {
-            return Ok(outcome);
-        }
-        encode_commit(kept.len(), &mut records);
-        if let Some(disk) = &self.disk {
-            disk.check_usable()?;
-            if disk.log_records >= self.compact_after {
-                self.compact()?;
-            }
-        }
-        if let Some(disk) = &mut self.disk {
-            disk.write_records(&records, kept.len())?;
-            crate::store::durable::crash_point("events-appended");
+        if !kept.is_empty() {
+            encode_commit(kept.len(), &mut records);
         }
         outcome.stored = kept.len();
-        for (id, event) in kept {
-            self.insert_identified(id, event.clone());
+        Ok(PreparedBatch {
+            records,
+            kept,
+            outcome,
+            written: false,
+        })
+    }
+
+    /// Whether the next write should [`compact`](Self::compact) first: the log holds
+    /// [`COMPACT_AFTER_RECORDS`] records or more. `Err` when the store has had a failure
+    /// it could not undo.
+    pub fn needs_compaction(&self) -> Result<bool, EventError> {
+        let Some(disk) = &self.disk else {
+            return Ok(false);
+        };
+        let log = disk.lock_log();
+        disk.check_usable(&log)?;
+        Ok(disk.records.load(Ordering::Relaxed) >= self.compact_after)
+    }
+
+    /// The second step: writes every prepared batch of `batches` that stores anything
+    /// to the end of the log, each as its own committed batch (its records, then its
+    /// commit record), with one write and one fsync for all, and marks them written.
+    /// Takes `&self`: the log has its own lock, so readers of the store (behind a
+    /// reader-writer lock, say) are not held up by the fsync. Only one writer may
+    /// write at a time, and the batches must have been prepared by this store since
+    /// its last change (see [`prepare_group`](Self::prepare_group)).
+    ///
+    /// A crash during the write leaves whole batches or a torn tail: each batch is in
+    /// the store after a reopen entirely or not at all. After an `Err`, none of the
+    /// batches is in the log (a partial write is cut off again) unless the store
+    /// reports itself unusable. An in-memory store writes nothing.
+    pub fn write_prepared(&self, batches: &mut [PreparedBatch]) -> Result<(), EventError> {
+        if let Some(batch) = batches.iter().find(|b| b.written) {
+            return Err(EventError::whole(
+                "prepared batch",
+                EventErrorKind::Unusable {
+                    reason: format!("a batch of {} events was written already", batch.kept.len()),
+                },
+            ));
         }
-        Ok(outcome)
+        if let Some(disk) = &self.disk {
+            let total: usize = batches.iter().map(|b| b.records.len()).sum();
+            if total > 0 {
+                let mut log = disk.lock_log();
+                disk.check_usable(&log)?;
+                let mut bytes = Vec::with_capacity(total);
+                let mut records = 0;
+                for batch in batches.iter().filter(|b| !b.kept.is_empty()) {
+                    bytes.extend_from_slice(&batch.records);
+                    records += batch.kept.len();
+                }
+                crate::store::durable::crash_point("events-before-write");
+                disk.write_records(&mut log, &bytes, records)?;
+                crate::store::durable::crash_point("events-appended");
+            }
+        }
+        for batch in batches.iter_mut() {
+            batch.written = true;
+        }
+        Ok(())
+    }
+
+    /// The third step: adds a batch [`write_prepared`](Self::write_prepared) wrote to
+    /// memory (in memory only: nothing can fail but a batch that was not written, which
+    /// is refused and changes nothing). Returns what the batch stored.
+    pub fn apply_prepared(&mut self, batch: PreparedBatch) -> Result<Appended, EventError> {
+        if !batch.written {
+            return Err(EventError::whole(
+                "prepared batch",
+                EventErrorKind::Unusable {
+                    reason: "it was not written to the log".into(),
+                },
+            ));
+        }
+        for (id, event) in batch.kept {
+            self.insert_identified(id, event);
+        }
+        Ok(batch.outcome)
     }
 
     /// When `event`'s shopper was forgotten, if that was after the event.
@@ -565,7 +697,18 @@ impl EventStore {
     /// How many records the log holds (0 right after a compaction, and for an in-memory
     /// store).
     pub fn log_records(&self) -> usize {
-        self.disk.as_ref().map_or(0, |d| d.log_records)
+        self.disk
+            .as_ref()
+            .map_or(0, |d| d.records.load(Ordering::Relaxed))
+    }
+
+    /// How many times this store wrote records to its log, each write followed by one
+    /// fsync (0 for an in-memory store). A group of batches written by one
+    /// [`write_prepared`](Self::write_prepared) counts once.
+    pub fn log_syncs(&self) -> u64 {
+        self.disk
+            .as_ref()
+            .map_or(0, |d| d.syncs.load(Ordering::Relaxed))
     }
 
     /// Whether the store was opened with [`open_read_only`](Self::open_read_only).
@@ -581,10 +724,14 @@ impl EventStore {
             return Ok(false);
         };
         // The log: another writer appended (its length) or compacted (its generation).
+        let (generation, len) = {
+            let log = disk.lock_log();
+            (log.generation, log.len)
+        };
         let Some((log_generation, log_len)) = read_file_header(&disk.log_path, &LOG_MAGIC)? else {
             return Ok(true);
         };
-        if log_generation != disk.generation || log_len != disk.log_len {
+        if log_generation != generation || log_len != len {
             return Ok(true);
         }
         // The snapshot: another writer committed a compaction or a forget and stopped
@@ -593,7 +740,7 @@ impl EventStore {
         // while that is 0).
         let snapshot_path = disk.dir.join(SNAPSHOT_FILE);
         let covered = read_file_header(&snapshot_path, &SNAPSHOT_MAGIC)?.map_or(0, |(g, _)| g);
-        Ok(covered != disk.generation)
+        Ok(covered != generation)
     }
 
     /// The store's directory, or `None` for an in-memory store.
@@ -639,7 +786,11 @@ impl EventStore {
             }
             return Ok(());
         };
-        disk.check_usable()?;
+        let generation = {
+            let log = disk.lock_log();
+            disk.check_usable(&log)?;
+            log.generation
+        };
         let len = self
             .by_user
             .iter()
@@ -659,7 +810,7 @@ impl EventStore {
                 len,
             },
         };
-        let new_generation = disk.generation + 1;
+        let new_generation = generation + 1;
         let snapshot_path = disk.dir.join(SNAPSHOT_FILE);
         let bytes = encode_snapshot(&snapshot, new_generation, &snapshot_path)?;
         // An error here means nothing was renamed: the store is as it was.
@@ -678,16 +829,17 @@ impl EventStore {
             .and_then(|()| write_new_log(&disk.log_path, new_generation))
             .and_then(|()| open_for_append(&disk.log_path));
         crate::store::durable::crash_point("events-log-reset");
+        let log = disk.log.get_mut().unwrap_or_else(PoisonError::into_inner);
         match reset {
-            Ok(log) => {
-                disk.log = log;
-                disk.log_len = HEADER_BYTES as u64;
-                disk.log_records = 0;
-                disk.generation = new_generation;
+            Ok(file) => {
+                log.file = file;
+                log.len = HEADER_BYTES as u64;
+                disk.records.store(0, Ordering::Relaxed);
+                log.generation = new_generation;
                 Ok(())
             }
             Err(e) => {
-                disk.unusable = Some(e.to_string());
+                log.unusable = Some(e.to_string());
                 Err(e)
             }
         }
@@ -695,9 +847,15 @@ impl EventStore {
 }
 
 impl Disk {
+    /// The log. A panic while it was held cannot have left it half-updated (its fields
+    /// change only after a write succeeded or was undone), so poisoning is ignored.
+    fn lock_log(&self) -> MutexGuard<'_, Log> {
+        self.log.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// `Err` once the store has had a failure it could not undo.
-    fn check_usable(&self) -> Result<(), EventError> {
-        match &self.unusable {
+    fn check_usable(&self, log: &Log) -> Result<(), EventError> {
+        match &log.unusable {
             None => Ok(()),
             Some(reason) => Err(EventError::new(
                 self.dir.display().to_string(),
@@ -712,17 +870,32 @@ impl Disk {
 
     /// Appends encoded records to the log and fsyncs it. On failure, cuts the log back to
     /// its previous length so that no partial record stays in front of later ones.
-    fn write_records(&mut self, records: &[u8], count: usize) -> Result<(), EventError> {
-        if let Err(e) = durable::append_synced(&mut self.log, &self.log_path, records) {
-            if let Err(undo) = durable::truncate_synced(&self.log, &self.log_path, self.log_len) {
-                self.unusable = Some(format!("a failed append could not be cut: {undo}"));
+    fn write_records(&self, log: &mut Log, records: &[u8], count: usize) -> Result<(), EventError> {
+        self.syncs.fetch_add(1, Ordering::Relaxed);
+        if let Err(e) = durable::append_synced(&mut log.file, &self.log_path, records) {
+            if let Err(undo) = durable::truncate_synced(&log.file, &self.log_path, log.len) {
+                log.unusable = Some(format!("a failed append could not be cut: {undo}"));
             }
             return Err(e.into());
         }
-        self.log_len += records.len() as u64;
-        self.log_records += count;
+        log.len += records.len() as u64;
+        self.records.fetch_add(count, Ordering::Relaxed);
         Ok(())
     }
+}
+
+/// One id per event, or an error.
+fn check_id_count(events: &[Event], ids: &[u64]) -> Result<(), EventError> {
+    if ids.len() == events.len() {
+        return Ok(());
+    }
+    Err(EventError::whole(
+        "appended events",
+        EventErrorKind::WrongType {
+            expected: "one id per event",
+            found: format!("{} ids for {} events", ids.len(), events.len()),
+        },
+    ))
 }
 
 /// Checks an event before it is stored.
@@ -735,6 +908,32 @@ fn check_event(event: &Event, index: usize, count: usize) -> Result<(), EventErr
             kind,
         )
     })
+}
+
+/// A batch of events checked and encoded by [`EventStore::prepare_group`], to be written
+/// by [`EventStore::write_prepared`] and then applied by [`EventStore::apply_prepared`].
+#[derive(Debug)]
+pub struct PreparedBatch {
+    /// The encoded records and commit record (empty when nothing is stored).
+    records: Vec<u8>,
+    /// The events to store, with their ids.
+    kept: Vec<(Option<u64>, Event)>,
+    /// What storing the batch will do.
+    outcome: Appended,
+    /// Written to the log by [`EventStore::write_prepared`].
+    written: bool,
+}
+
+impl PreparedBatch {
+    /// What applying the batch stores and skips.
+    pub fn appended(&self) -> Appended {
+        self.outcome
+    }
+
+    /// The events the batch stores (those not skipped).
+    pub fn events(&self) -> impl Iterator<Item = &Event> {
+        self.kept.iter().map(|(_, e)| e)
+    }
 }
 
 /// What [`EventStore::append`] and [`EventStore::append_identified`] did.

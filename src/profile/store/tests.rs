@@ -552,3 +552,163 @@ fn a_format_1_store_is_rewritten_in_format_2_before_the_first_append() {
         sample().len()
     );
 }
+
+// ---- group commit: prepare, one write for several batches, apply ----
+
+/// Writes `batches` as one group (one write, one fsync) and applies the prepared ones;
+/// returns each batch's outcome.
+fn append_group(
+    store: &mut EventStore,
+    batches: &[(&[Event], Option<&[u64]>)],
+) -> Vec<Result<Appended, EventError>> {
+    let prepared = store.prepare_group(batches);
+    let mut ok = Vec::new();
+    let mut results: Vec<Option<Result<Appended, EventError>>> = Vec::new();
+    for p in prepared {
+        match p {
+            Ok(b) => {
+                ok.push(b);
+                results.push(None);
+            }
+            Err(e) => results.push(Some(Err(e))),
+        }
+    }
+    store.write_prepared(&mut ok).unwrap();
+    let mut applied = ok.into_iter().map(|b| store.apply_prepared(b));
+    results
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|| applied.next().unwrap()))
+        .collect()
+}
+
+#[test]
+fn a_group_is_one_fsync_and_a_bad_batch_fails_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = EventStore::open(dir.path()).unwrap();
+    store.append(&[ev("gone", "x", 1)]).unwrap();
+    store.forget("gone").unwrap();
+    let syncs = store.log_syncs();
+    let good1 = [ev("u1", "a", 10), ev("u1", "b", 11)];
+    let bad_field = [ev("u2", "c", 12), ev("", "d", 13)];
+    let forgotten = [ev("u3", "e", 14), ev("gone", "f", 15)];
+    let good2 = [ev("u4", "g", 16)];
+    let results = append_group(
+        &mut store,
+        &[
+            (&good1, None),
+            (&bad_field, None),
+            (&forgotten, None),
+            (&good2, None),
+        ],
+    );
+    assert_eq!(results[0].as_ref().unwrap().stored, 2);
+    let e = results[1].as_ref().unwrap_err();
+    assert_eq!(
+        (e.source_name.as_str(), e.field()),
+        ("appended event 2 of 2", Some("user"))
+    );
+    assert!(matches!(
+        results[2].as_ref().unwrap_err().kind,
+        EventErrorKind::ForgottenUser { .. }
+    ));
+    assert_eq!(results[3].as_ref().unwrap().stored, 1);
+    assert_eq!(
+        store.log_syncs(),
+        syncs + 1,
+        "one write and fsync for the group"
+    );
+    assert_eq!(store.len(), 3);
+    drop(store);
+    let store = EventStore::open(dir.path()).unwrap();
+    assert_eq!(items(&store, "u1"), ["a", "b"]);
+    assert_eq!(items(&store, "u4"), ["g"]);
+    assert!(store.user_events("u2").is_empty() && store.user_events("u3").is_empty());
+    assert_eq!(store.log_records(), 3);
+}
+
+#[test]
+fn ids_stored_by_an_earlier_batch_of_the_group_count_as_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = EventStore::open(dir.path()).unwrap();
+    let a = [ev("u1", "a", 1), ev("u1", "b", 2)];
+    let b = [ev("u1", "a", 1), ev("u2", "c", 3)];
+    let results = append_group(&mut store, &[(&a, Some(&[1, 2])), (&b, Some(&[1, 3]))]);
+    let b_outcome = results[1].as_ref().unwrap();
+    assert_eq!((b_outcome.stored, b_outcome.duplicates), (1, 1));
+    assert_eq!(store.len(), 3);
+    drop(store);
+    assert_eq!(EventStore::open(dir.path()).unwrap().len(), 3);
+}
+
+#[test]
+fn a_prepared_batch_is_applied_only_after_it_was_written_and_only_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = EventStore::open(dir.path()).unwrap();
+    let events = [ev("u1", "a", 1)];
+    let batch = store
+        .prepare_group(&[(&events, None)])
+        .pop()
+        .unwrap()
+        .unwrap();
+    assert!(store.apply_prepared(batch).is_err());
+    assert!(store.is_empty());
+    let mut batches = store
+        .prepare_group(&[(&events, None)])
+        .pop()
+        .map(|b| vec![b.unwrap()])
+        .unwrap();
+    store.write_prepared(&mut batches).unwrap();
+    assert!(store.write_prepared(&mut batches).is_err(), "written twice");
+    store.apply_prepared(batches.pop().unwrap()).unwrap();
+    assert_eq!(store.len(), 1);
+    drop(store);
+    assert_eq!(EventStore::open(dir.path()).unwrap().len(), 1);
+}
+
+/// A crash during a group's write leaves a prefix of its bytes: at every possible cut,
+/// each batch of the group is in the reopened store entirely or not at all, and the
+/// batches present are the first ones.
+#[test]
+fn a_group_cut_anywhere_keeps_each_batch_whole_or_absent() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = EventStore::open(dir.path()).unwrap();
+    store.append(&[ev("u0", "before", 1)]).unwrap();
+    let start = fs::metadata(dir.path().join(LOG_FILE)).unwrap().len() as usize;
+    let batches: Vec<Vec<Event>> = (0..3)
+        .map(|b| {
+            (0..=b)
+                .map(|i| ev(&format!("u{}", b + 1), &format!("i{i}"), 10 + i))
+                .collect()
+        })
+        .collect();
+    let group: Vec<(&[Event], Option<&[u64]>)> =
+        batches.iter().map(|b| (b.as_slice(), None)).collect();
+    let syncs = store.log_syncs();
+    append_group(&mut store, &group);
+    assert_eq!(store.log_syncs(), syncs + 1);
+    drop(store);
+    let full = fs::read(dir.path().join(LOG_FILE)).unwrap();
+    let mut seen = std::collections::BTreeSet::new();
+    for cut in start..=full.len() {
+        let copy = tempfile::tempdir().unwrap();
+        fs::write(copy.path().join(LOG_FILE), &full[..cut]).unwrap();
+        let reader = EventStore::open_read_only(copy.path()).unwrap();
+        let store = EventStore::open(copy.path()).unwrap();
+        for s in [&reader, &store] {
+            assert_eq!(s.user_events("u0").len(), 1, "cut {cut}");
+            let whole: Vec<bool> = (0..3)
+                .map(|b| {
+                    let n = s.user_events(&format!("u{}", b + 1)).len();
+                    assert!(n == 0 || n == b + 1, "cut {cut}: batch {b} has {n} events");
+                    n > 0
+                })
+                .collect();
+            assert!(
+                whole.windows(2).all(|w| w[0] || !w[1]),
+                "cut {cut}: {whole:?}"
+            );
+            seen.insert(whole.iter().filter(|&&w| w).count());
+        }
+    }
+    assert_eq!(seen.into_iter().collect::<Vec<_>>(), [0, 1, 2, 3]);
+}
