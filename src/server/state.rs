@@ -170,7 +170,16 @@ impl Shared {
         tokio::task::spawn_blocking(move || {
             let t = Instant::now();
             let engine = shared.engine.load_full();
-            match engine.merge_updates(&crate::Silent) {
+            // On one thread: the graph and keyword index are rebuilt while the
+            // server goes on serving, and must leave the other cores to requests.
+            let merged = match rayon::ThreadPoolBuilder::new().num_threads(1).build() {
+                Ok(pool) => pool.install(|| engine.merge_updates(&crate::Silent)),
+                Err(e) => Err(crate::Error::Io {
+                    path: engine.dir().to_path_buf(),
+                    source: std::io::Error::other(format!("cannot start the merge thread: {e}")),
+                }),
+            };
+            match merged {
                 Ok(Some(m)) => {
                     shared.metrics.merges.inc();
                     eprintln!(
