@@ -456,9 +456,23 @@ fn a_saturated_server_answers_503_with_retry_after() {
             })
         })
         .collect();
+    // Writes have their own permits: the flood of searches does not refuse events.
+    let writer = {
+        let url = s.url("/events");
+        std::thread::spawn(move || {
+            let a = agent();
+            (0..10)
+                .map(|i| {
+                    let body = json!({"events": [event(&format!("w{i}"), "p001", "click", "q")]});
+                    post(&a, &url, &body.to_string(), None).status
+                })
+                .collect::<Vec<u16>>()
+        })
+    };
     for t in threads {
         t.join().unwrap();
     }
+    assert_eq!(writer.join().unwrap(), vec![200; 10]);
     let statuses = statuses.lock().unwrap();
     let busy: Vec<_> = statuses.iter().filter(|s| s.0 == 503).collect();
     assert!(!busy.is_empty(), "no 503 among {} requests", statuses.len());

@@ -36,8 +36,11 @@ pub struct Shared {
     pub engine: ArcSwap<Engine>,
     /// How engines are opened (the same options for every generation).
     pub opener: EngineBuilder,
-    /// One permit per request the engine may work on at once.
+    /// One permit per read (search, rerank) the engine may work on at once.
     pub permits: Arc<Semaphore>,
+    /// The same for writes: a pool of their own, so a flood of searches cannot
+    /// refuse events (writes run one at a time under the write mutex anyway).
+    pub write_permits: Arc<Semaphore>,
     /// Held around every write and around a swap.
     pub write_lock: Mutex<()>,
     /// Counts writes, so a swap can tell whether one happened while it opened.
@@ -53,6 +56,7 @@ impl Shared {
         metrics.set_engine(&engine);
         Shared {
             permits: Arc::new(Semaphore::new(config.max_inflight)),
+            write_permits: Arc::new(Semaphore::new(config.max_inflight)),
             config,
             engine: ArcSwap::from_pointee(engine),
             opener,
@@ -77,7 +81,7 @@ impl Shared {
         T: Send + 'static,
         F: FnOnce(&Engine) -> Result<T, ApiError> + Send + 'static,
     {
-        let permit = self.permit()?;
+        let permit = Self::permit(&self.permits, &self.metrics)?;
         let engine = self.engine.load_full();
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
@@ -94,7 +98,7 @@ impl Shared {
         T: Send + 'static,
         F: FnOnce(&Engine) -> Result<T, ApiError> + Send + 'static,
     {
-        let permit = self.permit()?;
+        let permit = Self::permit(&self.write_permits, &self.metrics)?;
         let shared = Arc::clone(self);
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
@@ -109,18 +113,24 @@ impl Shared {
         .map_err(|e| ApiError::internal(format!("the worker failed: {e}")))?
     }
 
-    fn permit(&self) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
-        Arc::clone(&self.permits).try_acquire_owned().map_err(|_| {
-            self.metrics.rejected.inc();
+    fn permit(
+        pool: &Arc<Semaphore>,
+        metrics: &Metrics,
+    ) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
+        Arc::clone(pool).try_acquire_owned().map_err(|_| {
+            metrics.rejected.inc();
             ApiError::busy()
         })
     }
 
-    /// Requests the engine is working on now.
-    pub fn in_flight(&self) -> usize {
-        self.config
-            .max_inflight
-            .saturating_sub(self.permits.available_permits())
+    /// Reads and writes the engine is working on now (or, for writes, waiting for
+    /// the write mutex).
+    pub fn in_flight(&self) -> (usize, usize) {
+        let max = self.config.max_inflight;
+        (
+            max.saturating_sub(self.permits.available_permits()),
+            max.saturating_sub(self.write_permits.available_permits()),
+        )
     }
 
     /// Opens the generation `CURRENT` names now and swaps it in, unless it is the
