@@ -637,3 +637,64 @@ pub struct ReadyResponse {
     /// Products in it.
     pub products: usize,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn field_of(body: &str) -> (StatusCode, Option<String>) {
+        match parse_json::<SearchBody>(body.as_bytes()) {
+            Ok(_) => (StatusCode::OK, None),
+            Err(e) => (e.status, e.body.field),
+        }
+    }
+
+    #[test]
+    fn bad_bodies_name_the_field_by_its_path() {
+        let bad = StatusCode::BAD_REQUEST;
+        assert_eq!(field_of(r#"{"query": "q"}"#), (StatusCode::OK, None));
+        assert_eq!(
+            field_of(r#"{"query": "q", "k": "2"}"#),
+            (bad, Some("k".into()))
+        );
+        assert_eq!(
+            field_of(r#"{"query": "q", "filters": {"max_price": "9"}}"#),
+            (bad, Some("filters.max_price".into()))
+        );
+        assert_eq!(
+            field_of(r#"{"query": "q", "filters": {"attributes": {"a": 1}}}"#),
+            (bad, Some("filters.attributes.a".into()))
+        );
+        assert_eq!(field_of(r#"{"query": "q""#), (bad, None));
+        assert_eq!(field_of(r#"{"query": "q"} {}"#), (bad, None));
+        assert_eq!(field_of(""), (bad, None));
+    }
+
+    #[test]
+    fn requests_map_onto_the_library_request() {
+        let body: SearchBody = parse_json(
+            br#"{"query": "drill", "k": 3, "mode": "bm25", "rerank": "off", "user": "u1",
+                 "as_of": "2023-11-14T22:15:53", "diversity": 0.5,
+                 "filters": {"category": "Tools > Drills", "attributes": {"volts": "18"}}}"#,
+        )
+        .unwrap();
+        let req = body.into_request(&Limits::default()).unwrap();
+        assert_eq!(
+            (req.k, req.mode, req.rerank),
+            (3, Mode::Bm25, RerankMode::Off)
+        );
+        assert_eq!(req.as_of, Some(1_700_000_153));
+        assert_eq!(
+            req.filters.category_prefix,
+            Some(vec!["Tools".to_string(), "Drills".to_string()])
+        );
+        assert_eq!(req.filters.attributes, vec![("volts".into(), "18".into())]);
+        let limits = Limits {
+            max_query_chars: 3,
+            ..Limits::default()
+        };
+        let long: SearchBody = parse_json(br#"{"query": "drill"}"#).unwrap();
+        let err = long.into_request(&limits).unwrap_err();
+        assert_eq!(err.body.field.as_deref(), Some("query"));
+    }
+}
