@@ -456,9 +456,23 @@ fn a_saturated_server_answers_503_with_retry_after() {
             })
         })
         .collect();
+    // Writes have their own permits: the flood of searches does not refuse events.
+    let writer = {
+        let url = s.url("/events");
+        std::thread::spawn(move || {
+            let a = agent();
+            (0..10)
+                .map(|i| {
+                    let body = json!({"events": [event(&format!("w{i}"), "p001", "click", "q")]});
+                    post(&a, &url, &body.to_string(), None).status
+                })
+                .collect::<Vec<u16>>()
+        })
+    };
     for t in threads {
         t.join().unwrap();
     }
+    assert_eq!(writer.join().unwrap(), vec![200; 10]);
     let statuses = statuses.lock().unwrap();
     let busy: Vec<_> = statuses.iter().filter(|s| s.0 == 503).collect();
     assert!(!busy.is_empty(), "no 503 among {} requests", statuses.len());
@@ -475,25 +489,52 @@ fn a_saturated_server_answers_503_with_retry_after() {
     );
 }
 
+/// Reads one HTTP/1.1 response with a Content-Length body from `conn`.
+fn read_response(conn: &mut TcpStream) -> String {
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 1];
+    while !buf.ends_with(b"\r\n\r\n") {
+        conn.read_exact(&mut byte).expect("response head");
+        buf.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&buf).to_string();
+    let len: usize = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length:")
+                .map(|v| v.trim().parse().expect("length"))
+        })
+        .expect("content-length");
+    let mut body = vec![0u8; len];
+    conn.read_exact(&mut body).expect("response body");
+    head + &String::from_utf8_lossy(&body)
+}
+
 #[test]
 fn sigterm_finishes_the_request_in_flight_and_exits_0() {
     let dir = tempfile::tempdir().unwrap();
     let index = index(dir.path());
     let mut s = Server::start(&index, &[]);
     let body = json!({"query": "chrome faucet", "k": 2}).to_string();
-    let (head, tail) = body.split_at(body.len() / 2);
+    let request = |body: &str| {
+        format!(
+            "POST /search HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            s.addr,
+            body.len()
+        )
+    };
     let mut conn = TcpStream::connect(&s.addr).unwrap();
     conn.set_read_timeout(Some(Duration::from_secs(20)))
         .unwrap();
-    write!(
-        conn,
-        "POST /search HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{head}",
-        s.addr,
-        body.len()
-    )
-    .unwrap();
-    conn.flush().unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    // A first exchange makes sure the server has accepted the connection.
+    conn.write_all(request(&body).as_bytes()).unwrap();
+    assert!(read_response(&mut conn).starts_with("HTTP/1.1 200"));
+    // Then a request whose body is only half sent when SIGTERM arrives.
+    let full = request(&body);
+    let (head, tail) = full.split_at(full.len() - body.len() / 2);
+    conn.write_all(head.as_bytes()).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
     let kill = Command::new("kill")
         .args(["-TERM", &s.pid()])
         .status()
@@ -501,8 +542,7 @@ fn sigterm_finishes_the_request_in_flight_and_exits_0() {
     assert!(kill.success());
     std::thread::sleep(Duration::from_millis(300));
     conn.write_all(tail.as_bytes()).unwrap();
-    let mut response = String::new();
-    conn.read_to_string(&mut response).unwrap();
+    let response = read_response(&mut conn);
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     assert!(response.contains("\"hits\""), "{response}");
     let deadline = Instant::now() + Duration::from_secs(10);

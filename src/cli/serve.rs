@@ -26,7 +26,8 @@ pub struct ServeArgs {
     /// require. Without it, writes are open to anyone who can reach the address.
     #[arg(long)]
     token_file: Option<PathBuf>,
-    /// Requests worked on at once; more are refused with 503 (default: 4 per core).
+    /// Searches and reranks worked on at once, and as many writes (a pool of their
+    /// own); more are refused with 503 and Retry-After: 1 (default: 4 per core).
     #[arg(long)]
     max_inflight: Option<usize>,
     /// Seconds a request may take before it is answered 503.

@@ -7,7 +7,9 @@
 //! are read by the library's events reader (the JSONL line format), one object each.
 
 use std::collections::BTreeMap;
+use std::pin::Pin;
 
+use axum::body::{Body, HttpBody};
 use axum::extract::{FromRequest, Request};
 use axum::http::{header, StatusCode};
 use serde::de::DeserializeOwned;
@@ -30,25 +32,56 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
         let limit = state.config.limits.max_body_bytes;
-        let too_large = || {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("the request body is larger than {limit} bytes"),
-            )
-        };
         let declared = req
             .headers()
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|n| n > limit as u64) {
-            return Err(too_large());
+        if declared.is_some_and(|n| n > drain_cap(limit) as u64) {
+            return Err(too_large(limit));
         }
-        let bytes = axum::body::to_bytes(req.into_body(), limit)
-            .await
-            .map_err(|_| too_large())?;
+        let bytes = read_body(req.into_body(), limit).await?;
         parse_json(&bytes).map(ApiJson)
     }
+}
+
+/// How much of a too-large body is read (and dropped) before answering 413: a
+/// client that sends its whole body before reading the answer then sees the 413
+/// instead of a reset connection. Beyond this the connection is just closed.
+fn drain_cap(limit: usize) -> usize {
+    limit.saturating_mul(4)
+}
+
+fn too_large(limit: usize) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("the request body is larger than {limit} bytes"),
+    )
+}
+
+/// Reads a body of at most `limit` bytes; a longer one is read on up to
+/// [`drain_cap`], dropped, and answered 413.
+async fn read_body(mut body: Body, limit: usize) -> Result<Vec<u8>, ApiError> {
+    let mut buf = Vec::new();
+    let mut seen = 0usize;
+    while let Some(frame) = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
+        let frame = frame
+            .map_err(|e| ApiError::bad_request(format!("cannot read the request body: {e}")))?;
+        let Ok(data) = frame.into_data() else {
+            continue; // trailers
+        };
+        seen = seen.saturating_add(data.len());
+        if seen > drain_cap(limit) {
+            break;
+        }
+        if seen <= limit {
+            buf.extend_from_slice(&data);
+        }
+    }
+    if seen > limit {
+        return Err(too_large(limit));
+    }
+    Ok(buf)
 }
 
 /// Parses `bytes` as one JSON value of type `T` (nothing after it), naming the
@@ -640,4 +673,65 @@ pub struct ReadyResponse {
     pub generation: u64,
     /// Products in it.
     pub products: usize,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn field_of(body: &str) -> (StatusCode, Option<String>) {
+        match parse_json::<SearchBody>(body.as_bytes()) {
+            Ok(_) => (StatusCode::OK, None),
+            Err(e) => (e.status, e.body.field),
+        }
+    }
+
+    #[test]
+    fn bad_bodies_name_the_field_by_its_path() {
+        let bad = StatusCode::BAD_REQUEST;
+        assert_eq!(field_of(r#"{"query": "q"}"#), (StatusCode::OK, None));
+        assert_eq!(
+            field_of(r#"{"query": "q", "k": "2"}"#),
+            (bad, Some("k".into()))
+        );
+        assert_eq!(
+            field_of(r#"{"query": "q", "filters": {"max_price": "9"}}"#),
+            (bad, Some("filters.max_price".into()))
+        );
+        assert_eq!(
+            field_of(r#"{"query": "q", "filters": {"attributes": {"a": 1}}}"#),
+            (bad, Some("filters.attributes.a".into()))
+        );
+        assert_eq!(field_of(r#"{"query": "q""#), (bad, None));
+        assert_eq!(field_of(r#"{"query": "q"} {}"#), (bad, None));
+        assert_eq!(field_of(""), (bad, None));
+    }
+
+    #[test]
+    fn requests_map_onto_the_library_request() {
+        let body: SearchBody = parse_json(
+            br#"{"query": "drill", "k": 3, "mode": "bm25", "rerank": "off", "user": "u1",
+                 "as_of": "2023-11-14T22:15:53", "diversity": 0.5,
+                 "filters": {"category": "Tools > Drills", "attributes": {"volts": "18"}}}"#,
+        )
+        .unwrap();
+        let req = body.into_request(&Limits::default()).unwrap();
+        assert_eq!(
+            (req.k, req.mode, req.rerank),
+            (3, Mode::Bm25, RerankMode::Off)
+        );
+        assert_eq!(req.as_of, Some(1_700_000_153));
+        assert_eq!(
+            req.filters.category_prefix,
+            Some(vec!["Tools".to_string(), "Drills".to_string()])
+        );
+        assert_eq!(req.filters.attributes, vec![("volts".into(), "18".into())]);
+        let limits = Limits {
+            max_query_chars: 3,
+            ..Limits::default()
+        };
+        let long: SearchBody = parse_json(br#"{"query": "drill"}"#).unwrap();
+        let err = long.into_request(&limits).unwrap_err();
+        assert_eq!(err.body.field.as_deref(), Some("query"));
+    }
 }

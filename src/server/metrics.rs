@@ -9,8 +9,8 @@ use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::Response;
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 use super::state::{generation_of, AppState};
@@ -27,7 +27,7 @@ pub struct Metrics {
     registry: Registry,
     requests: IntCounterVec,
     latency: HistogramVec,
-    in_flight: IntGauge,
+    in_flight: IntGaugeVec,
     max_in_flight: IntGauge,
     /// Requests refused with 503 because every worker permit was taken.
     pub rejected: IntCounter,
@@ -72,13 +72,17 @@ impl Metrics {
         let m = Metrics {
             requests,
             latency,
-            in_flight: gauge(
-                "shelfrank_requests_in_flight",
-                "Requests the engine is working on (worker permits taken); there is no queue",
-            ),
+            in_flight: IntGaugeVec::new(
+                Opts::new(
+                    "shelfrank_requests_in_flight",
+                    "Requests holding a worker permit (kind read or write); there is no other queue",
+                ),
+                &["kind"],
+            )
+            .expect("valid metric"),
             max_in_flight: gauge(
                 "shelfrank_requests_in_flight_max",
-                "Worker permits (--max-inflight)",
+                "Worker permits of each kind, read and write (--max-inflight)",
             ),
             rejected: counter(
                 "shelfrank_rejected_total",
@@ -177,9 +181,12 @@ impl Metrics {
     }
 
     /// The text exposition of every metric, as of now.
-    pub fn render(&self, in_flight: usize, max_in_flight: usize) -> String {
-        self.in_flight
-            .set(i64::try_from(in_flight).unwrap_or(i64::MAX));
+    pub fn render(&self, (reads, writes): (usize, usize), max_in_flight: usize) -> String {
+        for (kind, n) in [("read", reads), ("write", writes)] {
+            self.in_flight
+                .with_label_values(&[kind])
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
         self.max_in_flight
             .set(i64::try_from(max_in_flight).unwrap_or(i64::MAX));
         let mut out = Vec::new();

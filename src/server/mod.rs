@@ -8,10 +8,11 @@
 //! | `api.rs` | request and response bodies, the JSON extractor, [`Limits`] |
 //! | `error.rs` | [`ApiError`]: the one mapping of library errors to statuses |
 //! | `metrics.rs` | Prometheus metrics and the middleware that counts requests |
-//! | `state.rs` | the engine holder, worker permits, the write mutex, the swap watcher |
+//! | `state.rs` | the engine holder, worker permits, the write gate, the swap watcher, the background merge |
 //!
-//! Engine work runs on tokio's blocking pool, at most `max_inflight` requests at
-//! once; one more is refused with 503 and `Retry-After: 1` (there is no queue). A
+//! Engine work runs on tokio's blocking pool, at most `max_inflight` reads and as
+//! many writes at once (two pools, so a flood of searches cannot refuse events);
+//! one more is refused with 503 and `Retry-After: 1` (there is no queue). A
 //! background task watches the index's `CURRENT` and swaps in each generation a
 //! build publishes; requests in flight finish on the engine they started with.
 //! SIGTERM or Ctrl-C stops accepting connections, lets requests in flight finish,
@@ -49,7 +50,7 @@ pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct ServerConfig {
     /// Where to listen (port 0: any free port).
     pub addr: SocketAddr,
-    /// Requests the engine may work on at once.
+    /// Reads the engine may work on at once; writes have as many permits again.
     pub max_inflight: usize,
     /// The bearer token write endpoints require; `None`: writes are open.
     pub token: Option<String>,
@@ -164,9 +165,9 @@ pub fn serve(
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        // The permits bound the engine's work; a few more threads for the
-        // generation watcher.
-        .max_blocking_threads(config.max_inflight + 4)
+        // The permits bound the engine's work (reads and writes); a few more
+        // threads for the generation watcher.
+        .max_blocking_threads(2 * config.max_inflight + 4)
         .build()?;
     let addr = config.addr;
     let shared: AppState = Arc::new(Shared::new(config, opener, engine));

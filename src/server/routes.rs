@@ -44,6 +44,7 @@ pub fn router(state: AppState) -> Router {
             StatusCode::SERVICE_UNAVAILABLE,
             timeout,
         ))
+        .layer(middleware::map_response(json_errors))
         .layer(CompressionLayer::new())
         .layer(middleware::from_fn_with_state(
             state.clone(),
@@ -96,14 +97,10 @@ impl FromRequestParts<AppState> for Authorized {
             .map(str::trim);
         match given {
             Some(g) if bool::from(g.as_bytes().ct_eq(token.as_bytes())) => Ok(Authorized),
-            _ => {
-                let mut res = ApiError::new(
-                    StatusCode::UNAUTHORIZED,
-                    "this endpoint needs the header Authorization: Bearer TOKEN with the server's token",
-                );
-                res.body.field = None;
-                Err(res)
-            }
+            _ => Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "this endpoint needs the header Authorization: Bearer TOKEN with the server's token",
+            )),
         }
     }
 }
@@ -425,6 +422,42 @@ async fn metrics_text(State(state): State<AppState>) -> Response {
     responses((status = 200, description = "The OpenAPI document", body = Object)))]
 async fn openapi() -> Json<utoipa::openapi::OpenApi> {
     Json(ApiDoc::openapi())
+}
+
+/// Gives every error answer the JSON body: those made outside the handlers (the
+/// timeout's 503, axum's rejection of a bad path parameter) come with an empty or
+/// plain-text body.
+async fn json_errors(res: Response) -> Response {
+    let status = res.status();
+    let is_json = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return res;
+    }
+    let (parts, body) = res.into_parts();
+    let text = axum::body::to_bytes(body, 64 * 1024)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+        .unwrap_or_default();
+    let error = if !text.is_empty() {
+        text
+    } else if status == StatusCode::SERVICE_UNAVAILABLE {
+        "the request took longer than the server's timeout".to_string()
+    } else {
+        status
+            .canonical_reason()
+            .unwrap_or("request failed")
+            .to_string()
+    };
+    let mut out = ApiError::new(status, error).into_response();
+    for (name, value) in parts.headers.iter() {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            out.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    out
 }
 
 async fn not_found() -> ApiError {

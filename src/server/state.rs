@@ -38,8 +38,11 @@ pub struct Shared {
     pub engine: ArcSwap<Engine>,
     /// How engines are opened (the same options for every generation).
     pub opener: EngineBuilder,
-    /// One permit per request the engine may work on at once.
+    /// One permit per read (search, rerank) the engine may work on at once.
     pub permits: Arc<Semaphore>,
+    /// The same for writes: a pool of their own, so a flood of searches cannot
+    /// refuse events.
+    pub write_permits: Arc<Semaphore>,
     /// Shared by writes, exclusive for a swap.
     pub write_gate: RwLock<()>,
     /// A merge of catalog updates is running.
@@ -55,6 +58,7 @@ impl Shared {
         metrics.set_engine(&engine);
         Shared {
             permits: Arc::new(Semaphore::new(config.max_inflight)),
+            write_permits: Arc::new(Semaphore::new(config.max_inflight)),
             config,
             engine: ArcSwap::from_pointee(engine),
             opener,
@@ -86,7 +90,7 @@ impl Shared {
         T: Send + 'static,
         F: FnOnce(&Engine) -> Result<T, ApiError> + Send + 'static,
     {
-        let permit = self.permit()?;
+        let permit = Self::permit(&self.permits, &self.metrics)?;
         let engine = self.engine.load_full();
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
@@ -103,7 +107,7 @@ impl Shared {
         T: Send + 'static,
         F: FnOnce(&Engine) -> Result<T, ApiError> + Send + 'static,
     {
-        let permit = self.permit()?;
+        let permit = Self::permit(&self.write_permits, &self.metrics)?;
         let shared = Arc::clone(self);
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
@@ -117,18 +121,24 @@ impl Shared {
         .map_err(|e| ApiError::internal(format!("the worker failed: {e}")))?
     }
 
-    fn permit(&self) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
-        Arc::clone(&self.permits).try_acquire_owned().map_err(|_| {
-            self.metrics.rejected.inc();
+    fn permit(
+        pool: &Arc<Semaphore>,
+        metrics: &Metrics,
+    ) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
+        Arc::clone(pool).try_acquire_owned().map_err(|_| {
+            metrics.rejected.inc();
             ApiError::busy()
         })
     }
 
-    /// Requests the engine is working on now.
-    pub fn in_flight(&self) -> usize {
-        self.config
-            .max_inflight
-            .saturating_sub(self.permits.available_permits())
+    /// Reads and writes the engine is working on now (writes include those waiting
+    /// for a swap to finish).
+    pub fn in_flight(&self) -> (usize, usize) {
+        let max = self.config.max_inflight;
+        (
+            max.saturating_sub(self.permits.available_permits()),
+            max.saturating_sub(self.write_permits.available_permits()),
+        )
     }
 
     /// Opens the generation `CURRENT` names now and swaps it in, unless it is the
