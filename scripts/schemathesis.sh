@@ -66,9 +66,10 @@ url="$(sed -n 's/^listening on //p' "$work/stdout")"
 echo "server: $url (index $index)"
 
 status=0
-schemathesis run "$url/openapi.json" --checks all \
+# Run from the temporary directory: schemathesis leaves a .schemathesis/ cache.
+(cd "$work" && schemathesis run "$url/openapi.json" --checks all \
     -H "Authorization: Bearer $token" \
-    --max-time "${SCHEMATHESIS_MAX_TIME:-120}" "$@" || status=$?
+    --max-time "${SCHEMATHESIS_MAX_TIME:-120}" "$@") || status=$?
 echo "server stderr (last lines):"
 tail -n 20 "$work/stderr"
 exit "$status"
