@@ -962,3 +962,37 @@ fn acknowledged_products_survive_kill_9() {
         }
     }
 }
+
+#[test]
+fn a_retried_request_with_event_ids_stores_each_event_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = index(dir.path());
+    let s = Server::start(&index, &[]);
+    let a = agent();
+    let mut events: Vec<Value> = (0..4)
+        .map(|i| {
+            let mut e = event(
+                "retry-user",
+                ["p001", "p002", "p003", "p004"][i],
+                "click",
+                "q",
+            );
+            e["id"] = json!(format!("click-{i}"));
+            e
+        })
+        .collect();
+    // One event without an id: stored each time it is sent.
+    events.push(event("retry-user", "p005", "view", "q"));
+    let body = json!({ "events": events }).to_string();
+    let first = post(&a, &s.url("/events"), &body, None);
+    assert_eq!(first.status, 200, "{}", first.text);
+    assert_eq!(first.json["accepted"], 5);
+    assert_eq!(first.json["duplicates"], 0);
+    let again = post(&a, &s.url("/events"), &body, None);
+    assert_eq!(again.status, 200, "{}", again.text);
+    assert_eq!(again.json["accepted"], 1, "{}", again.text);
+    assert_eq!(again.json["duplicates"], 4, "{}", again.text);
+    drop(s);
+    let store = EventStore::open_read_only(&IndexPaths::new(&index).events_dir()).unwrap();
+    assert_eq!(store.user_events("retry-user").len(), 6);
+}

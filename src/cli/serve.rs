@@ -43,6 +43,9 @@ pub struct ServeArgs {
     /// merged into a new generation in the background.
     #[arg(long, default_value_t = server::DEFAULT_MERGE_AFTER)]
     merge_after: usize,
+    /// Query texts whose embeddings are cached (0: no cache).
+    #[arg(long, default_value_t = shelfrank::engine::DEFAULT_QUERY_CACHE)]
+    query_cache: usize,
 }
 
 pub fn run(a: ServeArgs) -> Result<()> {
@@ -57,7 +60,13 @@ pub fn run(a: ServeArgs) -> Result<()> {
     config.poll_interval = Duration::from_millis(a.poll_ms.max(10));
     config.limits.max_body_bytes = a.max_body_bytes;
     config.merge_after = a.merge_after.max(1);
-    let opener = a.model.builder(&a.index, true)?;
+    // Writes wait for another process's write (a build's publish is short) rather
+    // than failing; the request timeout bounds the wait.
+    let opener = a
+        .model
+        .builder(&a.index, true)?
+        .query_cache(a.query_cache)
+        .wait_for_lock(true);
     server::serve(config, opener, |addr| {
         let mut out = std::io::stdout().lock();
         // Tests and scripts read this line to learn the port.

@@ -77,13 +77,15 @@ struct CommitQueue {
     /// Record calls waiting for the next group.
     pending: Vec<Pending>,
     /// Results of finished record calls, by ticket, until their callers take them.
-    done: HashMap<u64, Result<()>>,
+    done: HashMap<u64, Result<Appended>>,
 }
 
 /// One queued [`Engine::record_many`] call.
 struct Pending {
     ticket: u64,
     events: Vec<Event>,
+    /// The events' ids, when the caller gave them (retries are then idempotent).
+    ids: Option<Vec<u64>>,
 }
 
 /// A writer's turn: ends when dropped, handing the group's results to their callers
@@ -91,7 +93,7 @@ struct Pending {
 struct Turn<'a> {
     events: &'a SharedEvents,
     tickets: Vec<u64>,
-    results: Option<Vec<(u64, Result<()>)>>,
+    results: Option<Vec<(u64, Result<Appended>)>>,
 }
 
 impl Drop for Turn<'_> {
@@ -172,6 +174,28 @@ impl Engine {
     /// none on its own: a refused batch fails alone, and a call returns `Ok` only once
     /// its own events are durable. Reads (profiles, searches) never wait for the disk.
     pub fn record_many(&self, events: &[Event]) -> Result<()> {
+        self.record_queued(events, None).map(|_| ())
+    }
+
+    /// Records events with their ids (`ids[i]` is the id of `events[i]`, for example
+    /// a hash of a client's idempotency key, as the events reader computes for a
+    /// line's `id` field):
+    /// an event whose id is stored already, or repeated in the batch, is skipped and
+    /// counted in [`Appended::duplicates`], so a client that retries a request after a
+    /// timeout stores nothing twice; an event of a shopper forgotten after it
+    /// happened is skipped and counted in [`Appended::forgotten`]. Otherwise as
+    /// [`record_many`](Self::record_many), group commit included.
+    pub fn record_identified(&self, events: &[Event], ids: &[u64]) -> Result<Appended> {
+        if ids.len() != events.len() {
+            return Err(Error::invalid(
+                "ids",
+                format!("{} ids for {} events", ids.len(), events.len()),
+            ));
+        }
+        self.record_queued(events, Some(ids.to_vec()))
+    }
+
+    fn record_queued(&self, events: &[Event], ids: Option<Vec<u64>>) -> Result<Appended> {
         self.check_items(events)?;
         let shared = &self.events;
         let mut queue = shared.lock_queue();
@@ -180,6 +204,7 @@ impl Engine {
         queue.pending.push(Pending {
             ticket,
             events: events.to_vec(),
+            ids,
         });
         loop {
             if let Some(result) = queue.done.remove(&ticket) {
@@ -209,15 +234,15 @@ impl Engine {
 
     /// Writes a group of record calls (see [`record_many`](Self::record_many)) during
     /// the leader's turn; returns each call's result.
-    fn commit_group(&self, group: Vec<Pending>) -> Vec<(u64, Result<()>)> {
+    fn commit_group(&self, group: Vec<Pending>) -> Vec<(u64, Result<Appended>)> {
         let shared = &self.events;
         shared.groups.fetch_add(1, Ordering::Relaxed);
         shared
             .calls
             .fetch_add(group.len() as u64, Ordering::Relaxed);
         let tickets: Vec<u64> = group.iter().map(|p| p.ticket).collect();
-        let fail_all = |tickets: &[u64], e: Error| -> Vec<(u64, Result<()>)> {
-            let mut results: Vec<(u64, Result<()>)> = tickets[1..]
+        let fail_all = |tickets: &[u64], e: Error| -> Vec<(u64, Result<Appended>)> {
+            let mut results: Vec<(u64, Result<Appended>)> = tickets[1..]
                 .iter()
                 .map(|&t| (t, Err(copy_error(&e))))
                 .collect();
@@ -234,8 +259,10 @@ impl Engine {
             Ok(s) => s,
             Err(e) => return fail_all(&tickets, e),
         };
-        let batches: Vec<(&[Event], Option<&[u64]>)> =
-            group.iter().map(|p| (p.events.as_slice(), None)).collect();
+        let batches: Vec<(&[Event], Option<&[u64]>)> = group
+            .iter()
+            .map(|p| (p.events.as_slice(), p.ids.as_deref()))
+            .collect();
         let mut results = Vec::with_capacity(group.len());
         let mut ok_tickets = Vec::new();
         let mut prepared = Vec::new();
@@ -259,7 +286,9 @@ impl Engine {
             Err(e) => Err(e.into()),
         };
         match written.and_then(|()| self.apply_prepared(prepared)) {
-            Ok(_) => results.extend(ok_tickets.into_iter().map(|t| (t, Ok(())))),
+            Ok(appended) => {
+                results.extend(ok_tickets.into_iter().zip(appended.into_iter().map(Ok)))
+            }
             Err(e) => results.extend(fail_all(&ok_tickets, e)),
         }
         results

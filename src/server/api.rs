@@ -566,6 +566,12 @@ pub const PRODUCT_FIELDS: [&str; 8] = [
 pub struct EventsResponse {
     /// Events stored (durably).
     pub accepted: usize,
+    /// Events skipped because an event with the same `id` is stored already (a
+    /// retried request), or repeated in the request.
+    pub duplicates: usize,
+    /// Events with an `id` skipped because their shopper was forgotten after they
+    /// happened (without an `id`, such an event refuses the request instead).
+    pub forgotten: usize,
 }
 
 /// The answer of DELETE /users/{id}.

@@ -11,8 +11,9 @@
 //! | `state.rs` | the engine holder, worker permits, the write gate, the swap watcher, the background merge |
 //!
 //! Engine work runs on tokio's blocking pool, at most `max_inflight` reads and as
-//! many writes at once (two pools, so a flood of searches cannot refuse events);
-//! one more is refused with 503 and `Retry-After: 1` (there is no queue). A
+//! many writes worked on or waiting at once (two pools, so a flood of searches
+//! cannot refuse events); one more is refused with 503 and `Retry-After: 1` (the
+//! queue is bounded). A
 //! background task watches the index's `CURRENT` and swaps in each generation a
 //! build publishes; requests in flight finish on the engine they started with.
 //! SIGTERM or Ctrl-C stops accepting connections, lets requests in flight finish,
@@ -86,10 +87,13 @@ impl ServerConfig {
 /// graph and keyword index from stored embeddings) stay rare.
 pub const DEFAULT_MERGE_AFTER: usize = 1000;
 
-/// 4 permits per core: enough to keep every core busy while some requests wait
-/// for the disk (event fsyncs), few enough that latency stays bounded.
+/// 32 permits per core: a bounded queue. Requests beyond the cores wait on the
+/// blocking pool (and concurrent query encodes share forward passes, so a deeper
+/// queue raises throughput); at a few milliseconds of work each, a full queue
+/// waits some tens of milliseconds, and one more request is refused with 503
+/// instead of waiting longer.
 pub fn default_max_inflight() -> usize {
-    4 * std::thread::available_parallelism().map_or(1, |n| n.get())
+    32 * std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 /// Why the service could not start or stopped with an error.

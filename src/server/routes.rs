@@ -187,6 +187,8 @@ async fn events(
         ));
     }
     let mut lines = String::new();
+    // Which events carry an `id` (an idempotency key): see below.
+    let mut keyed = Vec::with_capacity(body.events.len());
     for (i, e) in body.events.iter().enumerate() {
         let Some(obj) = e.as_object() else {
             return Err(ApiError::bad_field(
@@ -194,6 +196,7 @@ async fn events(
                 "an event is a JSON object",
             ));
         };
+        keyed.push(obj.get("id").is_some_and(|v| !v.is_null()));
         if let Some(k) = obj.keys().find(|k| !EVENT_FIELDS.contains(&k.as_str())) {
             return Err(ApiError::bad_field(
                 format!("events[{i}].{k}"),
@@ -204,9 +207,13 @@ async fn events(
         lines.push('\n');
     }
     if body.events.is_empty() {
-        return Ok(Json(EventsResponse { accepted: 0 }));
+        return Ok(Json(EventsResponse {
+            accepted: 0,
+            duplicates: 0,
+            forgotten: 0,
+        }));
     }
-    let accepted = state
+    let answer = state
         .write(move |engine| {
             let batch = read_events_from(
                 lines.as_bytes(),
@@ -229,11 +236,49 @@ async fn events(
                 api.body.field = Some(field);
                 api
             })?;
-            engine.record_many(&batch.events)?;
-            Ok(batch.events.len())
+            // Events with an `id` are stored once however often a client retries
+            // them; the others of the same request get ids of their own, never
+            // seen before (a request is stored all or none either way).
+            if !keyed.iter().any(|&k| k) {
+                engine.record_many(&batch.events)?;
+                return Ok(EventsResponse {
+                    accepted: batch.events.len(),
+                    duplicates: 0,
+                    forgotten: 0,
+                });
+            }
+            let ids: Vec<u64> = batch
+                .ids
+                .iter()
+                .zip(&keyed)
+                .map(|(&id, &k)| if k { id } else { fresh_event_id() })
+                .collect();
+            let stored = engine.record_identified(&batch.events, &ids)?;
+            Ok(EventsResponse {
+                accepted: stored.stored,
+                duplicates: stored.duplicates,
+                forgotten: stored.forgotten,
+            })
         })
         .await?;
-    Ok(Json(EventsResponse { accepted }))
+    Ok(Json(answer))
+}
+
+/// An event id no other event has: the process's start time and id and a counter,
+/// hashed (for events without an idempotency key in a request where others have one).
+fn fresh_event_id() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::OnceLock;
+    static START: OnceLock<String> = OnceLock::new();
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let start = START.get_or_init(|| {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        format!("{nanos}\u{1f}{}", std::process::id())
+    });
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    crate::store::durable::fnv1a64(format!("server\u{1f}{start}\u{1f}{n}").as_bytes())
 }
 
 /// Forget a shopper: remove every stored event of theirs, durably.
