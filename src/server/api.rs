@@ -585,9 +585,12 @@ pub struct ForgetResponse {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProductBody {
-    /// Product id.
+    /// Product id: text (not blank), or an integer (read as its decimal text), as
+    /// in catalog files.
+    #[schema(value_type = IdValue)]
     pub id: String,
-    /// Title.
+    /// Title (not blank).
+    #[schema(pattern = r"\S")]
     pub title: String,
     /// Description.
     #[serde(default, skip_serializing_if = "Option::is_none")]
