@@ -22,6 +22,7 @@ use super::error::{ApiError, ErrorBody};
 use super::metrics;
 use super::state::{generation_of, AppState};
 use crate::catalog::{read_catalog_from, Format, ReadOptions};
+use crate::error::{ErrorKind, LocatedError};
 use crate::profile::events::{read_events_from, EventReadOptions};
 
 /// The service's routes, with metrics, compression and the request timeout.
@@ -186,26 +187,13 @@ async fn events(
             ),
         ));
     }
-    let mut lines = String::new();
+    let lines = jsonl_lines("events", "an event", &body.events, &EVENT_FIELDS)?;
     // Which events carry an `id` (an idempotency key): see below.
-    let mut keyed = Vec::with_capacity(body.events.len());
-    for (i, e) in body.events.iter().enumerate() {
-        let Some(obj) = e.as_object() else {
-            return Err(ApiError::bad_field(
-                format!("events[{i}]"),
-                "an event is a JSON object",
-            ));
-        };
-        keyed.push(obj.get("id").is_some_and(|v| !v.is_null()));
-        if let Some(k) = obj.keys().find(|k| !EVENT_FIELDS.contains(&k.as_str())) {
-            return Err(ApiError::bad_field(
-                format!("events[{i}].{k}"),
-                format!("unknown field `{k}`, expected one of {EVENT_FIELDS:?}"),
-            ));
-        }
-        lines.push_str(&e.to_string());
-        lines.push('\n');
-    }
+    let keyed: Vec<bool> = body
+        .events
+        .iter()
+        .map(|e| e.get("id").is_some_and(|v| !v.is_null()))
+        .collect();
     if body.events.is_empty() {
         return Ok(Json(EventsResponse {
             accepted: 0,
@@ -221,21 +209,7 @@ async fn events(
                 &EventReadOptions::default(),
                 &|id: &str| engine.product(id).is_some(),
             )
-            .map_err(|e| {
-                let at = format!("events[{}]", e.line().unwrap_or(1).saturating_sub(1));
-                let field = match e.field() {
-                    Some(f) => format!("{at}.{f}"),
-                    None => at.clone(),
-                };
-                let status = if e.is_caller_fault() {
-                    StatusCode::BAD_REQUEST
-                } else {
-                    StatusCode::INTERNAL_SERVER_ERROR
-                };
-                let mut api = ApiError::new(status, format!("{field}: {}", e.kind()));
-                api.body.field = Some(field);
-                api
-            })?;
+            .map_err(|e| line_error("events", &e))?;
             // Events with an `id` are stored once however often a client retries
             // them; the others of the same request get ids of their own, never
             // seen before (a request is stored all or none either way).
@@ -262,6 +236,53 @@ async fn events(
         })
         .await?;
     Ok(Json(answer))
+}
+
+/// The items of a request's list (`events`, `products`) as JSON lines, for the
+/// library's file readers: each must be an object holding only `fields`; line
+/// i+1 is `list[i]`.
+fn jsonl_lines(
+    list: &str,
+    what: &str,
+    items: &[serde_json::Value],
+    fields: &[&str],
+) -> Result<String, ApiError> {
+    let mut lines = String::new();
+    for (i, item) in items.iter().enumerate() {
+        let Some(obj) = item.as_object() else {
+            return Err(ApiError::bad_field(
+                format!("{list}[{i}]"),
+                format!("{what} is a JSON object"),
+            ));
+        };
+        if let Some(k) = obj.keys().find(|k| !fields.contains(&k.as_str())) {
+            return Err(ApiError::bad_field(
+                format!("{list}[{i}].{k}"),
+                format!("unknown field `{k}`, expected one of {fields:?}"),
+            ));
+        }
+        lines.push_str(&item.to_string());
+        lines.push('\n');
+    }
+    Ok(lines)
+}
+
+/// A file reader's error on the lines of [`jsonl_lines`], named by the request
+/// field it came from (`list[i].field`): 400 for the caller's faults, 500 else.
+fn line_error<K: ErrorKind>(list: &str, e: &LocatedError<K>) -> ApiError {
+    let at = format!("{list}[{}]", e.line().unwrap_or(1).saturating_sub(1));
+    let field = match e.field() {
+        Some(f) => format!("{at}.{f}"),
+        None => at.clone(),
+    };
+    let status = if e.is_caller_fault() {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::INTERNAL_SERVER_ERROR
+    };
+    let mut api = ApiError::new(status, format!("{field}: {}", e.kind()));
+    api.body.field = Some(field);
+    api
 }
 
 /// An event id no other event has: the process's start time and id and a counter,
@@ -332,42 +353,13 @@ async fn put_products(
     }
     // Through the catalog's JSONL reader: the same rules and messages as a
     // catalog file, line i+1 being products[i].
-    let mut lines = String::new();
-    for (i, p) in body.products.iter().enumerate() {
-        let Some(obj) = p.as_object() else {
-            return Err(ApiError::bad_field(
-                format!("products[{i}]"),
-                "a product is a JSON object",
-            ));
-        };
-        if let Some(k) = obj.keys().find(|k| !PRODUCT_FIELDS.contains(&k.as_str())) {
-            return Err(ApiError::bad_field(
-                format!("products[{i}].{k}"),
-                format!("unknown field `{k}`, expected one of {PRODUCT_FIELDS:?}"),
-            ));
-        }
-        lines.push_str(&p.to_string());
-        lines.push('\n');
-    }
+    let lines = jsonl_lines("products", "a product", &body.products, &PRODUCT_FIELDS)?;
     let opts = ReadOptions {
         format: Some(Format::Jsonl),
         ..ReadOptions::default()
     };
-    let catalog = read_catalog_from(lines.as_bytes(), "products", &opts).map_err(|e| {
-        let at = format!("products[{}]", e.line().unwrap_or(1).saturating_sub(1));
-        let field = match e.field() {
-            Some(f) => format!("{at}.{f}"),
-            None => at.clone(),
-        };
-        let status = if e.is_caller_fault() {
-            StatusCode::BAD_REQUEST
-        } else {
-            StatusCode::INTERNAL_SERVER_ERROR
-        };
-        let mut api = ApiError::new(status, format!("{field}: {}", e.kind()));
-        api.body.field = Some(field);
-        api
-    })?;
+    let catalog = read_catalog_from(lines.as_bytes(), "products", &opts)
+        .map_err(|e| line_error("products", &e))?;
     let products = catalog.products;
     let upserted = state
         .write(move |engine| Ok(engine.upsert_products(products)?))
