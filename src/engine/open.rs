@@ -182,7 +182,6 @@ impl EngineBuilder {
             .map(|(i, p)| (p.id.clone(), i as u32))
             .collect();
         let events = EventStore::open_read_only(&paths.events_dir())?;
-        let stats = ItemStats::from_events(events.iter(), &|id: &str| by_id.get(id).copied());
         let (head, head_warning) = if self.load_head {
             load_head(&paths.rank_dir())
         } else {
@@ -202,7 +201,8 @@ impl EngineBuilder {
             encoder,
             fusion: self.fusion,
             events: events.into(),
-            stats: RwLock::new(stats),
+            // Filled below, once the catalog updates are applied.
+            stats: RwLock::new(ItemStats::default()),
             head,
             head_warning,
             query_cache: (self.query_cache > 0)
@@ -212,12 +212,11 @@ impl EngineBuilder {
             fallback: FallbackWeights::default(),
             live,
         };
-        // The catalog updates acknowledged since the generation was built; the
-        // statistics again if they added products (their events count too).
-        if engine.refresh_updates()? > 0 {
-            let stats = engine.item_stats_now()?;
-            *engine.write_stats()? = stats;
-        }
+        // The catalog updates acknowledged since the generation was built, then the
+        // item statistics (events on products those updates added count too).
+        engine.refresh_updates()?;
+        let stats = engine.item_stats_now()?;
+        *engine.write_stats()? = stats;
         Ok(engine)
     }
 
