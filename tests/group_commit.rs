@@ -71,11 +71,25 @@ fn wait_for_queue(engine: &Engine, n: usize) {
     }
 }
 
+type Call = std::thread::JoinHandle<shelfrank::Result<()>>;
+
+/// Waits until `call` is held at the fail point and returns it; fails with what the
+/// call returned if it ended without getting there.
+fn held(reached: &Receiver<()>, call: Call) -> Call {
+    if reached.recv_timeout(PATIENCE).is_ok() {
+        return call;
+    }
+    if call.is_finished() {
+        panic!(
+            "the call ended before its disk step: {:?}",
+            call.join().unwrap()
+        );
+    }
+    panic!("the call did not reach its disk step in {PATIENCE:?}");
+}
+
 /// Runs `record_many(events)` on a thread.
-fn spawn_record(
-    engine: &Arc<Engine>,
-    events: Vec<Event>,
-) -> std::thread::JoinHandle<shelfrank::Result<()>> {
+fn spawn_record(engine: &Arc<Engine>, events: Vec<Event>) -> Call {
     let engine = Arc::clone(engine);
     std::thread::spawn(move || engine.record_many(&events))
 }
@@ -88,9 +102,7 @@ fn concurrent_record_calls_share_one_fsync_per_group() {
     let (reached, go) = hold_first_write();
     // The first call leads the first group and is held in its disk step...
     let first = spawn_record(&engine, vec![click("u0", "p001", 1_700_000_000)]);
-    reached
-        .recv_timeout(PATIENCE)
-        .expect("the first write never started");
+    let first = held(&reached, first);
     // ...while 7 more calls arrive and queue behind it.
     let others: Vec<_> = (1..8)
         .map(|t| {
@@ -148,9 +160,7 @@ fn readers_do_not_wait_for_a_writer_in_its_disk_step() {
     engine.record(click("u1", "p002", 1_600_000_000)).unwrap();
     let (reached, go) = hold_first_write();
     let writer = spawn_record(&engine, vec![click("u1", "p003", 1_600_000_001)]);
-    reached
-        .recv_timeout(PATIENCE)
-        .expect("the write never started");
+    let writer = held(&reached, writer);
     // The writer is stuck in its disk step (it holds the log, and its turn). Reads
     // run on another thread so that a read that blocked fails the test, not hangs it.
     let (done_tx, done_rx) = mpsc::channel();
@@ -194,7 +204,7 @@ fn a_bad_batch_in_a_group_fails_alone() {
     engine.forget("gone").unwrap();
     let (reached, go) = hold_first_write();
     let first = spawn_record(&engine, vec![click("a", "p001", 1_600_000_000)]);
-    reached.recv_timeout(PATIENCE).unwrap();
+    let first = held(&reached, first);
     let good = spawn_record(
         &engine,
         vec![
@@ -335,8 +345,7 @@ fn run_child(index: &std::path::Path, point: &str) {
 }
 
 fn child_group(engine: &Arc<Engine>, reached: Receiver<()>, go: Sender<()>) {
-    let first = spawn_record(engine, batch(0));
-    reached.recv_timeout(PATIENCE).unwrap();
+    let first = held(&reached, spawn_record(engine, batch(0)));
     let others: Vec<_> = (1..8).map(|t| spawn_record(engine, batch(t))).collect();
     wait_for_queue(engine, 7);
     go.send(()).unwrap();

@@ -22,7 +22,7 @@ use super::layout::{
     generation_name, generation_number, IndexPaths, BUILD_ENTRIES, CURRENT, LOCK, MANIFEST,
     SHOP_DIRS,
 };
-use super::lock::{try_claim_generation, GenerationPin, WriterLock};
+use super::lock::{try_claim_generation, GenerationPin, HeldLock, WriterLock};
 use crate::error::{Error, Result};
 
 /// How many times a reader resolves `CURRENT` again when the generation it named
@@ -193,7 +193,7 @@ pub struct NewGeneration {
     root: PathBuf,
     staging: PathBuf,
     claim_path: PathBuf,
-    _claim: fs::File,
+    _claim: HeldLock,
     published: bool,
 }
 
@@ -237,7 +237,7 @@ impl NewGeneration {
             root: root.to_path_buf(),
             staging,
             claim_path,
-            _claim: claim,
+            _claim: HeldLock::new(claim),
             published: false,
         })
     }
@@ -327,7 +327,7 @@ fn remove_abandoned_staging(root: &Path, name: &str) {
     let claim_path = root.join(format!("{name}{CLAIM_SUFFIX}"));
     let claim = match fs::OpenOptions::new().write(true).open(&claim_path) {
         Ok(f) => match f.try_lock() {
-            Ok(()) => Some(f),
+            Ok(()) => Some(HeldLock::new(f)),
             Err(_) => return, // a build is writing it
         },
         Err(_) => None,

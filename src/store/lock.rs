@@ -14,6 +14,12 @@
 //!   lock on that generation's `manifest.json` (opened read-only). A writer deletes
 //!   an old generation only after taking the exclusive lock on it, so it never pulls
 //!   files from under a running search.
+//!
+//! Every lock is released explicitly when its holder is dropped ([`HeldLock`]), not
+//! only by closing the file: while another thread of the process starts a child
+//! process, the child holds a copy of every open file (until it runs its program),
+//! and with `flock` a copy keeps the lock. Without the explicit release, a writer of
+//! this very process could be refused the lock it had just let go.
 
 use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, Write};
@@ -22,10 +28,28 @@ use std::path::{Path, PathBuf};
 use super::layout::LOCK;
 use crate::error::{Error, Result};
 
+/// An OS advisory lock on an open file, released when dropped (see the
+/// [module docs](self) for why explicitly).
+#[derive(Debug)]
+pub(crate) struct HeldLock(File);
+
+impl HeldLock {
+    /// Takes `file`'s lock over; `file` must hold it already.
+    pub(crate) fn new(file: File) -> Self {
+        HeldLock(file)
+    }
+}
+
+impl Drop for HeldLock {
+    fn drop(&mut self) {
+        let _ = self.0.unlock();
+    }
+}
+
 /// The exclusive writer lock of one index, held until dropped.
 #[derive(Debug)]
 pub struct WriterLock {
-    file: File,
+    lock: HeldLock,
     index: PathBuf,
 }
 
@@ -87,7 +111,7 @@ impl WriterLock {
             .and_then(|()| file.rewind())
             .and_then(|()| file.write_all(note.as_bytes()));
         Ok(WriterLock {
-            file,
+            lock: HeldLock::new(file),
             index: index.to_path_buf(),
         })
     }
@@ -100,8 +124,8 @@ impl WriterLock {
 
 impl Drop for WriterLock {
     fn drop(&mut self) {
-        // Clear the holder note; the lock itself goes with the file handle.
-        let _ = self.file.set_len(0);
+        // Clear the holder note; the lock is released after it (by `HeldLock`).
+        let _ = self.lock.0.set_len(0);
     }
 }
 
@@ -109,7 +133,7 @@ impl Drop for WriterLock {
 /// generation's files.
 #[derive(Debug)]
 pub struct GenerationPin {
-    _file: File,
+    _lock: HeldLock,
 }
 
 impl GenerationPin {
@@ -127,17 +151,19 @@ impl GenerationPin {
         if !manifest.exists() {
             return Ok(None);
         }
-        Ok(Some(GenerationPin { _file: file }))
+        Ok(Some(GenerationPin {
+            _lock: HeldLock::new(file),
+        }))
     }
 }
 
 /// Whether no reader pins the generation whose manifest is `manifest`; if so, the
 /// returned lock keeps new readers out until it is dropped (the caller removes the
 /// generation, manifest first, while holding it).
-pub(crate) fn try_claim_generation(manifest: &Path) -> Option<File> {
+pub(crate) fn try_claim_generation(manifest: &Path) -> Option<HeldLock> {
     let file = File::open(manifest).ok()?;
     file.try_lock().ok()?;
-    Some(file)
+    Some(HeldLock::new(file))
 }
 
 #[cfg(test)]
@@ -157,6 +183,44 @@ mod tests {
         );
         drop(first);
         WriterLock::acquire(tmp.path(), false).unwrap();
+    }
+
+    /// A thread that starts child processes all the time must not make this process's
+    /// own writer lock look taken after it was released (a child forked while the
+    /// lock was held keeps a copy of the file until it runs its program).
+    #[cfg(unix)]
+    #[test]
+    fn a_released_writer_lock_is_free_while_another_thread_starts_processes() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let tmp = tempfile::tempdir().unwrap();
+        let stop = AtomicBool::new(false);
+        std::thread::scope(|s| {
+            let spawner = s.spawn(|| {
+                let mut started = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let _ = std::process::Command::new("true").status();
+                    started += 1;
+                }
+                started
+            });
+            let start = std::time::Instant::now();
+            let (mut tries, mut refused) = (0, 0);
+            while start.elapsed() < std::time::Duration::from_secs(2) || tries < 1000 {
+                match WriterLock::acquire(tmp.path(), false) {
+                    Ok(lock) => drop(lock),
+                    Err(Error::Locked { .. }) => refused += 1,
+                    Err(e) => panic!("{e}"),
+                }
+                tries += 1;
+            }
+            stop.store(true, Ordering::Relaxed);
+            let started = spawner.join().unwrap();
+            assert!(started > 0, "no child process was started");
+            assert_eq!(
+                refused, 0,
+                "{refused} of {tries} refused, {started} children"
+            );
+        });
     }
 
     #[test]
