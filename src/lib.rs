@@ -73,6 +73,7 @@ mod rng;
 pub mod server;
 pub mod store;
 pub mod text;
+pub mod tune;
 pub mod vector;
 
 pub use build::{BuildSummary, IndexBuilder};

@@ -28,6 +28,9 @@ enum Command {
     Events(cli::events::EventsCommand),
     /// Train the CTR head from search tasks, impressions or graded judgements.
     Train(cli::train::TrainArgs),
+    /// Fine-tune the index's sentence encoder on judgements or logs; writes a new
+    /// model directory when it beats the base on held-out queries.
+    Tune(cli::tune::TuneArgs),
     /// Rerank candidates found by another engine for a query (and shopper).
     Rerank(cli::rerank::RerankArgs),
     /// Serve the index over HTTP (JSON): search, rerank, events, metrics.
@@ -47,6 +50,7 @@ fn main() {
         Command::HnswRecall(a) => cli::recall::run(a),
         Command::Events(c) => cli::events::run(c),
         Command::Train(a) => cli::train::run(a),
+        Command::Tune(a) => cli::tune::run(a),
         Command::Rerank(a) => cli::rerank::run(a),
         Command::EmbedBench(a) => cli::bench::run(a),
         Command::Serve(a) => cli::serve::run(a),

@@ -11,6 +11,7 @@ pub mod rerank;
 pub mod search;
 pub mod serve;
 pub mod train;
+pub mod tune;
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -76,6 +77,77 @@ impl ModelArgs {
             eprintln!("warning: {w}");
         }
         Ok(engine)
+    }
+}
+
+/// Where training logs come from (`train`, `tune`): exactly one of tasks,
+/// impressions, or queries with qrels.
+#[derive(Args)]
+pub struct LogArgs {
+    /// Personalised search tasks: qid, user, ts, query, target_item (TSV).
+    #[arg(long)]
+    pub tasks: Option<PathBuf>,
+    /// Impression log (JSONL: user, query, ts, shown, clicked).
+    #[arg(long)]
+    pub impressions: Option<PathBuf>,
+    /// Queries (with --qrels): graded judgements.
+    #[arg(long)]
+    pub queries: Option<PathBuf>,
+    /// TREC qrels (with --queries).
+    #[arg(long)]
+    pub qrels: Option<PathBuf>,
+    /// Use only queries whose id hashes into this half (0 or 1) of the two-fold split
+    /// that `eval --fold` uses (qrels).
+    #[arg(long)]
+    pub fold: Option<u8>,
+    /// Use at most this many tasks, impressions or queries (the first ones).
+    #[arg(long)]
+    pub limit: Option<usize>,
+}
+
+/// Logs read by [`LogArgs::read`].
+pub enum Logs {
+    Tasks(Vec<shelfrank::eval::PersonalTask>),
+    Impressions(Vec<shelfrank::rank::samples::Impression>),
+    Judgements {
+        queries: Vec<shelfrank::eval::Query>,
+        qrels: shelfrank::eval::Qrels,
+    },
+}
+
+impl LogArgs {
+    /// Reads the one source given; returns it with its file (the qrels for judgements).
+    pub fn read(&self) -> Result<(Logs, PathBuf)> {
+        use shelfrank::eval;
+        let given = [
+            self.tasks.is_some(),
+            self.impressions.is_some(),
+            self.queries.is_some() || self.qrels.is_some(),
+        ];
+        if given.iter().filter(|x| **x).count() != 1 {
+            anyhow::bail!(
+                "give exactly one source: --tasks, --impressions, or --queries with --qrels"
+            );
+        }
+        let limit = self.limit.unwrap_or(usize::MAX);
+        if let Some(path) = &self.tasks {
+            let mut tasks = eval::read_personal_tasks(path)?;
+            tasks.truncate(limit);
+            return Ok((Logs::Tasks(tasks), path.clone()));
+        }
+        if let Some(path) = &self.impressions {
+            let mut impressions = shelfrank::rank::samples::read_impressions(path)?;
+            impressions.truncate(limit);
+            return Ok((Logs::Impressions(impressions), path.clone()));
+        }
+        let (Some(q), Some(r)) = (&self.queries, &self.qrels) else {
+            anyhow::bail!("--queries and --qrels go together")
+        };
+        let mut queries = eval::read_queries(q)?;
+        queries.retain(|q| eval::in_fold(&q.qid, self.fold));
+        queries.truncate(limit);
+        let qrels = eval::read_qrels(r)?;
+        Ok((Logs::Judgements { queries, qrels }, r.clone()))
     }
 }
 

@@ -4,16 +4,14 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use clap::Args;
 
-use shelfrank::eval;
-use shelfrank::rank::samples::read_impressions;
 use shelfrank::rank::{CtrHead, HeadConfig, SampleOptions};
 use shelfrank::store::IndexPaths;
 use shelfrank::{train_head, TrainSpec, TrainingLogs};
 
-use super::{load_events, number_list, Bars, ModelArgs, DEFAULT_INDEX};
+use super::{load_events, number_list, Bars, LogArgs, Logs, ModelArgs, DEFAULT_INDEX};
 
 #[derive(Args)]
 pub struct TrainArgs {
@@ -26,30 +24,14 @@ pub struct TrainArgs {
     wait: bool,
     #[command(flatten)]
     model: ModelArgs,
-    /// Personalised search tasks: qid, user, ts, query, target_item (TSV).
-    #[arg(long)]
-    tasks: Option<PathBuf>,
-    /// Impression log (JSONL: user, query, ts, shown, clicked).
-    #[arg(long)]
-    impressions: Option<PathBuf>,
-    /// Queries (with --qrels): graded judgements as soft labels.
-    #[arg(long)]
-    queries: Option<PathBuf>,
-    /// TREC qrels (with --queries).
-    #[arg(long)]
-    qrels: Option<PathBuf>,
+    #[command(flatten)]
+    logs: LogArgs,
     /// Event files for profiles (repeatable).
     #[arg(long = "events")]
     events: Vec<PathBuf>,
     /// Candidates per task (the "shown" list).
     #[arg(long, default_value_t = SampleOptions::default().depth)]
     depth: usize,
-    /// Use at most this many tasks/queries.
-    #[arg(long)]
-    limit: Option<usize>,
-    /// Train only on queries whose id hashes into this half (0 or 1) of a two-fold split (qrels).
-    #[arg(long)]
-    fold: Option<u8>,
     /// Epochs (upper bound; early stopping on validation AUC).
     #[arg(long, default_value_t = HeadConfig::default().epochs)]
     epochs: usize,
@@ -78,36 +60,12 @@ pub struct TrainArgs {
 
 pub fn run(a: TrainArgs) -> Result<()> {
     let start = Instant::now();
-    let sources = [
-        a.tasks.is_some(),
-        a.impressions.is_some(),
-        a.queries.is_some() || a.qrels.is_some(),
-    ];
-    if sources.iter().filter(|x| **x).count() != 1 {
-        bail!(
-            "give exactly one training source: --tasks, --impressions, or --queries with --qrels"
-        );
-    }
     let engine = a.model.open(&a.index, true)?;
-    let (logs, file) = if let Some(path) = &a.tasks {
-        let mut tasks = eval::read_personal_tasks(path)?;
-        if let Some(n) = a.limit {
-            tasks.truncate(n);
-        }
-        (TrainingLogs::Tasks(tasks), path)
-    } else if let Some(path) = &a.impressions {
-        (TrainingLogs::Impressions(read_impressions(path)?), path)
-    } else {
-        let (Some(q), Some(r)) = (&a.queries, &a.qrels) else {
-            bail!("--queries and --qrels go together")
-        };
-        let mut queries = eval::read_queries(q)?;
-        queries.retain(|q| eval::in_fold(&q.qid, a.fold));
-        if let Some(n) = a.limit {
-            queries.truncate(n);
-        }
-        let qrels = eval::read_qrels(r)?;
-        (TrainingLogs::Judgements { queries, qrels }, r)
+    let (logs, file) = a.logs.read()?;
+    let logs = match logs {
+        Logs::Tasks(t) => TrainingLogs::Tasks(t),
+        Logs::Impressions(i) => TrainingLogs::Impressions(i),
+        Logs::Judgements { queries, qrels } => TrainingLogs::Judgements { queries, qrels },
     };
     let mut spec = TrainSpec::new(logs);
     spec.events = if a.events.is_empty() {
@@ -138,7 +96,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
     spec.provenance = serde_json::json!({
         "file": file.display().to_string(),
         "events": a.events.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
-        "fold": a.fold,
+        "fold": a.logs.fold,
     });
     let trained = train_head(&engine, spec, &Bars::new(a.quiet))?;
     trained.save(&a.index, a.wait)?;

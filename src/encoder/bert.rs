@@ -250,19 +250,47 @@ impl FastBert {
     /// Token states for `ids` (`batch x seq`, u32) with `mask` (`batch x seq`, 1 for
     /// real tokens, 0 for padding): `batch x seq x hidden`.
     pub(super) fn forward(&self, ids: &Tensor, mask: &Tensor) -> Result<Tensor> {
+        let lower = self.forward_lower(ids, mask, 0)?;
+        self.forward_upper(&lower, mask, 0)
+    }
+
+    /// The embeddings and layers `..upto`: `batch x seq x hidden`.
+    pub(super) fn forward_lower(&self, ids: &Tensor, mask: &Tensor, upto: usize) -> Result<Tensor> {
         let (batch, seq) = ids.dims2()?;
         let hidden = self.positions.dim(1)?;
         let x = self
             .words
             .forward(ids)?
             .broadcast_add(&self.positions.narrow(0, 0, seq)?)?;
-        let mut x = self
-            .embed_norm
-            .forward(&x)?
-            .reshape((batch * seq, hidden))?;
+        let x = self.embed_norm.forward(&x)?.reshape((batch, seq, hidden))?;
+        self.run_layers(&x, mask, 0..upto)
+    }
+
+    /// Layers `from..` over `states` (`batch x seq x hidden`, from
+    /// [`forward_lower`](Self::forward_lower)): `batch x seq x hidden`.
+    pub(super) fn forward_upper(
+        &self,
+        states: &Tensor,
+        mask: &Tensor,
+        from: usize,
+    ) -> Result<Tensor> {
+        self.run_layers(states, mask, from..self.layers.len())
+    }
+
+    fn run_layers(
+        &self,
+        x: &Tensor,
+        mask: &Tensor,
+        layers: std::ops::Range<usize>,
+    ) -> Result<Tensor> {
+        let (batch, seq, hidden) = x.dims3()?;
+        let Some(layers) = self.layers.get(layers) else {
+            candle_core::bail!("the model has {} layers", self.layers.len());
+        };
+        let mut x = x.reshape((batch * seq, hidden))?;
         let mask_bias = attention_bias(mask)?.reshape((batch, 1, 1, seq))?;
         let shape = (batch, seq, self.heads, hidden / self.heads);
-        for layer in &self.layers {
+        for layer in layers {
             x = layer.forward(&x, &mask_bias, shape, self.act)?;
         }
         x.reshape((batch, seq, hidden))

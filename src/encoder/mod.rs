@@ -22,6 +22,7 @@ mod cpu_ops;
 mod device;
 mod pooling;
 mod tiny;
+pub mod tune;
 
 pub use batch::{QueryBatcher, MAX_QUERY_BATCH};
 pub use device::{DeviceSpec, CUDA_COMPILED};
@@ -316,55 +317,19 @@ impl Encoder {
         let mut order: Vec<usize> = (0..texts.len()).collect();
         order.sort_by_key(|&i| ids[i].len());
         let chunks: Vec<&[usize]> = order.chunks(batch_size).collect();
-        let workers = self.workers.min(chunks.len()).max(1);
-        let next = std::sync::atomic::AtomicUsize::new(0);
         let done = std::sync::atomic::AtomicUsize::new(0);
-        let run_worker = || -> Result<Vec<BatchOutput>> {
-            let mut out = Vec::new();
-            loop {
-                let c = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let Some(chunk) = chunks.get(c) else { break };
-                let batch: Vec<Vec<u32>> = chunk.iter().map(|&i| ids[i].clone()).collect();
-                out.push((c, self.forward_ids(&batch)?));
-                let n =
-                    done.fetch_add(chunk.len(), std::sync::atomic::Ordering::Relaxed) + chunk.len();
-                progress(n);
-            }
-            Ok(out)
-        };
-        let results: Vec<Result<Vec<BatchOutput>>> = if workers == 1 {
-            vec![run_worker()]
-        } else {
-            std::thread::scope(|scope| {
-                let handles: Vec<_> = (0..workers)
-                    .map(|_| {
-                        scope.spawn(|| {
-                            // A one-thread pool: candle's kernels run serially here.
-                            match rayon::ThreadPoolBuilder::new().num_threads(1).build() {
-                                Ok(pool) => pool.install(run_worker),
-                                Err(e) => {
-                                    Err(Error::Encoder(format!("cannot start a worker: {e}")))
-                                }
-                            }
-                        })
-                    })
-                    .collect();
-                handles
-                    .into_iter()
-                    .map(|h| {
-                        h.join().unwrap_or_else(|_| {
-                            Err(Error::Encoder("an encoder worker panicked".into()))
-                        })
-                    })
-                    .collect()
-            })
-        };
+        let outputs = in_workers(chunks.len(), self.workers, |c| {
+            let batch: Vec<Vec<u32>> = chunks[c].iter().map(|&i| ids[i].clone()).collect();
+            let vecs = self.forward_ids(&batch)?;
+            let n = done.fetch_add(chunks[c].len(), std::sync::atomic::Ordering::Relaxed)
+                + chunks[c].len();
+            progress(n);
+            Ok(vecs)
+        })?;
         let mut out: Vec<Vec<f32>> = vec![Vec::new(); texts.len()];
-        for r in results {
-            for (c, vecs) in r? {
-                for (&i, v) in chunks[c].iter().zip(vecs) {
-                    out[i] = v;
-                }
+        for (chunk, vecs) in chunks.iter().zip(outputs) {
+            for (&i, v) in chunk.iter().zip(vecs) {
+                out[i] = v;
             }
         }
         Ok(out)
@@ -406,8 +371,64 @@ impl Encoder {
     }
 }
 
-/// A batch's index and its embeddings.
-type BatchOutput = (usize, Vec<Vec<f32>>);
+/// Runs `job(0..jobs)` on `workers` threads, each with a one-thread rayon pool so
+/// that candle's kernels run serially inside a job (data parallelism: for bulk
+/// encoding this beats splitting every matrix product across cores, which spends
+/// much of its time waking and synchronising threads on these small matrices).
+/// Returns the results in job order; the first error wins.
+pub(crate) fn in_workers<T: Send>(
+    jobs: usize,
+    workers: usize,
+    job: impl Fn(usize) -> Result<T> + Sync,
+) -> Result<Vec<T>> {
+    let workers = workers.min(jobs).max(1);
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let run_worker = || -> Result<Vec<(usize, T)>> {
+        let mut out = Vec::new();
+        loop {
+            let j = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if j >= jobs {
+                break;
+            }
+            out.push((j, job(j)?));
+        }
+        Ok(out)
+    };
+    let results: Vec<Result<Vec<(usize, T)>>> = if workers == 1 {
+        vec![run_worker()]
+    } else {
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..workers)
+                .map(|_| {
+                    scope.spawn(
+                        || match rayon::ThreadPoolBuilder::new().num_threads(1).build() {
+                            Ok(pool) => pool.install(run_worker),
+                            Err(e) => Err(Error::Encoder(format!("cannot start a worker: {e}"))),
+                        },
+                    )
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(Error::Encoder("an encoder worker panicked".into()))
+                    })
+                })
+                .collect()
+        })
+    };
+    let mut slots: Vec<Option<T>> = (0..jobs).map(|_| None).collect();
+    for r in results {
+        for (j, t) in r? {
+            slots[j] = Some(t);
+        }
+    }
+    slots
+        .into_iter()
+        .map(|s| s.ok_or_else(|| Error::Encoder("a batch was not encoded".into())))
+        .collect()
+}
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()

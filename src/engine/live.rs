@@ -151,6 +151,12 @@ impl Engine {
         }
     }
 
+    /// Rows handed out so far: the generation's, then those of products added since
+    /// (some may be deleted: [`product_at`](Self::product_at) says).
+    pub(crate) fn row_count(&self) -> u32 {
+        self.live.view.load().next_row
+    }
+
     /// The product in `row`, `None` when the row is empty or deleted.
     pub(crate) fn product_at(&self, row: u32) -> Option<&Product> {
         let changed = self.live.view.load().changed(row);
