@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Fetch the pieces of NVIDIA's CUDA 13.0 toolkit that building shelfrank with
+# `--features cuda` needs (nvcc, cicc, the runtime, cuBLAS, cuRAND, the CCCL and CRT
+# headers) as wheels from PyPI, unpack them into the git-ignored `.cuda/`, and print
+# the environment to export. For machines without a CUDA toolkit package; no GPU is
+# needed to build. Versions are pinned; the GPU machine has CUDA 13 (driver 580).
+#
+# Usage: eval "$(scripts/cuda-toolkit.sh)"   then   cargo build --release --features cuda
+#   CUDA_COMPUTE_CAP (default 90, the H100/H200) is the architecture candle's kernels
+#   are compiled for when no GPU can be asked.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+DEST="$ROOT/.cuda"
+CUDA="$DEST/nvidia/cu13"
+WHEELS=(
+    "nvidia-cuda-nvcc==13.0.88"
+    "nvidia-nvvm==13.0.88"
+    "nvidia-cuda-runtime==13.0.96"
+    "nvidia-cuda-cccl==13.0.85"
+    "nvidia-cuda-crt==13.0.88"
+    "nvidia-cublas==13.1.0.3"
+    "nvidia-curand==10.4.0.35"
+)
+
+if [[ ! -x "$CUDA/bin/nvcc" || ! -x "$CUDA/nvvm/bin/cicc" ]]; then
+    PY="$(command -v python3 || command -v python || true)"
+    if [[ -z "$PY" ]]; then
+        echo "error: python3 with pip is needed to download the CUDA wheels from PyPI" >&2
+        exit 1
+    fi
+    WORK="$(mktemp -d)"
+    trap 'rm -rf "$WORK"' EXIT
+    echo "downloading ${#WHEELS[@]} CUDA 13.0 wheels from PyPI ..." >&2
+    "$PY" -m pip download --quiet --no-deps --only-binary=:all: \
+        --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64 \
+        --platform manylinux2014_x86_64 --platform manylinux_2_12_x86_64 \
+        --platform manylinux2010_x86_64 --python-version 3.11 \
+        -d "$WORK" "${WHEELS[@]}" >&2
+    rm -rf "$DEST.partial"
+    mkdir -p "$DEST.partial"
+    for w in "$WORK"/*.whl; do
+        "$PY" -m zipfile -e "$w" "$DEST.partial/"
+    done
+    chmod +x "$DEST.partial/nvidia/cu13/bin/"* "$DEST.partial/nvidia/cu13/nvvm/bin/"*
+    rm -rf "$DEST"
+    mv "$DEST.partial" "$DEST"
+fi
+"$CUDA/bin/nvcc" --version | tail -n1 >&2
+cat <<ENV
+export CUDA_ROOT="$CUDA"
+export CUDA_PATH="$CUDA"
+export CUDA_TOOLKIT_ROOT_DIR="$CUDA"
+export PATH="$CUDA/bin:\$PATH"
+export LD_LIBRARY_PATH="$CUDA/lib\${LD_LIBRARY_PATH:+:\$LD_LIBRARY_PATH}"
+export CUDA_COMPUTE_CAP="\${CUDA_COMPUTE_CAP:-90}"
+ENV
