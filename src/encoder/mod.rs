@@ -182,11 +182,7 @@ impl Encoder {
             path: dir.join(file),
             reason,
         };
-        let config_path = dir.join("config.json");
-        let config_text =
-            std::fs::read_to_string(&config_path).map_err(|e| Error::io(&config_path, e))?;
-        let config: BertConfig = serde_json::from_str(&config_text)
-            .map_err(|e| invalid("config.json", format!("not a BERT config: {e}")))?;
+        let config = read_bert_config(dir)?;
         let pooling = Pooling::from_model_dir(dir)?;
 
         let model_limit = config.max_position_embeddings;
@@ -369,6 +365,16 @@ impl Encoder {
         };
         run().map_err(candle_err)
     }
+}
+
+/// Reads a model directory's `config.json` as a BERT config.
+fn read_bert_config(dir: &Path) -> Result<BertConfig> {
+    let path = dir.join("config.json");
+    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+    serde_json::from_str(&text).map_err(|e| Error::InvalidModel {
+        path,
+        reason: format!("not a BERT config: {e}"),
+    })
 }
 
 /// Runs `job(0..jobs)` on `workers` threads, each with a one-thread rayon pool so

@@ -173,14 +173,7 @@ pub fn tune_encoder(
         ..EncoderOptions::new(model_dir)
     })?;
     let device = opts.device.to_candle()?;
-    let config_path = model_dir.join("config.json");
-    let config: BertConfig = serde_json::from_str(
-        &std::fs::read_to_string(&config_path).map_err(|e| Error::io(&config_path, e))?,
-    )
-    .map_err(|e| Error::InvalidModel {
-        path: config_path.clone(),
-        reason: format!("not a BERT config: {e}"),
-    })?;
+    let config = super::read_bert_config(model_dir)?;
     let pooling = Pooling::from_model_dir(model_dir)?;
     let weights = model_dir.join("model.safetensors");
     let model = TrainBert::load(&weights, &config, pooling, opts.layers, &device).map_err(|e| {
@@ -247,17 +240,8 @@ pub fn tune_encoder(
         },
     )
     .map_err(candle_err)?;
-    let pairs_per_epoch: usize = {
-        let mut per_query = std::collections::HashMap::new();
-        for &(q, _) in &data.pairs {
-            *per_query.entry(q).or_insert(0usize) += 1;
-        }
-        per_query
-            .values()
-            .map(|&n| n.min(opts.pairs_per_query.max(1)))
-            .sum()
-    };
-    let batches_per_epoch = pairs_per_epoch.div_ceil(opts.batch_size);
+    let batches_per_epoch =
+        pairs_per_epoch(&data.pairs, opts.pairs_per_query).div_ceil(opts.batch_size);
     let total_steps = (batches_per_epoch * opts.epochs).max(1);
     let warmup_steps = (total_steps as f64 * opts.warmup).round() as usize;
     let positives: Vec<HashSet<usize>> = data
@@ -266,7 +250,8 @@ pub fn tune_encoder(
         .map(|p| p.iter().copied().collect())
         .collect();
     let mut step = 0;
-    let mut best = (base_ndcg, 0usize, None);
+    // The kept weights: the base's until an epoch beats it.
+    let mut best = (base_ndcg, 0usize, model.snapshot().map_err(candle_err)?);
     let mut epochs = Vec::new();
     let mut stale = 0;
     for epoch in 1..=opts.epochs {
@@ -321,7 +306,7 @@ pub fn tune_encoder(
         ));
         epochs.push(report);
         if ndcg > best.0 {
-            best = (ndcg, epoch, Some(model.snapshot().map_err(candle_err)?));
+            best = (ndcg, epoch, model.snapshot().map_err(candle_err)?);
             stale = 0;
         } else {
             stale += 1;
@@ -332,16 +317,7 @@ pub fn tune_encoder(
     }
     // Keep the best epoch; when none beat the base, that is the base.
     let (tuned_ndcg, best_epoch, snapshot) = best;
-    match &snapshot {
-        Some(s) => model.restore(s).map_err(candle_err)?,
-        None => {
-            let base = TrainBert::load(&weights, &config, pooling, opts.layers, &device)
-                .map_err(candle_err)?;
-            model
-                .restore(&base.snapshot().map_err(candle_err)?)
-                .map_err(candle_err)?;
-        }
-    }
+    model.restore(&snapshot).map_err(candle_err)?;
     Ok(TunedEncoder {
         model,
         base_dir: model_dir.to_path_buf(),
@@ -711,6 +687,16 @@ fn learning_rate(peak: f64, step: usize, warmup: usize, total: usize) -> f64 {
         let span = total.saturating_sub(warmup).max(1) as f64;
         peak * (left / span).clamp(0.0, 1.0)
     }
+}
+
+/// How many pairs an epoch of [`make_batches`] takes: every pair of a query, up to
+/// `per_query`.
+fn pairs_per_epoch(pairs: &[(usize, usize)], per_query: usize) -> usize {
+    let mut count = std::collections::HashMap::new();
+    for &(q, _) in pairs {
+        *count.entry(q).or_insert(0usize) += 1;
+    }
+    count.values().map(|&n| n.min(per_query.max(1))).sum()
 }
 
 /// One epoch's batches: `pairs` shuffled, at most `per_query` pairs of any one query

@@ -6,9 +6,9 @@
 //! through them would print a loss and learn nothing. Here LayerNorm and softmax are
 //! written from primitive tensor operations.
 //!
-//! The layers below the trainable top are frozen: their output is computed once per
-//! text ([`TrainBert::lower`]) and the training steps run only the top
-//! ([`TrainBert::upper`]).
+//! Only the trainable top layers are held here ([`TrainBert::upper`]): the frozen
+//! layers below are run once per text by the fast inference path (`bert.rs`
+//! `forward_lower`), whose output the top takes.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -89,15 +89,11 @@ const LAYER_TENSORS: [&str; 16] = [
     "output.LayerNorm.bias",
 ];
 
-/// BERT split into a frozen bottom and a trainable top.
+/// The trainable top layers of a BERT checkpoint.
 pub(crate) struct TrainBert {
-    #[cfg_attr(not(test), allow(dead_code))]
-    words: Tensor,
-    /// Position embeddings plus the token-type-0 embedding.
-    positions: Tensor,
-    #[cfg_attr(not(test), allow(dead_code))]
-    embed_norm: Norm,
+    /// Layers `first_trainable..` of the model.
     layers: Vec<Layer>,
+    hidden: usize,
     heads: usize,
     act: HiddenAct,
     pooling: Pooling,
@@ -154,31 +150,17 @@ impl TrainBert {
             candle_core::bail!("hidden_size {h} is not a multiple of num_attention_heads {heads}");
         }
         let first_trainable = layers_total - trainable;
-        let types = get("embeddings.token_type_embeddings.weight")?;
-        let positions =
-            get("embeddings.position_embeddings.weight")?.broadcast_add(&types.get(0)?)?;
         let eps = config.layer_norm_eps;
-        let embed_norm = Norm {
-            weight: get("embeddings.LayerNorm.weight")?,
-            bias: get("embeddings.LayerNorm.bias")?,
-            eps,
-        };
         let mut vars = Vec::new();
-        let mut layers = Vec::with_capacity(layers_total);
-        for i in 0..layers_total {
+        let mut layers = Vec::with_capacity(trainable);
+        for i in first_trainable..layers_total {
             let mut t = HashMap::new();
             for name in LAYER_TENSORS {
                 let local = format!("encoder.layer.{i}.{name}");
                 let tensor = get(&local)?;
-                let tensor = if i >= first_trainable {
-                    let var = Var::from_tensor(&tensor)?;
-                    let tensor = var.as_tensor().clone();
-                    vars.push((format!("{prefix}{local}"), var));
-                    tensor
-                } else {
-                    tensor
-                };
-                t.insert(name, tensor);
+                let var = Var::from_tensor(&tensor)?;
+                t.insert(name, var.as_tensor().clone());
+                vars.push((format!("{prefix}{local}"), var));
             }
             let mut take = |name: &str| t.remove(name).expect("listed in LAYER_TENSORS");
             let mut linear = |stem: &str| Linear {
@@ -208,10 +190,8 @@ impl TrainBert {
             });
         }
         Ok(TrainBert {
-            words: get("embeddings.word_embeddings.weight")?,
-            positions,
-            embed_norm,
             layers,
+            hidden: h,
             heads,
             act: config.hidden_act,
             pooling,
@@ -235,38 +215,15 @@ impl TrainBert {
 
     /// Hidden size.
     pub(crate) fn hidden(&self) -> usize {
-        self.positions.dim(1).unwrap_or(0)
+        self.hidden
     }
 
-    /// Frozen part (tests: tuning computes it with the fast inference path):
-    /// embeddings and the layers below the trainable top, for `ids`
-    /// (`batch x seq`, u32) with `mask` (`batch x seq`, 1 for tokens): `batch x seq x
-    /// hidden`, detached from any graph.
-    #[cfg(test)]
-    pub(crate) fn lower(&self, ids: &Tensor, mask: &Tensor) -> Result<Tensor> {
-        let (batch, seq) = ids.dims2()?;
-        let hidden = self.hidden();
-        let x = self
-            .words
-            .index_select(&ids.flatten_all()?, 0)?
-            .reshape((batch, seq, hidden))?
-            .broadcast_add(&self.positions.narrow(0, 0, seq)?)?;
-        let mut x = self.embed_norm.forward(&x)?;
-        let bias = attention_bias(mask)?;
-        for layer in &self.layers[..self.first_trainable] {
-            x = self.layer_forward(layer, &x, &bias)?;
-        }
-        Ok(x.detach())
-    }
-
-    /// Trainable part: the top layers over `states` (the output of [`lower`]), then
-    /// pooling and L2 normalisation: `batch x hidden`.
-    ///
-    /// [`lower`]: Self::lower
+    /// The trainable top over `states` (`batch x seq x hidden`, the output of the
+    /// frozen layers), then pooling and L2 normalisation: `batch x hidden`.
     pub(crate) fn upper(&self, states: &Tensor, mask: &Tensor) -> Result<Tensor> {
         let bias = attention_bias(mask)?;
         let mut x = states.clone();
-        for layer in &self.layers[self.first_trainable..] {
+        for layer in &self.layers {
             x = self.layer_forward(layer, &x, &bias)?;
         }
         let pooled = match self.pooling {

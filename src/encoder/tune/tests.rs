@@ -17,11 +17,15 @@ fn tiny_encoder() -> Encoder {
     Encoder::load(&EncoderOptions::new(TINY)).unwrap()
 }
 
-/// Embeds `texts` through the training model's frozen and trainable parts.
+/// Embeds `texts` as tuning does: the frozen layers by the fast inference path, the
+/// trainable top by the training model.
 fn train_embed(model: &TrainBert, encoder: &Encoder, texts: &[&str]) -> Tensor {
     let ids: Vec<Vec<u32>> = texts.iter().map(|t| encoder.tokenize(t).unwrap()).collect();
     let (ids, mask) = pad_ids(ids.iter().map(Vec::as_slice), &Device::Cpu).unwrap();
-    let lower = model.lower(&ids, &mask).unwrap();
+    let fast = fast_model(model, &tiny_config(), &Device::Cpu).unwrap();
+    let lower = fast
+        .forward_lower(&ids, &mask, model.first_trainable())
+        .unwrap();
     model.upper(&lower, &mask).unwrap()
 }
 
@@ -219,6 +223,9 @@ fn batches_cover_every_pair_with_at_most_n_per_query() {
         per_query[pairs[i].0] += 1;
     }
     assert_eq!(per_query, [3; 7]);
+    // The step count of the learning-rate schedule comes from the same cap.
+    assert_eq!(pairs_per_epoch(&pairs, 3), 21);
+    assert_eq!(pairs_per_epoch(&pairs, 100), 50);
 }
 
 #[test]
