@@ -128,6 +128,9 @@ impl IndexBuilder {
 
     /// Vectors of the index at the destination, by product id, when reusable.
     fn reusable(&self, info: &crate::encoder::ModelInfo) -> HashMap<String, (String, Vec<f32>)> {
+        // Vectors from another precision are the same model's, but a rebuild at a
+        // new precision is asked for to get its vectors: re-encode them all.
+        let precision = self.encoder.precision;
         let mut out = HashMap::new();
         if !self.reuse {
             return out;
@@ -142,6 +145,7 @@ impl IndexBuilder {
         if old.model.sha256 != info.sha256
             || old.model.dim != info.dim
             || old.model.max_tokens != info.max_tokens
+            || old.model.precision != precision
         {
             return out;
         }
@@ -286,6 +290,7 @@ impl IndexBuilder {
                 pooling: info.pooling.name().to_string(),
                 max_tokens: info.max_tokens,
                 sha256: info.sha256.clone(),
+                precision: encoder.precision(),
             },
             hnsw: HnswSettings {
                 m: self.hnsw.m,

@@ -14,7 +14,7 @@ use std::path::Path;
 
 mod common;
 
-use shelfrank::encoder::{Encoder, EncoderOptions, Implementation};
+use shelfrank::encoder::{Encoder, EncoderOptions, Implementation, Precision};
 
 #[derive(serde::Deserialize)]
 struct Reference {
@@ -142,4 +142,61 @@ fn batched_equals_single_for_the_real_model() {
         let single = enc.embed(t).unwrap();
         assert!(cosine(&single, b) >= 0.9999, "{t:?}");
     }
+}
+
+/// f16 and bf16 against f32 on the same model: every varied text, batched and
+/// single, stays close to the f32 embedding, and the reported precision is the one
+/// asked for.
+fn assert_half_precision_close(dir: &Path, min_cosine: [f32; 2]) {
+    let texts = varied_texts();
+    let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let full = load(dir, Implementation::Fast, 1);
+    let expected = full.embed_many(&texts, 4, &|_| {}).unwrap();
+    for (precision, min) in [Precision::F16, Precision::Bf16]
+        .into_iter()
+        .zip(min_cosine)
+    {
+        let mut opts = EncoderOptions::new(dir);
+        opts.precision = precision;
+        opts.workers = Some(2);
+        let half = Encoder::load(&opts).unwrap();
+        assert_eq!(half.precision(), precision);
+        let got = half.embed_many(&texts, 4, &|_| {}).unwrap();
+        for ((t, g), e) in texts.iter().zip(&got).zip(&expected) {
+            assert_eq!(g.len(), e.len());
+            let norm: f32 = g.iter().map(|x| x * x).sum::<f32>().sqrt();
+            assert!(
+                (norm - 1.0).abs() < 1e-3,
+                "{precision}: norm {norm} for {t:?}"
+            );
+            let c = cosine(g, e);
+            assert!(c >= min, "{precision}: cosine {c} < {min} for {t:?}");
+            let single = half.embed(t).unwrap();
+            let c = cosine(&single, g);
+            assert!(
+                c >= min,
+                "{precision}: batched vs single cosine {c} for {t:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn half_precision_stays_close_to_f32_on_the_tiny_model() {
+    assert_half_precision_close(Path::new("fixtures/tiny-bert"), [0.999, 0.99]);
+}
+
+#[test]
+fn half_precision_stays_close_to_f32_on_the_real_model() {
+    let Some(dir) = model_dir() else { return };
+    assert_half_precision_close(dir, [0.999, 0.99]);
+}
+
+#[test]
+fn the_reference_encoder_refuses_half_precision() {
+    let mut opts = EncoderOptions::new("fixtures/tiny-bert");
+    opts.implementation = Implementation::Reference;
+    opts.precision = Precision::Bf16;
+    let err = Encoder::load(&opts).unwrap_err().to_string();
+    assert!(err.contains("f32 only"), "{err}");
 }

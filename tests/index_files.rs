@@ -201,3 +201,36 @@ fn rebuild_reuses_unchanged_embeddings_only() {
         .unwrap();
     assert_eq!(summary.reused_embeddings, 0);
 }
+
+#[test]
+fn the_manifest_records_the_precision_and_a_new_one_re_encodes() {
+    use shelfrank::encoder::{EncoderOptions, Precision};
+    let tmp = tempfile::tempdir().unwrap();
+    let index = common::build_index(tmp.path(), "idx");
+    let products = common::products();
+    let precision_of = || {
+        let engine = Engine::open(&index).unwrap();
+        engine.manifest().model.precision
+    };
+    assert_eq!(precision_of(), Precision::F32);
+    let mut opts = EncoderOptions::new(common::TINY_MODEL);
+    opts.precision = Precision::Bf16;
+    let bf16 = |opts: &EncoderOptions| {
+        IndexBuilder::new(&index, common::TINY_MODEL)
+            .encoder_options(opts.clone())
+            .build(&products)
+            .unwrap()
+    };
+    assert_eq!(
+        bf16(&opts).reused_embeddings,
+        0,
+        "f32 vectors reused for bf16"
+    );
+    assert_eq!(precision_of(), Precision::Bf16);
+    assert_eq!(bf16(&opts).reused_embeddings, products.len());
+    // A bf16 index answers queries encoded in f32: it is the same model.
+    let engine = Engine::open(&index).unwrap();
+    assert_eq!(engine.encoder().unwrap().precision(), Precision::F32);
+    let hits = engine.search(&SearchRequest::new("faucet")).unwrap();
+    assert!(!hits.is_empty());
+}

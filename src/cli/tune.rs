@@ -64,6 +64,10 @@ pub fn run(a: TuneArgs) -> Result<()> {
             a.out.display()
         );
     }
+    if a.model.dtype.parse::<shelfrank::encoder::Precision>()? != shelfrank::encoder::Precision::F32
+    {
+        bail!("tune trains in f32; leave --dtype out (a tuned model can run at any --dtype later)");
+    }
     let engine = a.model.open(&a.index, true)?;
     let Some(encoder) = engine.encoder() else {
         bail!("the index was opened without its encoder")

@@ -17,6 +17,14 @@
 //!
 //! Differences from the reference are floating-point rounding only; tests hold the
 //! two to cosine ≥ 0.99999 (tests/encoder_reference.rs).
+//!
+//! On a GPU, or in f16/bf16 ([`super::Precision`]), the fused kernels do not apply
+//! and every step is a candle operation that runs on the tensors' own device
+//! (matrix products on cuBLAS, candle's CUDA kernels for the rest): nothing is
+//! copied back to the host before the pooled embeddings. Softmax runs in f32 on
+//! the CPU for half formats (candle's CPU softmax sums in the input format; its
+//! CUDA kernel already sums in f32), LayerNorm sums in f32 everywhere, and bf16
+//! matrix products on the CPU, which candle lacks, are done in f32 and rounded.
 
 use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::{Embedding, VarBuilder};
@@ -39,7 +47,7 @@ impl Dense {
     }
 
     fn new(weight_t: Tensor, bias: Tensor) -> Result<Dense> {
-        let bias_host = bias.to_vec1::<f32>()?;
+        let bias_host = host_f32(&bias)?;
         Ok(Dense {
             weight_t,
             bias,
@@ -49,13 +57,13 @@ impl Dense {
 
     /// `x` is `rows x in`.
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        x.matmul(&self.weight_t)?.broadcast_add(&self.bias)
+        matmul(x, &self.weight_t)?.broadcast_add(&self.bias)
     }
 
     /// `act(x·W + b)`.
-    fn forward_act(&self, x: &Tensor, act: HiddenAct) -> Result<Tensor> {
-        let y = x.matmul(&self.weight_t)?;
-        if fused_kernels_apply(&y) && act == HiddenAct::Gelu {
+    fn forward_act(&self, x: &Tensor, act: HiddenAct, fused: bool) -> Result<Tensor> {
+        let y = matmul(x, &self.weight_t)?;
+        if fused && fused_kernels_apply(&y) && act == HiddenAct::Gelu {
             return y.apply_op1_no_bwd(&BiasGelu {
                 bias: &self.bias_host,
             });
@@ -74,9 +82,10 @@ impl Dense {
         x: &Tensor,
         residual: &Tensor,
         norm: &LayerNorm,
+        fused: bool,
     ) -> Result<Tensor> {
-        let y = x.matmul(&self.weight_t)?;
-        if fused_kernels_apply(&y) && fused_kernels_apply(residual) {
+        let y = matmul(x, &self.weight_t)?;
+        if fused && fused_kernels_apply(&y) && fused_kernels_apply(residual) {
             return y.apply_op2_no_bwd(
                 residual,
                 &BiasResidualNorm {
@@ -96,6 +105,31 @@ fn fused_kernels_apply(t: &Tensor) -> bool {
     t.device().is_cpu() && t.dtype() == DType::F32 && t.is_contiguous()
 }
 
+/// A vector's values as f32 in host memory, whatever its format and device.
+fn host_f32(t: &Tensor) -> Result<Vec<f32>> {
+    t.to_dtype(DType::F32)?.to_vec1::<f32>()
+}
+
+/// `a · b`. candle's CPU backend has no bf16 matrix product, so on the CPU bf16
+/// operands are multiplied in f32 and the product rounded back to bf16, which is
+/// what a GPU's bf16 product (f32 accumulation) computes too.
+fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    if a.device().is_cpu() && a.dtype() == DType::BF16 {
+        let product = a.to_dtype(DType::F32)?.matmul(&b.to_dtype(DType::F32)?)?;
+        return product.to_dtype(DType::BF16);
+    }
+    a.matmul(b)
+}
+
+/// Softmax over the last dimension, summed in f32 (see the module docs).
+fn softmax(scores: &Tensor) -> Result<Tensor> {
+    if scores.device().is_cpu() && scores.dtype() != DType::F32 {
+        let probs = candle_nn::ops::softmax_last_dim(&scores.to_dtype(DType::F32)?)?;
+        return probs.to_dtype(scores.dtype());
+    }
+    candle_nn::ops::softmax_last_dim(scores)
+}
+
 struct LayerNorm {
     weight: Tensor,
     bias: Tensor,
@@ -109,8 +143,8 @@ impl LayerNorm {
         let weight = vb.get(size, "weight")?;
         let bias = vb.get(size, "bias")?;
         Ok(LayerNorm {
-            weight_host: weight.to_vec1::<f32>()?,
-            bias_host: bias.to_vec1::<f32>()?,
+            weight_host: host_f32(&weight)?,
+            bias_host: host_f32(&bias)?,
             weight,
             bias,
             eps: eps as f32,
@@ -168,6 +202,7 @@ impl Layer {
         mask_bias: &Tensor,
         shape: (usize, usize, usize, usize),
         act: HiddenAct,
+        fused: bool,
     ) -> Result<Tensor> {
         let (batch, seq, heads, head_dim) = shape;
         let hidden = heads * head_dim;
@@ -179,18 +214,17 @@ impl Layer {
             .permute((2, 0, 3, 1, 4))?
             .contiguous()?;
         let (q, k, v) = (qkv.get(0)?, qkv.get(1)?, qkv.get(2)?);
-        let scores = q.matmul(&k.t()?)?.broadcast_add(mask_bias)?;
-        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
-        let context = probs
-            .matmul(&v)?
+        let scores = matmul(&q, &k.t()?)?.broadcast_add(mask_bias)?;
+        let probs = softmax(&scores)?;
+        let context = matmul(&probs, &v)?
             .transpose(1, 2)?
             .reshape((batch * seq, hidden))?;
         let x = self
             .attn_out
-            .forward_residual_norm(&context, x, &self.attn_norm)?;
-        let inner = self.ffn_in.forward_act(&x, act)?;
+            .forward_residual_norm(&context, x, &self.attn_norm, fused)?;
+        let inner = self.ffn_in.forward_act(&x, act, fused)?;
         self.ffn_out
-            .forward_residual_norm(&inner, &x, &self.ffn_norm)
+            .forward_residual_norm(&inner, &x, &self.ffn_norm, fused)
     }
 }
 
@@ -203,10 +237,16 @@ pub(super) struct FastBert {
     layers: Vec<Layer>,
     heads: usize,
     act: HiddenAct,
+    /// The weights' format: activations are kept in it too.
+    dtype: DType,
+    /// Whether the fused CPU kernels may run (f32 on the CPU; tests turn them off to
+    /// check the path a GPU takes).
+    fused: bool,
 }
 
 impl FastBert {
-    /// Loads the weights under `embeddings.*` / `encoder.*`, or under
+    /// Loads the weights under `embeddings.*` / `encoder.*` in `vb`'s format and on
+    /// its device, or under
     /// `<model_type>.` as Hugging Face's pretraining checkpoints name them.
     pub(super) fn load(vb: VarBuilder, config: &Config) -> Result<FastBert> {
         match Self::load_at(&vb, config) {
@@ -244,7 +284,17 @@ impl FastBert {
             layers,
             heads,
             act: config.hidden_act,
+            dtype: vb.dtype(),
+            fused: vb.device().is_cpu() && vb.dtype() == DType::F32,
         })
+    }
+
+    /// The same model with the fused CPU kernels off: every step a plain candle
+    /// operation, as on a GPU.
+    #[cfg(test)]
+    pub(super) fn without_fused_kernels(mut self) -> FastBert {
+        self.fused = false;
+        self
     }
 
     /// Token states for `ids` (`batch x seq`, u32) with `mask` (`batch x seq`, 1 for
@@ -288,19 +338,26 @@ impl FastBert {
             candle_core::bail!("the model has {} layers", self.layers.len());
         };
         let mut x = x.reshape((batch * seq, hidden))?;
-        let mask_bias = attention_bias(mask)?.reshape((batch, 1, 1, seq))?;
+        let mask_bias = attention_bias(mask, self.dtype)?.reshape((batch, 1, 1, seq))?;
         let shape = (batch, seq, self.heads, hidden / self.heads);
         for layer in layers {
-            x = layer.forward(&x, &mask_bias, shape, self.act)?;
+            x = layer.forward(&x, &mask_bias, shape, self.act, self.fused)?;
         }
         x.reshape((batch, seq, hidden))
     }
 }
 
-/// What the attention scores get added: 0 where `mask` is 1, the most negative
-/// f32 where it is 0 (padding), as Hugging Face's `get_extended_attention_mask` does.
-fn attention_bias(mask: &Tensor) -> Result<Tensor> {
-    (mask.to_dtype(DType::F32)? - 1.0)? * f64::from(f32::MAX)
+/// What the attention scores get added, in `dtype`: 0 where `mask` is 1, and where
+/// it is 0 (padding) the most negative f32, as Hugging Face's
+/// `get_extended_attention_mask` does, or in half formats -65504, which stays
+/// finite in f16 and bf16 and still zeroes the position after softmax.
+fn attention_bias(mask: &Tensor, dtype: DType) -> Result<Tensor> {
+    let big = if dtype == DType::F32 {
+        f64::from(f32::MAX)
+    } else {
+        65504.0
+    };
+    ((mask.to_dtype(DType::F32)? - 1.0)? * big)?.to_dtype(dtype)
 }
 
 #[cfg(test)]
@@ -312,9 +369,19 @@ mod tests {
     #[test]
     fn attention_bias_is_zero_on_tokens_and_very_negative_on_padding() {
         let mask = Tensor::new(&[[1u32, 1, 0]], &candle_core::Device::Cpu).unwrap();
-        let bias = attention_bias(&mask).unwrap().to_vec2::<f32>().unwrap();
+        let bias = attention_bias(&mask, DType::F32)
+            .unwrap()
+            .to_vec2::<f32>()
+            .unwrap();
         assert_eq!(bias[0][0], 0.0);
         assert_eq!(bias[0][1], 0.0);
         assert!(bias[0][2] < -1e30);
+        for dtype in [DType::F16, DType::BF16] {
+            let bias = attention_bias(&mask, dtype).unwrap();
+            assert_eq!(bias.dtype(), dtype);
+            let bias = bias.to_dtype(DType::F32).unwrap().to_vec2::<f32>().unwrap();
+            assert_eq!(bias[0][..2], [0.0, 0.0]);
+            assert!(bias[0][2].is_finite() && bias[0][2] < -6e4, "{dtype:?}");
+        }
     }
 }

@@ -21,12 +21,14 @@ mod bert;
 mod cpu_ops;
 mod device;
 mod pooling;
+mod precision;
 mod tiny;
 pub mod tune;
 
 pub use batch::{QueryBatcher, MAX_QUERY_BATCH};
 pub use device::{DeviceSpec, CUDA_COMPILED};
 pub use pooling::Pooling;
+pub use precision::Precision;
 pub use tiny::create_tiny_model;
 
 use std::path::{Path, PathBuf};
@@ -34,6 +36,7 @@ use std::path::{Path, PathBuf};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use candle_transformers::models::bert::{BertModel, Config as BertConfig};
+use rayon::prelude::*;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use tokenizers::{Tokenizer, TruncationParams};
@@ -67,6 +70,9 @@ pub struct EncoderOptions {
     pub workers: Option<usize>,
     /// Which forward pass runs the model.
     pub implementation: Implementation,
+    /// The format of weights and activations (f32 unless asked; f16/bf16 are for
+    /// GPUs, and run only with the fast implementation).
+    pub precision: Precision,
 }
 
 /// Which implementation of BERT's forward pass an [`Encoder`] runs. Both compute the
@@ -112,6 +118,7 @@ impl EncoderOptions {
             max_tokens: None,
             workers: None,
             implementation: Implementation::default(),
+            precision: Precision::default(),
         }
     }
 }
@@ -140,6 +147,7 @@ pub struct Encoder {
     device: Device,
     info: ModelInfo,
     workers: usize,
+    precision: Precision,
 }
 
 impl std::fmt::Debug for Encoder {
@@ -214,11 +222,20 @@ impl Encoder {
             .map_err(|e| invalid("tokenizer.json", e.to_string()))?;
         tokenizer.with_padding(None);
 
+        if opts.precision != Precision::F32 && opts.implementation == Implementation::Reference {
+            return Err(Error::invalid(
+                "dtype",
+                format!(
+                    "{} with the reference encoder; it runs in f32 only (use the fast one)",
+                    opts.precision
+                ),
+            ));
+        }
         let device = opts.device.to_candle()?;
         let weights_path = dir.join("model.safetensors");
         let weights = std::fs::read(&weights_path).map_err(|e| Error::io(&weights_path, e))?;
         let sha256 = hex(&Sha256::digest(&weights));
-        let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, &device)
+        let vb = VarBuilder::from_buffered_safetensors(weights, opts.precision.dtype(), &device)
             .map_err(|e| invalid("model.safetensors", e.to_string()))?;
         let model = match opts.implementation {
             Implementation::Fast => bert::FastBert::load(vb, &config).map(Model::Fast),
@@ -245,6 +262,7 @@ impl Encoder {
             model,
             tokenizer,
             workers,
+            precision: opts.precision,
             device,
             info: ModelInfo {
                 name,
@@ -260,6 +278,20 @@ impl Encoder {
     /// The model's identity.
     pub fn info(&self) -> &ModelInfo {
         &self.info
+    }
+
+    /// The format weights and activations are held in.
+    pub fn precision(&self) -> Precision {
+        self.precision
+    }
+
+    /// Where the model runs, as `cpu` or `cuda:N`.
+    pub fn device_name(&self) -> String {
+        match self.device.location() {
+            candle_core::DeviceLocation::Cpu => "cpu".into(),
+            candle_core::DeviceLocation::Cuda { gpu_id } => format!("cuda:{gpu_id}"),
+            candle_core::DeviceLocation::Metal { gpu_id } => format!("metal:{gpu_id}"),
+        }
     }
 
     /// Embedding dimension.
@@ -306,8 +338,10 @@ impl Encoder {
         progress: &(dyn Fn(usize) + Sync),
     ) -> Result<Vec<Vec<f32>>> {
         let batch_size = batch_size.max(1);
+        // Tokenising is a few percent of a CPU encode but a large share of a GPU
+        // one, where it would otherwise run on one core: spread it over the pool.
         let ids = texts
-            .iter()
+            .par_iter()
             .map(|t| self.tokenize(t))
             .collect::<Result<Vec<_>>>()?;
         let mut order: Vec<usize> = (0..texts.len()).collect();
@@ -360,7 +394,11 @@ impl Encoder {
                     model.forward(&input, &input.zeros_like()?, Some(&mask))?
                 }
             };
-            let pooled = self.info.pooling.apply(&hidden, &mask)?;
+            // Pooled in f32 whatever the model's format.
+            let pooled = self
+                .info
+                .pooling
+                .apply(&hidden.to_dtype(DType::F32)?, &mask)?;
             pooling::l2_normalize(&pooled)?.to_vec2::<f32>()
         };
         run().map_err(candle_err)
@@ -449,4 +487,65 @@ pub fn default_model_dir() -> PathBuf {
 /// True when `dir` looks like a model directory (has the required files).
 pub fn is_model_dir(dir: &Path) -> bool {
     REQUIRED_FILES.iter().all(|f| dir.join(f).is_file())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cosine(a: &[f32], b: &[f32]) -> f32 {
+        let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+        dot / (a.iter().map(|x| x * x).sum::<f32>() * b.iter().map(|x| x * x).sum::<f32>()).sqrt()
+    }
+
+    /// The model directories to check: the tiny fixture, and the real model where
+    /// it has been fetched (CI fetches it).
+    fn model_dirs() -> Vec<PathBuf> {
+        let mut dirs = vec![PathBuf::from("fixtures/tiny-bert")];
+        let real = default_model_dir();
+        if is_model_dir(&real) {
+            dirs.push(real);
+        } else {
+            assert!(
+                std::env::var_os("SHELFRANK_REQUIRE_MODEL").is_none(),
+                "SHELFRANK_REQUIRE_MODEL is set but {} is missing",
+                real.display()
+            );
+        }
+        dirs
+    }
+
+    /// The path a GPU takes (no fused CPU kernel, every step a candle operation)
+    /// computes what the fused CPU path does, in batches that mix padding and none.
+    #[test]
+    fn the_unfused_path_matches_the_fused_one() {
+        let texts = [
+            "drill",
+            "",
+            "cordless drill with two 20V batteries and a carrying case",
+            "ÉCLAIRAGE extérieur à DEL",
+            "30 gal. electric water heater",
+        ];
+        for dir in model_dirs() {
+            let fused = Encoder::load(&EncoderOptions::new(&dir)).unwrap();
+            let mut unfused = Encoder::load(&EncoderOptions::new(&dir)).unwrap();
+            unfused.model = match unfused.model {
+                Model::Fast(m) => Model::Fast(m.without_fused_kernels()),
+                Model::Reference(_) => unreachable!("the fast implementation is the default"),
+            };
+            for batch in [1, 2, texts.len()] {
+                let a = fused.embed_many(&texts, batch, &|_| {}).unwrap();
+                let b = unfused.embed_many(&texts, batch, &|_| {}).unwrap();
+                for ((t, x), y) in texts.iter().zip(&a).zip(&b) {
+                    let diff = x
+                        .iter()
+                        .zip(y)
+                        .map(|(p, q)| (p - q).abs())
+                        .fold(0.0, f32::max);
+                    assert!(diff < 1e-5, "{}: {t:?} differs by {diff}", dir.display());
+                    assert!(cosine(x, y) > 0.99999);
+                }
+            }
+        }
+    }
 }

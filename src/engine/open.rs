@@ -7,7 +7,9 @@ use std::sync::{Arc, RwLock};
 
 use super::live::Live;
 use super::Engine;
-use crate::encoder::{DeviceSpec, Encoder, EncoderOptions, Implementation, QueryBatcher};
+use crate::encoder::{
+    DeviceSpec, Encoder, EncoderOptions, Implementation, Precision, QueryBatcher,
+};
 use crate::error::{Error, ModelMismatch, Result};
 use crate::fuse::Fusion;
 use crate::profile::{EventStore, ItemStats, ProfileConfig};
@@ -29,6 +31,7 @@ pub struct EngineBuilder {
     model_dir: Option<PathBuf>,
     device: DeviceSpec,
     implementation: Implementation,
+    precision: Precision,
     keyword_only: bool,
     fusion: Fusion,
     verify: bool,
@@ -46,6 +49,7 @@ impl EngineBuilder {
             model_dir: None,
             device: DeviceSpec::Cpu,
             implementation: Implementation::default(),
+            precision: Precision::default(),
             keyword_only: false,
             fusion: Fusion::default(),
             verify: true,
@@ -71,6 +75,12 @@ impl EngineBuilder {
     /// Runs this implementation of the encoder's forward pass (default: the fast one).
     pub fn encoder_implementation(mut self, implementation: Implementation) -> Self {
         self.implementation = implementation;
+        self
+    }
+
+    /// Holds the encoder's weights and activations in this format (default f32).
+    pub fn precision(mut self, precision: Precision) -> Self {
+        self.precision = precision;
         self
     }
 
@@ -234,6 +244,7 @@ impl EngineBuilder {
         let mut opts = EncoderOptions::new(model_dir);
         opts.device = self.device;
         opts.implementation = self.implementation;
+        opts.precision = self.precision;
         opts.max_tokens = Some(manifest.model.max_tokens);
         let enc = Encoder::load(&opts)?;
         let info = enc.info();

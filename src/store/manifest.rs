@@ -6,6 +6,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::layout::{PRODUCTS, VECTORS};
+use crate::encoder::Precision;
 use crate::error::{Error, Result};
 
 /// On-disk format version written by this build. Bump it on any incompatible
@@ -64,6 +65,11 @@ pub struct ModelRecord {
     pub max_tokens: usize,
     /// SHA-256 of `model.safetensors`, hex.
     pub sha256: String,
+    /// The format the encoder ran in when it computed the stored vectors (`f32`,
+    /// `f16`, `bf16`; absent in manifests written before the option: `f32`). Queries
+    /// may be encoded in another: it is the same model.
+    #[serde(default)]
+    pub precision: Precision,
 }
 
 /// HNSW parameters, saved so that a reopened index searches as it was tuned.

@@ -1,0 +1,93 @@
+//! The number format the encoder's weights and activations are held in: `f32`
+//! (the default), or `f16` / `bf16` for GPUs, whose tensor cores run half-precision
+//! matrix products many times faster than f32 ones.
+//!
+//! Half precision changes the embeddings slightly (README gives the measured
+//! cosine to f32); it is the same model, so an index built at one precision
+//! answers queries encoded at another. On the CPU the half formats run through
+//! candle's generic kernels, not the fused f32 ones, and are slower than f32:
+//! they are there so that the GPU path can be tested on any machine.
+
+use std::fmt;
+use std::str::FromStr;
+
+use candle_core::DType;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// Weights and activations in f32, f16 or bf16. Normalisation and softmax sums,
+/// pooling and the final L2 normalisation are accumulated in f32 whatever the
+/// choice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// 32-bit floats (the default; the fused CPU kernels run on these).
+    #[default]
+    F32,
+    /// IEEE half precision: 10-bit mantissa, range ±65504.
+    F16,
+    /// bfloat16: f32's range with an 7-bit mantissa.
+    Bf16,
+}
+
+impl Precision {
+    /// Every precision, in the order `--dtype` lists them.
+    pub const ALL: [Precision; 3] = [Precision::F32, Precision::F16, Precision::Bf16];
+
+    /// The name `--dtype` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::F32 => "f32",
+            Precision::F16 => "f16",
+            Precision::Bf16 => "bf16",
+        }
+    }
+
+    pub(crate) fn dtype(self) -> DType {
+        match self {
+            Precision::F32 => DType::F32,
+            Precision::F16 => DType::F16,
+            Precision::Bf16 => DType::BF16,
+        }
+    }
+}
+
+impl fmt::Display for Precision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Precision {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "f32" | "fp32" | "float32" => Ok(Precision::F32),
+            "f16" | "fp16" | "float16" | "half" => Ok(Precision::F16),
+            "bf16" | "bfloat16" => Ok(Precision::Bf16),
+            other => Err(Error::invalid(
+                "dtype",
+                format!("{other:?}; expected f32, f16 or bf16"),
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_names_and_aliases() {
+        for p in Precision::ALL {
+            assert_eq!(p.name().parse::<Precision>().unwrap(), p);
+            assert_eq!(p.to_string(), p.name());
+        }
+        assert_eq!("FP16".parse::<Precision>().unwrap(), Precision::F16);
+        assert_eq!("bfloat16".parse::<Precision>().unwrap(), Precision::Bf16);
+        let err = "int4".parse::<Precision>().unwrap_err().to_string();
+        assert!(err.contains("expected f32, f16 or bf16"), "{err}");
+    }
+}
