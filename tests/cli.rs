@@ -315,3 +315,81 @@ fn events_train_search_and_rerank_from_the_cli() {
         assert!(stdout.contains(m), "{m}: {stdout}");
     }
 }
+
+/// `shelfrank embed-bench` on the fixture catalog with the tiny model, plus `extra`.
+fn embed_bench(extra: &[&str]) -> (bool, String, String) {
+    let mut args = vec![
+        "embed-bench",
+        "--catalog",
+        "fixtures/catalog.jsonl",
+        "--model",
+        "fixtures/tiny-bert",
+    ];
+    args.extend_from_slice(extra);
+    shelfrank(&args)
+}
+
+#[test]
+fn embed_bench_measures_each_batch_size_and_agreement_with_the_cpu() {
+    let (ok, stdout, stderr) = embed_bench(&[
+        "--dtype",
+        "bf16",
+        "--batch-size",
+        "4,16",
+        "--repeat",
+        "1",
+        "--queries",
+        "2",
+        "--compare-cpu",
+        "20",
+    ]);
+    assert!(ok, "{stderr}");
+    for needle in [
+        "batch 4 (cpu, bf16",
+        "batch 16 (cpu, bf16",
+        "single query (cpu, bf16",
+    ] {
+        assert!(stdout.contains(needle), "{needle:?} missing from {stdout}");
+    }
+    let line = stdout
+        .lines()
+        .find(|l| l.contains("cosine to cpu f32"))
+        .unwrap_or_else(|| panic!("no agreement line in {stdout}"));
+    let lowest: f64 = line
+        .split("lowest ")
+        .nth(1)
+        .and_then(|s| s.split(',').next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no lowest cosine in {line}"));
+    assert!(lowest > 0.99 && lowest <= 1.0 + 1e-9, "{line}");
+    assert!(line.contains("over 20 titles"), "{line}");
+
+    let (ok, _, stderr) = embed_bench(&["--batch-size", "0"]);
+    assert!(!ok);
+    assert!(stderr.contains("--batch-size"), "{stderr}");
+    let (ok, _, stderr) = embed_bench(&["--dtype", "int3"]);
+    assert!(!ok);
+    assert!(stderr.contains("expected f32, f16 or bf16"), "{stderr}");
+}
+
+#[test]
+fn tune_refuses_a_half_precision_dtype() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("tuned");
+    let (ok, _, stderr) = shelfrank(&[
+        "tune",
+        "--index",
+        tmp.path().join("none").to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--dtype",
+        "f16",
+        "--queries",
+        "fixtures/queries.tsv",
+        "--qrels",
+        "fixtures/qrels.txt",
+    ]);
+    assert!(!ok);
+    assert!(stderr.contains("tune trains in f32"), "{stderr}");
+    assert!(!out.exists());
+}
