@@ -98,7 +98,7 @@ impl IndexBuilder {
         }
     }
 
-    /// Encoder options (device, max tokens).
+    /// Encoder options (device, number format, max tokens).
     pub fn encoder_options(mut self, opts: EncoderOptions) -> Self {
         self.encoder = opts;
         self
