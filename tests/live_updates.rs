@@ -251,3 +251,51 @@ fn a_damaged_update_file_is_an_error_naming_it_not_a_silent_loss() {
     let err = Engine::open(&index).unwrap_err().to_string();
     assert!(err.contains(&file.display().to_string()), "{err}");
 }
+
+#[test]
+fn a_merge_served_at_another_precision_reuses_every_vector_and_keeps_the_index_precision() {
+    use shelfrank::encoder::{EncoderOptions, Precision};
+    let dir = tempfile::tempdir().unwrap();
+    let index = dir.path().join("idx");
+    let mut opts = EncoderOptions::new(common::TINY_MODEL);
+    opts.precision = Precision::Bf16;
+    shelfrank::IndexBuilder::new(&index, common::TINY_MODEL)
+        .encoder_options(opts)
+        .build(&common::products())
+        .unwrap();
+    // Served in f32 (the default), as on a CPU after a half-precision GPU build.
+    let engine = Engine::open(&index).unwrap();
+    assert_eq!(engine.manifest().model.precision, Precision::Bf16);
+    engine
+        .upsert_products(vec![new_product("new-1", "Zebrawood Garden Hose Reel")])
+        .unwrap();
+    let summary = engine
+        .merge_updates(&shelfrank::progress::Silent)
+        .unwrap()
+        .expect("something to merge");
+    assert_eq!(
+        summary.build.reused_embeddings, summary.build.products,
+        "a merge re-encoded products"
+    );
+    let merged = Engine::open(&index).unwrap();
+    assert_eq!(merged.manifest().model.precision, Precision::Bf16);
+    assert!(merged.product("new-1").is_some());
+}
+
+#[test]
+fn a_manifest_written_before_precision_existed_opens_as_f32() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = common::build_index(dir.path(), "idx");
+    let generation = Engine::open(&index).unwrap().generation_dir().to_path_buf();
+    let path = generation.join("manifest.json");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let removed = json["model"].as_object_mut().unwrap().remove("precision");
+    assert!(removed.is_some(), "the manifest records the precision");
+    std::fs::write(&path, serde_json::to_string_pretty(&json).unwrap()).unwrap();
+    let engine = Engine::open(&index).unwrap();
+    assert_eq!(
+        engine.manifest().model.precision,
+        shelfrank::encoder::Precision::F32
+    );
+}

@@ -349,8 +349,9 @@ impl FastBert {
 
 /// What the attention scores get added, in `dtype`: 0 where `mask` is 1, and where
 /// it is 0 (padding) the most negative f32, as Hugging Face's
-/// `get_extended_attention_mask` does, or in half formats -65504, which stays
-/// finite in f16 and bf16 and still zeroes the position after softmax.
+/// `get_extended_attention_mask` does, or in half formats -65504 (f16's lowest;
+/// the sum with a negative score may round to -inf in f16, which softmax turns
+/// into 0 as well: every row keeps its real tokens, so none is all -inf).
 fn attention_bias(mask: &Tensor, dtype: DType) -> Result<Tensor> {
     let big = if dtype == DType::F32 {
         f64::from(f32::MAX)

@@ -399,11 +399,15 @@ impl Engine {
         if view.rows.is_empty() {
             return Ok(None);
         }
-        let Some(opts) = self.live.encoder_options.clone() else {
+        let Some(mut opts) = self.live.encoder_options.clone() else {
             return Err(Error::NoEncoder {
                 mode: "merge of catalog updates".into(),
             });
         };
+        // The generation's vectors are reused only at the precision they were
+        // computed in, and this engine may serve at another (an index built in f16
+        // on a GPU, served in f32 on a CPU): merge at the index's own.
+        opts.precision = self.manifest.model.precision;
         let mut products: Vec<Product> = Vec::with_capacity(self.len());
         let mut known = HashMap::new();
         for (row, p) in self.products.iter().enumerate() {

@@ -67,7 +67,8 @@ pub struct ModelRecord {
     pub sha256: String,
     /// The format the encoder ran in when it computed the stored vectors (`f32`,
     /// `f16`, `bf16`; absent in manifests written before the option: `f32`). Queries
-    /// may be encoded in another: it is the same model.
+    /// may be encoded in another: it is the same model. Products added by live
+    /// updates carry the serving engine's vectors, which a merge keeps.
     #[serde(default)]
     pub precision: Precision,
 }
