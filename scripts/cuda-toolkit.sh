@@ -57,9 +57,12 @@ if [[ "$(cat "$DEST/.complete" 2>/dev/null)" != "$WANT" ]]; then
     chmod +x "$DEST.partial/nvidia/cu13/bin/"* "$DEST.partial/nvidia/cu13/nvvm/bin/"*
     lib="$DEST.partial/nvidia/cu13/lib"
     for name in cudart cublas cublasLt curand nvrtc; do
-        versioned=$(cd "$lib" && ls "lib$name.so."* | grep -E "^lib$name\.so\.[0-9]+$" | head -n1)
+        versioned=""
+        for f in "$lib/lib$name.so."*; do
+            [[ "$f" =~ /lib$name\.so\.[0-9]+$ ]] && { versioned="${f##*/}"; break; }
+        done
         [[ -n "$versioned" ]] || { echo "error: no lib$name.so.N in the wheels" >&2; exit 1; }
-        ln -s "$versioned" "$lib/lib$name.so"
+        ln -sf "$versioned" "$lib/lib$name.so"
     done
     mkdir -p "$lib/stubs"
     echo '#include <cuda.h>' | cc -E -P -I"$DEST.partial/nvidia/cu13/include" - \

@@ -58,7 +58,7 @@ while [[ $# -gt 0 ]]; do
         --skip-bench) BENCH=0; shift ;;
         --skip-tune) TUNE=0; shift ;;
         --tune-args) TUNE_ARGS="$2"; shift 2 ;;
-        -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d'; exit 0 ;;
         *) echo "error: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -102,10 +102,9 @@ for root in nvidia.__path__:
         print(d)
 PY
 )
-    for d in "${dirs[@]}"; do
-        LD_LIBRARY_PATH="$d${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-    done
-    export LD_LIBRARY_PATH
+    # In the order found (CUDA_LIB first), ahead of the caller's own path.
+    found=$(IFS=:; echo "${dirs[*]}")
+    export LD_LIBRARY_PATH="$found${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
     missing=$(ldd "$BIN" 2>/dev/null | awk '/not found/ {print $1}' | tr '\n' ' ')
     [[ -z "$missing" ]] || die "$BIN cannot find $missing(set CUDA_LIB=DIR)"
 fi
@@ -179,6 +178,7 @@ if [[ $TUNE == 1 ]]; then
     limit=()
     [[ $QUICK == 1 ]] && limit=(--limit 500)
     read -r -a extra <<<"$TUNE_ARGS"
+    rm -rf "$WORK/tuned"
     t0=$(now)
     run "$BIN" tune --index "$WORK/hd" --device "$DEVICE" --queries "$HD/queries.dev.tsv" \
         --qrels "$HD/qrels.dev.txt" --fold 0 --epochs 1 --force "${limit[@]}" "${extra[@]}" \

@@ -44,7 +44,7 @@ if ((size > LIMIT_BYTES)); then
     exit 1
 fi
 if [[ $BASELINE == 1 ]]; then
-    cpu_bin="$ROOT/target/release/shelfrank"
+    cpu_bin="${CARGO_TARGET_DIR:-$ROOT/target}/release/shelfrank"
     (cd "$ROOT" && cargo build --quiet --release)
     "$ROOT/scripts/gpu-check.sh" --device cpu --skip-bench --skip-tune --bin "$cpu_bin" \
         --model "$DEST/stage/model" --data "$DEST/stage/data" --out "$DEST/baseline.txt" \
