@@ -344,6 +344,11 @@ fn embed_bench_measures_each_batch_size_and_agreement_with_the_cpu() {
         "20",
     ]);
     assert!(ok, "{stderr}");
+    let machine = stdout.lines().next().unwrap_or_default();
+    assert!(
+        machine.starts_with("machine: ") && machine.contains("cores, SIMD "),
+        "{stdout}"
+    );
     for needle in [
         "batch 4 (cpu, bf16",
         "batch 16 (cpu, bf16",

@@ -70,6 +70,7 @@ pub fn run(a: EmbedBenchArgs) -> Result<()> {
     if titles.is_empty() {
         bail!("{}: no titles to encode", a.catalog.display());
     }
+    println!("machine: {}", machine());
     let at = format!(
         "{}, {}, {} workers",
         enc.device_name(),
@@ -122,6 +123,26 @@ pub fn run(a: EmbedBenchArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// The CPU's model name, family and model, core count and the SIMD level the
+/// kernels use, so that figures from different machines are not taken for one.
+fn machine() -> String {
+    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let field = |key: &str| {
+        info.lines()
+            .find(|l| l.split(':').next().map(str::trim) == Some(key))
+            .and_then(|l| l.split_once(':'))
+            .map(|(_, v)| v.trim().to_string())
+    };
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    format!(
+        "{} (family {}, model {}), {cores} cores, SIMD {}",
+        field("model name").unwrap_or_else(|| std::env::consts::ARCH.to_string()),
+        field("cpu family").unwrap_or_else(|| "?".into()),
+        field("model").unwrap_or_else(|| "?".into()),
+        encoder::simd_level()
+    )
 }
 
 /// Lowest and mean cosine between paired embeddings.

@@ -15,6 +15,23 @@ use candle_core::backend::BackendStorage;
 use candle_core::{bail, CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape};
 use pulp::{Simd, WithSimd};
 
+/// The widest x86 vector instructions the CPU kernels (these and gemm's matrix
+/// products) pick at run time on this machine: `avx512`, `avx2` or `baseline`, so
+/// that speed figures name what they ran on.
+pub fn simd_level() -> &'static str {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            return "avx512";
+        }
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            return "avx2";
+        }
+    }
+    "baseline"
+}
+
 /// `0.5·x·(1 + erf(x/√2))`, BERT's exact (erf) GELU, to within 1e-6 absolute of the
 /// libm-based one for all finite `x` (tested against candle's `gelu_erf`).
 #[inline(always)]
@@ -234,6 +251,16 @@ impl WithSimd for NormPass<'_, '_> {
 mod tests {
     use super::*;
     use candle_core::{Device, Tensor};
+
+    #[test]
+    fn the_simd_level_is_one_the_kernels_know() {
+        let level = simd_level();
+        assert!(["avx512", "avx2", "baseline"].contains(&level), "{level}");
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            assert_eq!(level, "avx512");
+        }
+    }
 
     #[test]
     fn gelu_matches_candles_erf_gelu() {

@@ -26,6 +26,7 @@ mod tiny;
 pub mod tune;
 
 pub use batch::{QueryBatcher, MAX_QUERY_BATCH};
+pub use cpu_ops::simd_level;
 pub use device::{DeviceSpec, CUDA_COMPILED};
 pub use pooling::Pooling;
 pub use precision::Precision;
