@@ -159,9 +159,11 @@ impl Shared {
         if let Some(w) = fresh.head_warning() {
             eprintln!("warning: {w}");
         }
+        // The swap is counted before the new generation's gauges are set, so that
+        // a scrape never shows the new generation without its swap.
+        self.metrics.swaps.inc();
         self.metrics.set_engine(&fresh);
         self.engine.store(Arc::new(fresh));
-        self.metrics.swaps.inc();
         Ok(true)
     }
 
