@@ -128,9 +128,6 @@ impl IndexBuilder {
 
     /// Vectors of the index at the destination, by product id, when reusable.
     fn reusable(&self, info: &crate::encoder::ModelInfo) -> HashMap<String, (String, Vec<f32>)> {
-        // Vectors from another precision are the same model's, but a rebuild at a
-        // new precision is asked for to get its vectors: re-encode them all.
-        let precision = self.encoder.precision;
         let mut out = HashMap::new();
         if !self.reuse {
             return out;
@@ -145,7 +142,9 @@ impl IndexBuilder {
         if old.model.sha256 != info.sha256
             || old.model.dim != info.dim
             || old.model.max_tokens != info.max_tokens
-            || old.model.precision != precision
+            // Vectors from another precision are the same model's, but a rebuild
+            // at a new precision is asked for to get its vectors: re-encode all.
+            || old.model.precision != self.encoder.precision
         {
             return out;
         }

@@ -237,10 +237,9 @@ pub(super) struct FastBert {
     layers: Vec<Layer>,
     heads: usize,
     act: HiddenAct,
-    /// The weights' format: activations are kept in it too.
-    dtype: DType,
-    /// Whether the fused CPU kernels may run (f32 on the CPU; tests turn them off to
-    /// check the path a GPU takes).
+    /// Whether the fused CPU kernels may run where they apply
+    /// ([`fused_kernels_apply`]: f32 on the CPU); tests turn them off to check the
+    /// path a GPU takes.
     fused: bool,
 }
 
@@ -284,8 +283,7 @@ impl FastBert {
             layers,
             heads,
             act: config.hidden_act,
-            dtype: vb.dtype(),
-            fused: vb.device().is_cpu() && vb.dtype() == DType::F32,
+            fused: true,
         })
     }
 
@@ -338,7 +336,8 @@ impl FastBert {
             candle_core::bail!("the model has {} layers", self.layers.len());
         };
         let mut x = x.reshape((batch * seq, hidden))?;
-        let mask_bias = attention_bias(mask, self.dtype)?.reshape((batch, 1, 1, seq))?;
+        let mask_bias =
+            attention_bias(mask, self.positions.dtype())?.reshape((batch, 1, 1, seq))?;
         let shape = (batch, seq, self.heads, hidden / self.heads);
         for layer in layers {
             x = layer.forward(&x, &mask_bias, shape, self.act, self.fused)?;
