@@ -18,7 +18,7 @@ use crate::profile::events::now_unix;
 use crate::progress::{Progress, Silent};
 use crate::store::{
     self, layout, HnswSettings, IndexPaths, Manifest, ModelRecord, NewGeneration, VectorFile,
-    WriterLock, FORMAT_VERSION,
+    WriterLock,
 };
 use crate::text::TextIndex;
 use crate::vector::{HnswIndex, HnswParams};
@@ -276,8 +276,9 @@ impl IndexBuilder {
         store::write_products(&paths.products(), products)?;
         VectorFile::write(&paths.vectors(), &vectors)?;
         let files = store::verify::checksum_tree(&dir)?;
+        let hnsw_settings = HnswSettings::new(self.hnsw, hnsw.int8_scale());
         let manifest = Manifest {
-            format_version: FORMAT_VERSION,
+            format_version: Manifest::version_for(&hnsw_settings),
             shelfrank_version: env!("CARGO_PKG_VERSION").to_string(),
             created_unix: u64::try_from(now_unix()).unwrap_or(0),
             products: products.len(),
@@ -291,11 +292,7 @@ impl IndexBuilder {
                 sha256: info.sha256.clone(),
                 precision: encoder.precision(),
             },
-            hnsw: HnswSettings {
-                m: self.hnsw.m,
-                ef_construction: self.hnsw.ef_construction,
-                ef_search: self.hnsw.ef_search,
-            },
+            hnsw: hnsw_settings,
             files,
             updates_through: self.updates_through(),
         };

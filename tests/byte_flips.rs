@@ -11,6 +11,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use shelfrank::vector::Quantization;
 use shelfrank::{EngineBuilder, SearchRequest};
 
 /// Set in the child: "on" or "off" (checksum verification), with the pristine
@@ -171,9 +172,9 @@ fn child_process_entry() {
 
 /// Runs [`run_cases`] in a child process and fails on a panic, an abort, an
 /// exit, or a broken rule.
-fn run_child(verify: bool) {
+fn run_child(verify: bool, quantization: Quantization) {
     let tmp = tempfile::tempdir().unwrap();
-    let index = common::build_index(tmp.path(), "idx");
+    let index = common::build_index_quantized(tmp.path(), "idx", quantization);
     let output = Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
@@ -207,10 +208,17 @@ fn run_child(verify: bool) {
 
 #[test]
 fn every_damaged_byte_is_refused_with_checksums() {
-    run_child(true);
+    run_child(true, Quantization::F32);
 }
 
 #[test]
 fn no_damaged_byte_panics_or_aborts_without_checksums() {
-    run_child(false);
+    run_child(false, Quantization::F32);
+}
+
+/// The int8 graph has its own dump layout (one byte a component, other type
+/// names), read by the same checker: no damaged byte of it may get past.
+#[test]
+fn no_damaged_byte_of_an_int8_index_panics_or_aborts_without_checksums() {
+    run_child(false, Quantization::Int8);
 }

@@ -289,3 +289,48 @@ fn showcase_query_ranks_a_grill_first() {
         .unwrap();
     assert_eq!(min_max[0].id, "p005", "the microwave, first under min-max");
 }
+
+/// An index whose graph holds int8 vectors: recorded in the manifest (format 3),
+/// reopened, and its dense hits carry the exact float32 scores, in the order the
+/// float32 index gives them.
+#[test]
+fn an_int8_index_answers_with_exact_scores() {
+    use shelfrank::vector::Quantization;
+    let tmp = tempfile::tempdir().unwrap();
+    let f32_index = common::build_index_quantized(tmp.path(), "f32", Quantization::F32);
+    let int8_index = common::build_index_quantized(tmp.path(), "int8", Quantization::Int8);
+    let read = |index: &std::path::Path| -> serde_json::Value {
+        let text = std::fs::read_to_string(common::data_dir(index).join("manifest.json")).unwrap();
+        serde_json::from_str(&text).unwrap()
+    };
+    let (m32, m8) = (read(&f32_index), read(&int8_index));
+    assert_eq!(m32["format_version"], 2);
+    assert_eq!(m32["hnsw"]["quantization"], "f32");
+    assert!(m32["hnsw"].get("int8_step").is_none());
+    assert_eq!(m8["format_version"], 3);
+    assert_eq!(m8["hnsw"]["quantization"], "int8");
+    assert!(m8["hnsw"]["int8_step"].as_f64().unwrap() > 0.0);
+    let (e32, e8) = (
+        Engine::open(&f32_index).unwrap(),
+        Engine::open(&int8_index).unwrap(),
+    );
+    assert_eq!(e8.quantization(), Quantization::Int8);
+    let mut compared = 0;
+    for q in [
+        "cordless drill",
+        "shower head",
+        "led light bulb",
+        "garden hose",
+    ] {
+        let req = SearchRequest::new(q).mode(Mode::Dense).k(5);
+        let (a, b) = (e32.search(&req).unwrap(), e8.search(&req).unwrap());
+        // Same products with the same exact scores; a fixture catalog this small
+        // leaves no room for the graph walk to miss one.
+        let pairs = |hits: &[shelfrank::Hit]| -> Vec<(String, f32)> {
+            hits.iter().map(|h| (h.id.clone(), h.score)).collect()
+        };
+        assert_eq!(pairs(&a), pairs(&b), "query {q}");
+        compared += a.len();
+    }
+    assert!(compared >= 10);
+}

@@ -199,3 +199,28 @@ fn every_file_of_the_index_is_listed_with_its_checksum() {
         assert_eq!(entry["crc32"], crc32fast::hash(&bytes), "{key}");
     }
 }
+
+#[test]
+fn quantization_fields_must_agree_with_each_other_and_the_version() {
+    // An int8 graph needs a positive step ...
+    let (err, _) = open_with(|m| m["hnsw"]["quantization"] = "int8".into());
+    assert_names(&err, &["hnsw.int8_step", "finite positive"]);
+    let (err, _) = open_with(|m| {
+        m["format_version"] = 3.into();
+        m["hnsw"]["quantization"] = "int8".into();
+        m["hnsw"]["int8_step"] = (-0.5).into();
+    });
+    assert_names(&err, &["hnsw.int8_step", "-0.5"]);
+    // ... and format version 3, which older releases refuse by number.
+    let (err, _) = open_with(|m| {
+        m["hnsw"]["quantization"] = "int8".into();
+        m["hnsw"]["int8_step"] = 0.01.into();
+    });
+    assert_names(&err, &["hnsw.quantization", "format version 3"]);
+    // A float32 graph has no step.
+    let (err, _) = open_with(|m| m["hnsw"]["int8_step"] = 0.01.into());
+    assert_names(&err, &["hnsw.int8_step", "f32"]);
+    // An unknown kind is not a valid manifest.
+    let (err, _) = open_with(|m| m["hnsw"]["quantization"] = "int4".into());
+    assert_names(&err, &["not a valid manifest", "int4"]);
+}

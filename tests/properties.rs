@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 use proptest::prelude::*;
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use shelfrank::encoder::{Encoder, EncoderOptions};
-use shelfrank::vector::{exact_search, HnswIndex, HnswParams};
+use shelfrank::vector::{dot, exact_search, HnswIndex, HnswParams, Quantization};
 use shelfrank::{Engine, Mode, SearchRequest};
 
 fn random_unit_vectors(n: usize, dim: usize, seed: u64) -> Vec<Vec<f32>> {
@@ -58,13 +58,129 @@ fn hnsw_saved_and_loaded_gives_the_same_results() {
     let index = HnswIndex::build(&data, dim, HnswParams::default(), &|_| {}).unwrap();
     let tmp = tempfile::tempdir().unwrap();
     index.save(tmp.path(), "g").unwrap();
-    let loaded = HnswIndex::load(tmp.path(), "g", dim, 500, HnswParams::default()).unwrap();
+    let loaded = HnswIndex::load(tmp.path(), "g", dim, 500, HnswParams::default(), None).unwrap();
     for q in random_unit_vectors(20, dim, 2) {
         assert_eq!(
             index.search(&q, 10, None, None).unwrap(),
             loaded.search(&q, 10, None, None).unwrap()
         );
     }
+}
+
+fn int8_params() -> HnswParams {
+    HnswParams {
+        quantization: Quantization::Int8,
+        ..HnswParams::default()
+    }
+}
+
+/// Recall@10 of an int8 graph on `n` random vectors, before and after rescoring
+/// with the float32 vectors.
+fn int8_recall_at_10(n: usize, dim: usize, seed: u64) -> (f64, f64) {
+    let data = random_unit_vectors(n, dim, seed);
+    let queries = random_unit_vectors(100, dim, seed ^ 0xABCD);
+    let index = HnswIndex::build(&data, dim, int8_params(), &|_| {}).unwrap();
+    assert!(index.int8_scale().is_some());
+    let flat: Vec<f32> = data.iter().flatten().copied().collect();
+    let (mut raw, mut rescored) = (0, 0);
+    for q in &queries {
+        let truth: Vec<u32> = exact_search(&flat, dim, q, 10)
+            .iter()
+            .map(|n| n.ord)
+            .collect();
+        let count = |got: Vec<shelfrank::fuse::Candidate>| {
+            got.iter().filter(|n| truth.contains(&n.ord)).count()
+        };
+        raw += count(index.search(q, 10, None, None).unwrap());
+        rescored += count(index.search_rescored(q, 10, None, None, &flat).unwrap());
+    }
+    let total = (queries.len() * 10) as f64;
+    (raw as f64 / total, rescored as f64 / total)
+}
+
+#[test]
+fn int8_graph_recall_after_rescoring_is_at_least_095_and_not_below_before() {
+    let (raw, rescored) = int8_recall_at_10(3000, 32, 5);
+    assert!(rescored >= 0.95, "recall@10 after rescoring = {rescored}");
+    assert!(
+        rescored >= raw,
+        "rescoring lowered recall: {raw} -> {rescored}"
+    );
+}
+
+#[test]
+fn rescoring_returns_exact_scores_in_exact_order() {
+    let dim = 48;
+    let data = random_unit_vectors(2000, dim, 9);
+    let flat: Vec<f32> = data.iter().flatten().copied().collect();
+    let index = HnswIndex::build(&data, dim, int8_params(), &|_| {}).unwrap();
+    let mut approximate = 0;
+    for q in random_unit_vectors(30, dim, 10) {
+        let ef = 64;
+        let graph = index.search(&q, ef, Some(ef), None).unwrap();
+        let got = index
+            .search_rescored(&q, 10, Some(ef), None, &flat)
+            .unwrap();
+        assert_eq!(got.len(), 10);
+        // Every score is the exact inner product of its float32 row ...
+        for c in &got {
+            let row = &data[c.ord as usize];
+            assert_eq!(c.score, dot(row, &q), "row {}", c.ord);
+        }
+        // ... the order is the exact one (best first, ties by row) ...
+        for w in got.windows(2) {
+            assert!(
+                w[0].score > w[1].score || (w[0].score == w[1].score && w[0].ord < w[1].ord),
+                "{w:?}"
+            );
+        }
+        // ... and they are the exact top 10 of the candidates the walk kept.
+        let mut kept: Vec<(f32, u32)> = graph
+            .iter()
+            .map(|c| (dot(&data[c.ord as usize], &q), c.ord))
+            .collect();
+        kept.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        let expect: Vec<u32> = kept.iter().take(10).map(|x| x.1).collect();
+        let ords: Vec<u32> = got.iter().map(|c| c.ord).collect();
+        assert_eq!(ords, expect);
+        // The graph's own scores are int8 approximations, not the exact ones.
+        approximate += graph
+            .iter()
+            .filter(|c| c.score != dot(&data[c.ord as usize], &q))
+            .count();
+    }
+    assert!(
+        approximate > 0,
+        "int8 scores were all exact: rescoring tested nothing"
+    );
+}
+
+#[test]
+fn int8_graph_saved_and_loaded_gives_the_same_results_and_needs_its_scale() {
+    let dim = 16;
+    let data = random_unit_vectors(500, dim, 3);
+    let flat: Vec<f32> = data.iter().flatten().copied().collect();
+    let index = HnswIndex::build(&data, dim, int8_params(), &|_| {}).unwrap();
+    let scale = index.int8_scale().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    index.save(tmp.path(), "g").unwrap();
+    // The graph's data file holds one byte a component.
+    let data_bytes = std::fs::metadata(tmp.path().join("g.hnsw.data"))
+        .unwrap()
+        .len();
+    assert_eq!(data_bytes, 4 + 8 + 500 * (20 + dim as u64));
+    let loaded = HnswIndex::load(tmp.path(), "g", dim, 500, int8_params(), Some(scale)).unwrap();
+    for q in random_unit_vectors(20, dim, 4) {
+        assert_eq!(
+            index.search_rescored(&q, 10, None, None, &flat).unwrap(),
+            loaded.search_rescored(&q, 10, None, None, &flat).unwrap()
+        );
+    }
+    let e = HnswIndex::load(tmp.path(), "g", dim, 500, int8_params(), None).unwrap_err();
+    assert!(e.to_string().contains("int8_step"), "{e}");
+    // Read as a float32 graph, the dump is refused, naming the file.
+    let e = HnswIndex::load(tmp.path(), "g", dim, 500, HnswParams::default(), None).unwrap_err();
+    assert!(e.to_string().contains("g.hnsw.data"), "{e}");
 }
 
 fn engine() -> &'static Engine {

@@ -48,6 +48,11 @@ pub struct BuildArgs {
     /// HNSW candidate list size while searching (saved with the index).
     #[arg(long, default_value_t = HnswParams::default().ef_search)]
     hnsw_ef_search: usize,
+    /// How the HNSW graph stores its vectors: f32, or int8 (a quarter of the
+    /// memory; the graph's candidates are rescored with the float32 vectors).
+    /// Recorded in the manifest.
+    #[arg(long, default_value_t = HnswParams::default().quantization, value_parser = parse_quantization)]
+    quantization: shelfrank::vector::Quantization,
     /// Encode every product again instead of reusing unchanged products'
     /// embeddings from an index already at --index.
     #[arg(long)]
@@ -98,6 +103,7 @@ pub fn run(a: BuildArgs) -> Result<()> {
             m: a.hnsw_m,
             ef_construction: a.hnsw_ef_construction,
             ef_search: a.hnsw_ef_search,
+            quantization: a.quantization,
         })
         .batch_size(a.batch_size)
         .reuse_embeddings(!a.no_reuse)
@@ -130,4 +136,8 @@ fn human_bytes(b: u64) -> String {
     } else {
         format!("{:.1} KiB", b as f64 / 1024.0)
     }
+}
+
+fn parse_quantization(s: &str) -> Result<shelfrank::vector::Quantization, String> {
+    s.parse().map_err(|e: shelfrank::Error| e.to_string())
 }

@@ -39,7 +39,6 @@ use crate::progress::Progress;
 use crate::store::updates::{self, UpdateBatch, UpdateOp};
 use crate::store::{IndexPaths, WriterLock};
 use crate::text::DocumentTerms;
-use crate::vector::HnswParams;
 
 /// One version of an upserted product.
 pub(crate) struct Version {
@@ -425,14 +424,9 @@ impl Engine {
             );
             products.push(v.product.clone());
         }
-        let h = &self.manifest.hnsw;
         let summary = IndexBuilder::new(&self.dir, PathBuf::from(&opts.model_dir))
             .encoder_options(opts)
-            .hnsw(HnswParams {
-                m: h.m,
-                ef_construction: h.ef_construction,
-                ef_search: h.ef_search,
-            })
+            .hnsw(self.manifest.hnsw.params())
             .source(self.manifest.source.clone())
             .wait_for_lock(true)
             .known_embeddings(known)

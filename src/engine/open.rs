@@ -17,7 +17,7 @@ use crate::rank::head::HeadError;
 use crate::rank::{CtrHead, FallbackWeights, FEATURE_NAMES, FEATURE_SET_VERSION};
 use crate::store::{self, layout, IndexPaths, Manifest, VectorFile};
 use crate::text::TextIndex;
-use crate::vector::{HnswIndex, HnswParams};
+use crate::vector::HnswIndex;
 
 /// Default size of the query-embedding cache: 10,000 texts, about 15 MiB of
 /// 384-d vectors. Head queries repeat in every shop; this holds far more than a
@@ -155,17 +155,13 @@ impl EngineBuilder {
         }
         let dim = manifest.model.dim;
         let vectors = VectorFile::open(&paths.vectors(), products.len(), dim)?;
-        let params = HnswParams {
-            m: manifest.hnsw.m,
-            ef_construction: manifest.hnsw.ef_construction,
-            ef_search: manifest.hnsw.ef_search,
-        };
         let hnsw = HnswIndex::load(
             &paths.hnsw_dir(),
             layout::HNSW_BASENAME,
             dim,
             products.len(),
-            params,
+            manifest.hnsw.params(),
+            manifest.hnsw.int8_scale(),
         )?;
         let text = TextIndex::open(&paths.text_dir())?;
         if text.len() != products.len() as u64 {

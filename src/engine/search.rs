@@ -237,8 +237,9 @@ impl Engine {
                 format!("has {} dims, the index has {dim}", query.len()),
             ));
         }
+        let matrix = self.vectors.as_slice();
         let Some(mask) = mask else {
-            return self.hnsw.search(query, k, ef, None);
+            return self.hnsw.search_rescored(query, k, ef, None, matrix);
         };
         let allowed: Vec<u32> = mask
             .iter()
@@ -258,7 +259,9 @@ impl Engine {
             ));
         }
         let pred = |id: usize| mask.get(id).copied().unwrap_or(false);
-        let found = self.hnsw.search(query, k, ef, Some(&pred))?;
+        let found = self
+            .hnsw
+            .search_rescored(query, k, ef, Some(&pred), matrix)?;
         if found.len() < k.min(allowed.len()) {
             // The graph walk got stuck in a region with few allowed nodes.
             return Ok(exact_search_filtered(
@@ -280,13 +283,27 @@ impl Engine {
             .collect()
     }
 
-    /// Approximate dense top-k with an explicit `ef` (for recall/latency studies).
-    pub(crate) fn hnsw_dense(&self, query: &[f32], k: usize, ef: usize) -> Result<Vec<(u32, f32)>> {
-        Ok(self
-            .hnsw
-            .search(query, k, Some(ef), None)?
-            .into_iter()
-            .map(|n| (n.ord, n.score))
-            .collect())
+    /// Approximate dense top-k with an explicit `ef` (for recall/latency studies),
+    /// as searches run it (an int8 graph's candidates rescored), or with the
+    /// graph's own scores only (`rescore` false; the same for a float32 graph).
+    pub(crate) fn hnsw_dense(
+        &self,
+        query: &[f32],
+        k: usize,
+        ef: usize,
+        rescore: bool,
+    ) -> Result<Vec<(u32, f32)>> {
+        let found = if rescore {
+            self.hnsw
+                .search_rescored(query, k, Some(ef), None, self.vectors.as_slice())?
+        } else {
+            self.hnsw.search(query, k, Some(ef), None)?
+        };
+        Ok(found.into_iter().map(|n| (n.ord, n.score)).collect())
+    }
+
+    /// How the graph stores its vectors.
+    pub fn quantization(&self) -> crate::vector::Quantization {
+        self.manifest.hnsw.quantization
     }
 }

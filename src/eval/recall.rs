@@ -15,12 +15,18 @@ use crate::error::{Error, Result};
 pub struct RecallRow {
     /// The HNSW search breadth.
     pub ef: usize,
-    /// Share of the exact top-k found.
+    /// Share of the exact top-k found (as searches run: an int8 graph's
+    /// candidates rescored with the float32 vectors).
     pub recall: f64,
+    /// For an int8 graph, the share found by the graph's own int8 scores, before
+    /// rescoring; `None` for a float32 graph.
+    pub recall_before_rescoring: Option<f64>,
     /// Median latency of one graph search, microseconds.
     pub median_us: f64,
     /// 95th percentile latency, microseconds.
     pub p95_us: f64,
+    /// 99th percentile latency, microseconds.
+    pub p99_us: f64,
 }
 
 /// What [`hnsw_recall`] measured.
@@ -65,22 +71,32 @@ pub fn hnsw_recall(
         .map(|q| engine.exact_dense(q, k).into_iter().map(|x| x.0).collect())
         .collect();
     let total: usize = exact.iter().map(Vec::len).sum();
+    let share = |found: usize| found as f64 / total.max(1) as f64;
+    let int8 = engine.quantization() == crate::vector::Quantization::Int8;
     let mut rows = Vec::with_capacity(efs.len());
     for &ef in efs {
         let mut found = 0usize;
+        let mut found_raw = 0usize;
         let mut lat = Vec::with_capacity(qvecs.len());
         for (q, truth) in qvecs.iter().zip(&exact) {
             let t = Instant::now();
-            let got = engine.hnsw_dense(q, k, ef)?;
+            let got = engine.hnsw_dense(q, k, ef, true)?;
             lat.push(t.elapsed().as_secs_f64() * 1e6);
             found += got.iter().filter(|(o, _)| truth.contains(o)).count();
+            if int8 {
+                let raw = engine.hnsw_dense(q, k, ef, false)?;
+                found_raw += raw.iter().filter(|(o, _)| truth.contains(o)).count();
+            }
         }
         lat.sort_by(f64::total_cmp);
+        let at = |p: usize| lat.get(lat.len() * p / 100).copied().unwrap_or(0.0);
         rows.push(RecallRow {
             ef,
-            recall: found as f64 / total.max(1) as f64,
-            median_us: lat.get(lat.len() / 2).copied().unwrap_or(0.0),
-            p95_us: lat.get(lat.len() * 95 / 100).copied().unwrap_or(0.0),
+            recall: share(found),
+            recall_before_rescoring: int8.then(|| share(found_raw)),
+            median_us: at(50),
+            p95_us: at(95),
+            p99_us: at(99),
         });
     }
     Ok(HnswRecall {

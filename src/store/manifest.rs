@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::layout::{PRODUCTS, VECTORS};
 use crate::encoder::Precision;
 use crate::error::{Error, Result};
+use crate::vector::{Int8Scale, Quantization};
 
 /// On-disk format version written by this build. Bump it on any incompatible
 /// change of the files listed in the module docs; [`Manifest::read`] refuses newer
@@ -16,7 +17,16 @@ use crate::error::{Error, Result};
 /// Version 2 (with generations): `files` covers every file of the generation,
 /// the keyword index's included, and the values are bounded. Version 1 indexes must
 /// be rebuilt (a build over one keeps its events and head).
-pub const FORMAT_VERSION: u32 = 2;
+///
+/// Version 3: the HNSW graph may hold int8-quantised vectors
+/// (`hnsw.quantization`, `hnsw.int8_step`). A build writes the lowest version that
+/// describes its index ([`Manifest::version_for`]): 2 for a float32 graph, so
+/// that older shelfrank releases still open it, 3 for an int8 one, which they
+/// refuse with a clear message instead of misreading the graph.
+pub const FORMAT_VERSION: u32 = 3;
+
+/// The oldest format [`Manifest::read`] accepts.
+pub const OLDEST_FORMAT_VERSION: u32 = 2;
 
 /// Largest embedding dimension accepted: 16,384. The widest text embedders in use
 /// produce 4,096 (e5-mistral) to 8,192 dimensions; this leaves a factor of two, and
@@ -74,7 +84,7 @@ pub struct ModelRecord {
 }
 
 /// HNSW parameters, saved so that a reopened index searches as it was tuned.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct HnswSettings {
     /// Maximum number of links per node and layer (M).
     pub m: usize,
@@ -82,6 +92,43 @@ pub struct HnswSettings {
     pub ef_construction: usize,
     /// Default candidate list size while searching.
     pub ef_search: usize,
+    /// How the graph stores its vectors (`f32`, or `int8`; absent before format
+    /// version 3: `f32`).
+    #[serde(default)]
+    pub quantization: Quantization,
+    /// The int8 scale's step (the value of one integer unit): present exactly
+    /// when `quantization` is `int8`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub int8_step: Option<f32>,
+}
+
+impl HnswSettings {
+    /// The settings recorded for a graph built with `params` (and `scale`, for an
+    /// int8 graph).
+    pub fn new(params: crate::vector::HnswParams, scale: Option<Int8Scale>) -> Self {
+        HnswSettings {
+            m: params.m,
+            ef_construction: params.ef_construction,
+            ef_search: params.ef_search,
+            quantization: params.quantization,
+            int8_step: scale.map(|s| s.step()),
+        }
+    }
+
+    /// The build and search parameters.
+    pub fn params(&self) -> crate::vector::HnswParams {
+        crate::vector::HnswParams {
+            m: self.m,
+            ef_construction: self.ef_construction,
+            ef_search: self.ef_search,
+            quantization: self.quantization,
+        }
+    }
+
+    /// The int8 scale, when the graph is int8 and its step valid.
+    pub fn int8_scale(&self) -> Option<Int8Scale> {
+        self.int8_step.and_then(|s| Int8Scale::from_step(s).ok())
+    }
 }
 
 /// The content of `manifest.json`.
@@ -116,7 +163,16 @@ pub struct Manifest {
 impl Manifest {
     /// Reads and checks `dir/manifest.json`.
     pub fn read(dir: &Path) -> Result<Self> {
-        Self::read_versions(dir, FORMAT_VERSION..=FORMAT_VERSION, true)
+        Self::read_versions(dir, OLDEST_FORMAT_VERSION..=FORMAT_VERSION, true)
+    }
+
+    /// The format version a manifest with these HNSW settings is written with: the
+    /// lowest that can describe it (see [`FORMAT_VERSION`]).
+    pub fn version_for(hnsw: &HnswSettings) -> u32 {
+        match hnsw.quantization {
+            Quantization::F32 => 2,
+            Quantization::Int8 => 3,
+        }
     }
 
     /// Reads `dir/manifest.json` of this format or an older one, for a rebuild that
@@ -185,13 +241,34 @@ impl Manifest {
         range("model.dim", self.model.dim, 1, MAX_DIM)?;
         range("model.max_tokens", self.model.max_tokens, 1, MAX_TOKENS)?;
         range("products", self.products, 0, MAX_PRODUCTS)?;
-        let params = crate::vector::HnswParams {
-            m: self.hnsw.m,
-            ef_construction: self.hnsw.ef_construction,
-            ef_search: self.hnsw.ef_search,
-        };
-        if let Some((field, reason)) = params.problem() {
+        if let Some((field, reason)) = self.hnsw.params().problem() {
             return Err(bad(&format!("hnsw.{field}"), reason));
+        }
+        match (self.hnsw.quantization, self.hnsw.int8_step) {
+            (Quantization::F32, None) => {}
+            (Quantization::F32, Some(_)) => {
+                return Err(bad(
+                    "hnsw.int8_step",
+                    "present, but hnsw.quantization is f32".into(),
+                ))
+            }
+            (Quantization::Int8, step) => {
+                if step.and_then(|s| Int8Scale::from_step(s).ok()).is_none() {
+                    return Err(bad(
+                        "hnsw.int8_step",
+                        format!("{step:?}: an int8 graph needs a finite positive step"),
+                    ));
+                }
+                if self.format_version < 3 {
+                    return Err(bad(
+                        "hnsw.quantization",
+                        format!(
+                            "int8 needs format version 3, the manifest says {}",
+                            self.format_version
+                        ),
+                    ));
+                }
+            }
         }
         super::verify::check_keys(path, &self.files)?;
         super::verify::check_coverage(path, &self.files)?;

@@ -19,14 +19,16 @@
 //!   entry point: data id usize, layer u8, rank i32
 //! NAME.hnsw.data
 //!   magic u32, dim usize, then per point (in the graph's order):
-//!     magic u32, data id u64, byte length u64, dim x f32
+//!     magic u32, data id u64, byte length u64, dim x f32 (or dim x i8 for an
+//!     int8 graph, whose distance and type names differ too)
 //! ```
 
 use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 
-use super::hnsw::UnitDot;
+use super::hnsw::{Int8Dot, UnitDot};
+use super::quant::Quantization;
 use crate::error::{Error, Result};
 
 const MAGIC_DESCRIPTION: u32 = 0x002a_6779;
@@ -46,12 +48,38 @@ pub(super) struct Expected {
     pub dim: usize,
     pub m: usize,
     pub ef_construction: usize,
+    pub quantization: Quantization,
 }
 
-/// Size of a data file holding `len` vectors of `dim` floats: a 4 + usize header,
-/// then per vector a 20-byte header and the floats.
-pub(super) fn data_file_size(len: usize, dim: usize) -> u64 {
-    let per = 20u64.saturating_add((dim as u64).saturating_mul(4));
+impl Expected {
+    /// Bytes of one stored component.
+    fn component_bytes(&self) -> u64 {
+        match self.quantization {
+            Quantization::F32 => 4,
+            Quantization::Int8 => 1,
+        }
+    }
+
+    /// The distance and element type names hnsw_rs records.
+    fn names(&self) -> (&'static str, &'static str) {
+        match self.quantization {
+            Quantization::F32 => (
+                std::any::type_name::<UnitDot>(),
+                std::any::type_name::<f32>(),
+            ),
+            Quantization::Int8 => (
+                std::any::type_name::<Int8Dot>(),
+                std::any::type_name::<i8>(),
+            ),
+        }
+    }
+}
+
+/// Size of a data file holding `len` vectors of `dim` components of
+/// `component_bytes` each: a 4 + usize header, then per vector a 20-byte header and
+/// the components.
+pub(super) fn data_file_size(len: usize, dim: usize, component_bytes: u64) -> u64 {
+    let per = 20u64.saturating_add((dim as u64).saturating_mul(component_bytes));
     (4 + USIZE).saturating_add((len as u64).saturating_mul(per))
 }
 
@@ -183,7 +211,7 @@ pub(super) fn check(dir: &Path, basename: &str, exp: &Expected) -> Result<()> {
             .map_err(|e| Error::corrupt(p, format!("cannot read it: {e}")))
     };
     let data_size = size(&data_path)?;
-    let expected = data_file_size(exp.len, exp.dim);
+    let expected = data_file_size(exp.len, exp.dim, exp.component_bytes());
     if data_size != expected {
         return Err(Error::corrupt(
             &data_path,
@@ -244,8 +272,9 @@ fn walk_graph(
     g.expect_usize("ef_construction", exp.ef_construction)?;
     g.expect_usize("the point count", exp.len)?;
     g.expect_usize("the dimension", exp.dim)?;
-    g.expect_name("the distance name", std::any::type_name::<UnitDot>())?;
-    g.expect_name("the type name", std::any::type_name::<f32>())?;
+    let (dist_name, type_name) = exp.names();
+    g.expect_name("the distance name", dist_name)?;
+    g.expect_name("the type name", type_name)?;
     // Layers.
     let stored_layers = g.u8("the stored layer count")?;
     if stored_layers > LAYERS {
@@ -304,15 +333,22 @@ fn walk_graph(
                     )));
                 }
                 let bytes = data.u64("a vector's byte length")?;
-                if bytes != exp.dim as u64 * 4 {
-                    return Err(
-                        data.fail(format!("vector of {bytes} bytes, expected {}", exp.dim * 4))
-                    );
+                let expected = exp.dim as u64 * exp.component_bytes();
+                if bytes != expected {
+                    return Err(data.fail(format!("vector of {bytes} bytes, expected {expected}")));
                 }
                 for _ in 0..exp.dim {
-                    let v = data.f32("a vector component")?;
-                    if !v.is_finite() {
-                        return Err(data.fail(format!("vector component {v}")));
+                    match exp.quantization {
+                        Quantization::F32 => {
+                            let v = data.f32("a vector component")?;
+                            if !v.is_finite() {
+                                return Err(data.fail(format!("vector component {v}")));
+                            }
+                        }
+                        // Every byte is a valid int8 component.
+                        Quantization::Int8 => {
+                            data.u8("a vector component")?;
+                        }
                     }
                 }
             }

@@ -10,6 +10,7 @@ use hnsw_rs::prelude::Distance;
 use serde::{Deserialize, Serialize};
 
 use super::flat;
+use super::quant::{dot_i8, Int8Scale, Quantization};
 use crate::error::{Error, Result};
 use crate::fuse::{sort_candidates, Candidate};
 
@@ -26,6 +27,26 @@ impl Distance<f32> for UnitDot {
     }
 }
 
+/// [`UnitDot`] over int8-quantised unit vectors: `1 - step²·a.b`, clamped at 0.
+#[derive(Debug, Clone, Copy)]
+pub struct Int8Dot {
+    step2: f32,
+}
+
+impl Int8Dot {
+    fn new(scale: Int8Scale) -> Self {
+        Int8Dot {
+            step2: scale.step() * scale.step(),
+        }
+    }
+}
+
+impl Distance<i8> for Int8Dot {
+    fn eval(&self, va: &[i8], vb: &[i8]) -> f32 {
+        (1.0 - dot_i8(va, vb) as f32 * self.step2).max(0.0)
+    }
+}
+
 /// HNSW build and search parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HnswParams {
@@ -37,6 +58,12 @@ pub struct HnswParams {
     /// Candidate list size while searching (raised to k when smaller). Chosen from
     /// the ef/recall table in README.md (Home Depot embeddings).
     pub ef_search: usize,
+    /// How the graph stores its vectors. With [`Quantization::Int8`] the graph
+    /// holds int8 copies (a quarter of the memory) and
+    /// [`HnswIndex::search_rescored`] rescores the candidates with the float32
+    /// vectors.
+    #[serde(default)]
+    pub quantization: Quantization,
 }
 
 impl Default for HnswParams {
@@ -45,6 +72,7 @@ impl Default for HnswParams {
             m: 16,
             ef_construction: 200,
             ef_search: 128,
+            quantization: Quantization::F32,
         }
     }
 }
@@ -93,20 +121,66 @@ impl HnswParams {
 /// Maximum number of layers (hnsw_rs's upper bound is 16).
 const MAX_LAYERS: usize = 16;
 
-type Graph<'a> = Hnsw<'a, f32, UnitDot>;
+type GraphF32<'a> = Hnsw<'a, f32, UnitDot>;
+type GraphI8<'a> = Hnsw<'a, i8, Int8Dot>;
 
 self_cell::self_cell!(
-    /// A graph reloaded from disk borrows from its loader; keep both together.
-    struct Loaded {
+    /// A float32 graph reloaded from disk borrows from its loader; keep both together.
+    struct LoadedF32 {
         owner: HnswIo,
         #[not_covariant]
-        dependent: Graph,
+        dependent: GraphF32,
+    }
+);
+
+self_cell::self_cell!(
+    /// An int8 graph reloaded from disk, with its loader.
+    struct LoadedI8 {
+        owner: HnswIo,
+        #[not_covariant]
+        dependent: GraphI8,
     }
 );
 
 enum Inner {
-    Built(Graph<'static>),
-    Loaded(Loaded),
+    BuiltF32(GraphF32<'static>),
+    LoadedF32(LoadedF32),
+    BuiltI8(GraphI8<'static>, Int8Scale),
+    LoadedI8(LoadedI8, Int8Scale),
+}
+
+/// Runs `$body` with `$g` bound to the graph of whichever variant `$inner` is.
+macro_rules! with_graph {
+    ($inner:expr, |$g:ident| $body:expr) => {
+        match $inner {
+            Inner::BuiltF32($g) => $body,
+            Inner::LoadedF32(l) => l.with_dependent(|_, $g| $body),
+            Inner::BuiltI8($g, _) => $body,
+            Inner::LoadedI8(l, _) => l.with_dependent(|_, $g| $body),
+        }
+    };
+}
+
+/// The graph's answer before conversion: (row, distance).
+type Found = Vec<(usize, f32)>;
+
+/// One graph walk for `query` (already in the graph's element type).
+fn walk<T, D>(
+    g: &Hnsw<'_, T, D>,
+    query: &[T],
+    k: usize,
+    ef: usize,
+    filter: Option<&dyn hnsw_rs::filter::FilterT>,
+) -> Found
+where
+    T: Clone + Send + Sync + serde::Serialize + serde::de::DeserializeOwned + std::fmt::Debug,
+    D: Distance<T> + Send + Sync,
+{
+    let found = match filter {
+        Some(f) => g.search_filter(query, k, ef, Some(f)),
+        None => g.search(query, k, ef),
+    };
+    found.into_iter().map(|n| (n.d_id, n.distance)).collect()
 }
 
 /// An HNSW graph over unit vectors; rows are product ordinals.
@@ -125,13 +199,35 @@ impl std::fmt::Debug for HnswIndex {
             .field("dim", &self.dim)
             .field("len", &self.len)
             .field("params", &self.params)
+            .field("int8_scale", &self.int8_scale())
             .finish()
+    }
+}
+
+/// Inserts `vectors` into `graph` in chunks, reporting progress after each.
+fn insert_all<T, D>(graph: &Hnsw<'static, T, D>, vectors: &[Vec<T>], progress: &dyn Fn(usize))
+where
+    T: Clone + Send + Sync + serde::Serialize + serde::de::DeserializeOwned + std::fmt::Debug,
+    D: Distance<T> + Send + Sync,
+{
+    const CHUNK: usize = 2048;
+    let mut done = 0;
+    for (c, chunk) in vectors.chunks(CHUNK).enumerate() {
+        let batch: Vec<(&[T], usize)> = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (v.as_slice(), c * CHUNK + i))
+            .collect();
+        graph.parallel_insert_slice(&batch);
+        done += chunk.len();
+        progress(done);
     }
 }
 
 impl HnswIndex {
     /// Builds a graph over `vectors` (all `dim` long), inserting in parallel.
-    /// `progress` is called with the number of vectors inserted so far.
+    /// `progress` is called with the number of vectors inserted so far. With
+    /// [`Quantization::Int8`] the scale is calibrated on `vectors` first.
     pub fn build(
         vectors: &[Vec<f32>],
         dim: usize,
@@ -145,28 +241,35 @@ impl HnswIndex {
                 format!("row {i} has {} dims, expected {dim}", v.len()),
             ));
         }
-        let graph: Graph<'static> = Hnsw::new(
-            params.m,
-            vectors.len().max(1),
-            MAX_LAYERS,
-            params.ef_construction,
-            UnitDot,
-        );
-        // Insert in chunks so that progress can be reported.
-        const CHUNK: usize = 2048;
-        let mut done = 0;
-        for (c, chunk) in vectors.chunks(CHUNK).enumerate() {
-            let batch: Vec<(&[f32], usize)> = chunk
-                .iter()
-                .enumerate()
-                .map(|(i, v)| (v.as_slice(), c * CHUNK + i))
-                .collect();
-            graph.parallel_insert_slice(&batch);
-            done += chunk.len();
-            progress(done);
-        }
+        let capacity = vectors.len().max(1);
+        let inner = match params.quantization {
+            Quantization::F32 => {
+                let graph: GraphF32<'static> = Hnsw::new(
+                    params.m,
+                    capacity,
+                    MAX_LAYERS,
+                    params.ef_construction,
+                    UnitDot,
+                );
+                insert_all(&graph, vectors, progress);
+                Inner::BuiltF32(graph)
+            }
+            Quantization::Int8 => {
+                let scale = Int8Scale::calibrate(vectors);
+                let quantised: Vec<Vec<i8>> = vectors.iter().map(|v| scale.quantize(v)).collect();
+                let graph: GraphI8<'static> = Hnsw::new(
+                    params.m,
+                    capacity,
+                    MAX_LAYERS,
+                    params.ef_construction,
+                    Int8Dot::new(scale),
+                );
+                insert_all(&graph, &quantised, progress);
+                Inner::BuiltI8(graph, scale)
+            }
+        };
         Ok(HnswIndex {
-            inner: Inner::Built(graph),
+            inner,
             dim,
             len: vectors.len(),
             params,
@@ -174,12 +277,18 @@ impl HnswIndex {
         })
     }
 
+    /// The int8 scale of a quantised graph (recorded in the manifest), `None` for
+    /// a float32 one.
+    pub fn int8_scale(&self) -> Option<Int8Scale> {
+        match &self.inner {
+            Inner::BuiltI8(_, s) | Inner::LoadedI8(_, s) => Some(*s),
+            Inner::BuiltF32(_) | Inner::LoadedF32(_) => None,
+        }
+    }
+
     /// Writes the graph into `dir` (hnsw_rs's dump format, base name `basename`).
     pub fn save(&self, dir: &Path, basename: &str) -> Result<()> {
-        let res = match &self.inner {
-            Inner::Built(g) => g.file_dump(dir, basename),
-            Inner::Loaded(l) => l.with_dependent(|_, g| g.file_dump(dir, basename)),
-        };
+        let res = with_graph!(&self.inner, |g| g.file_dump(dir, basename));
         match res {
             Ok(written) if written == basename => Ok(()),
             Ok(other) => Err(Error::VectorIndex(format!(
@@ -194,17 +303,18 @@ impl HnswIndex {
     }
 
     /// Loads a graph written by [`HnswIndex::save`], holding `len` vectors of `dim`
-    /// floats built with `params`. The dump files are checked field by field first
-    /// (sizes, magic numbers, ids, lengths; see `dump.rs`), because hnsw_rs aborts
-    /// the process on some damaged input; a damaged dump is a
-    /// [`Error::CorruptIndex`] naming the file, and a panic inside hnsw_rs one
-    /// naming `dir`.
+    /// components built with `params` (and, for an int8 graph, `scale`, which it
+    /// requires). The dump files are checked field by field first (sizes, magic
+    /// numbers, ids, lengths; see `dump.rs`), because hnsw_rs aborts the process on
+    /// some damaged input; a damaged dump is a [`Error::CorruptIndex`] naming the
+    /// file, and a panic inside hnsw_rs one naming `dir`.
     pub fn load(
         dir: &Path,
         basename: &str,
         dim: usize,
         len: usize,
         params: HnswParams,
+        scale: Option<Int8Scale>,
     ) -> Result<Self> {
         super::dump::check(
             dir,
@@ -214,28 +324,48 @@ impl HnswIndex {
                 dim,
                 m: params.m,
                 ef_construction: params.ef_construction,
+                quantization: params.quantization,
             },
         )?;
         let io = HnswIo::new(dir, basename);
-        let loaded = catch_unwind(AssertUnwindSafe(|| {
-            Loaded::try_new(io, |io| io.load_hnsw_with_dist::<f32, UnitDot>(UnitDot))
-        }));
-        let loaded = match loaded {
-            Ok(Ok(l)) => l,
-            Ok(Err(e)) => {
-                return Err(Error::corrupt(
+        fn fail<L>(dir: &Path, e: std::thread::Result<anyhow::Result<L>>) -> Result<L> {
+            match e {
+                Ok(Ok(l)) => Ok(l),
+                Ok(Err(e)) => Err(Error::corrupt(
                     dir,
                     format!("cannot load the HNSW graph: {e}"),
+                )),
+                Err(_) => Err(Error::corrupt(dir, "the HNSW graph files are inconsistent")),
+            }
+        }
+        let inner = match (params.quantization, scale) {
+            (Quantization::F32, _) => Inner::LoadedF32(fail(
+                dir,
+                catch_unwind(AssertUnwindSafe(|| {
+                    LoadedF32::try_new(io, |io| io.load_hnsw_with_dist::<f32, UnitDot>(UnitDot))
+                })),
+            )?),
+            (Quantization::Int8, Some(scale)) => {
+                let dist = Int8Dot::new(scale);
+                let loaded = fail(
+                    dir,
+                    catch_unwind(AssertUnwindSafe(|| {
+                        LoadedI8::try_new(io, |io| io.load_hnsw_with_dist::<i8, Int8Dot>(dist))
+                    })),
+                )?;
+                Inner::LoadedI8(loaded, scale)
+            }
+            (Quantization::Int8, None) => {
+                return Err(Error::invalid(
+                    "hnsw quantization",
+                    "an int8 graph needs its scale (the manifest's hnsw.int8_step)",
                 ))
             }
-            Err(_) => return Err(Error::corrupt(dir, "the HNSW graph files are inconsistent")),
         };
-        let (found_len, found_dim) = loaded.with_dependent(|_, g| {
-            (
-                g.get_nb_point(),
-                g.get_point_indexation().get_data_dimension(),
-            )
-        });
+        let (found_len, found_dim) = with_graph!(&inner, |g| (
+            g.get_nb_point(),
+            g.get_point_indexation().get_data_dimension()
+        ));
         if found_len != len || (len > 0 && found_dim != dim) {
             return Err(Error::corrupt(
                 dir,
@@ -243,7 +373,7 @@ impl HnswIndex {
             ));
         }
         Ok(HnswIndex {
-            inner: Inner::Loaded(loaded),
+            inner,
             dim,
             len,
             params,
@@ -266,14 +396,13 @@ impl HnswIndex {
         self.params
     }
 
-    /// The `k` approximate nearest rows to `query`, best first. `ef` defaults to
-    /// the saved `ef_search`; it is raised to `k` when smaller. When `allowed` is
-    /// given, only rows for which it returns true are returned.
-    pub fn search(
+    /// One graph walk returning up to `n` rows with the graph's own scores
+    /// (approximate for an int8 graph).
+    fn walk(
         &self,
         query: &[f32],
-        k: usize,
-        ef: Option<usize>,
+        n: usize,
+        ef: usize,
         allowed: Option<&(dyn Fn(usize) -> bool + Sync)>,
     ) -> Result<Vec<Candidate>> {
         if query.len() != self.dim {
@@ -282,18 +411,19 @@ impl HnswIndex {
                 format!("has {} dims, the index has {}", query.len(), self.dim),
             ));
         }
-        if k == 0 || self.len == 0 {
+        if n == 0 || self.len == 0 {
             return Ok(Vec::new());
         }
-        let ef = ef.unwrap_or(self.params.ef_search).max(k);
         let filter = allowed.map(|f| move |id: &usize| f(*id));
-        let run = |g: &Graph<'_>| match &filter {
-            Some(f) => g.search_filter(query, k, ef, Some(f as &dyn hnsw_rs::filter::FilterT)),
-            None => g.search(query, k, ef),
-        };
+        let filter = filter.as_ref().map(|f| f as &dyn hnsw_rs::filter::FilterT);
         let found = catch_unwind(AssertUnwindSafe(|| match &self.inner {
-            Inner::Built(g) => run(g),
-            Inner::Loaded(l) => l.with_dependent(|_, g| run(g)),
+            Inner::BuiltF32(g) => walk(g, query, n, ef, filter),
+            Inner::LoadedF32(l) => l.with_dependent(|_, g| walk(g, query, n, ef, filter)),
+            Inner::BuiltI8(g, s) => walk(g, &s.quantize(query), n, ef, filter),
+            Inner::LoadedI8(l, s) => {
+                let q = s.quantize(query);
+                l.with_dependent(|_, g| walk(g, &q, n, ef, filter))
+            }
         }))
         .map_err(|_| match &self.dir {
             Some(dir) => Error::corrupt(dir, "hnsw_rs panicked while searching the graph"),
@@ -301,14 +431,54 @@ impl HnswIndex {
         })?;
         let mut out: Vec<Candidate> = found
             .into_iter()
-            .filter(|n| n.d_id < self.len)
-            .map(|n| Candidate {
-                ord: n.d_id as u32,
-                score: 1.0 - n.distance,
+            .filter(|&(id, _)| id < self.len)
+            .map(|(id, distance)| Candidate {
+                ord: id as u32,
+                score: 1.0 - distance,
             })
             .collect();
         sort_candidates(&mut out);
-        out.truncate(k);
+        out.truncate(n);
         Ok(out)
+    }
+
+    /// The `k` approximate nearest rows to `query`, best first, with the graph's
+    /// scores (exact cosines for a float32 graph, int8 approximations for a
+    /// quantised one: see [`search_rescored`](Self::search_rescored)). `ef`
+    /// defaults to the saved `ef_search`; it is raised to `k` when smaller. When
+    /// `allowed` is given, only rows for which it returns true are returned.
+    pub fn search(
+        &self,
+        query: &[f32],
+        k: usize,
+        ef: Option<usize>,
+        allowed: Option<&(dyn Fn(usize) -> bool + Sync)>,
+    ) -> Result<Vec<Candidate>> {
+        let ef = ef.unwrap_or(self.params.ef_search).max(k);
+        self.walk(query, k, ef, allowed)
+    }
+
+    /// Like [`search`](Self::search), with exact scores: for an int8 graph, every
+    /// candidate the walk kept (`ef` of them, not only `k`) is rescored with its
+    /// float32 row of `matrix` (row-major, `dim` wide: the index's `vectors.f32`),
+    /// and the best `k` of those are returned in exact order. A float32 graph's
+    /// scores are already exact, so it is [`search`](Self::search).
+    pub fn search_rescored(
+        &self,
+        query: &[f32],
+        k: usize,
+        ef: Option<usize>,
+        allowed: Option<&(dyn Fn(usize) -> bool + Sync)>,
+        matrix: &[f32],
+    ) -> Result<Vec<Candidate>> {
+        if self.int8_scale().is_none() {
+            return self.search(query, k, ef, allowed);
+        }
+        let ef = ef.unwrap_or(self.params.ef_search).max(k);
+        let kept = self.walk(query, ef, ef, allowed)?;
+        let rows: Vec<u32> = kept.iter().map(|c| c.ord).collect();
+        Ok(flat::exact_search_filtered(
+            matrix, self.dim, query, k, &rows,
+        ))
     }
 }

@@ -50,6 +50,25 @@ pub fn build_index_with(dir: &Path, name: &str, model: &Path) -> PathBuf {
     index
 }
 
+/// Builds the fixture catalog into `dir/name` with the tiny model and an HNSW
+/// graph storing its vectors as `quantization` says.
+#[allow(dead_code)]
+pub fn build_index_quantized(
+    dir: &Path,
+    name: &str,
+    quantization: shelfrank::vector::Quantization,
+) -> PathBuf {
+    let index = dir.join(name);
+    IndexBuilder::new(&index, TINY_MODEL)
+        .hnsw(shelfrank::vector::HnswParams {
+            quantization,
+            ..Default::default()
+        })
+        .build(&products())
+        .expect("build fixture index");
+    index
+}
+
 /// The directory holding the index's `manifest.json` and the files it lists: the
 /// index directory itself, or the one sub-directory of it that holds a manifest.
 pub fn data_dir(index: &Path) -> PathBuf {
