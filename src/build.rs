@@ -80,6 +80,9 @@ pub struct IndexBuilder {
     /// The `updates_through` to record; `None`: the live generation's (a rebuild
     /// from a catalog file keeps the pending live updates applying on top).
     updates_through: Option<u64>,
+    /// Parts of precomputed embeddings ([`crate::parts`]): when given, the build
+    /// encodes nothing and takes every vector from them.
+    parts: Vec<PathBuf>,
 }
 
 impl IndexBuilder {
@@ -95,7 +98,18 @@ impl IndexBuilder {
             wait_for_lock: false,
             known: HashMap::new(),
             updates_through: None,
+            parts: Vec::new(),
         }
+    }
+
+    /// Takes every product's vector from these parts of precomputed embeddings
+    /// (written by [`crate::parts::embed_part`], `shelfrank embed`) instead of
+    /// encoding: each part must come from this builder's model, and together they
+    /// must hold every product exactly once, embedded from its current text
+    /// ([`crate::parts::assemble`]). The model is still loaded, for its checksum.
+    pub fn precomputed_embeddings(mut self, parts: Vec<PathBuf>) -> Self {
+        self.parts = parts;
+        self
     }
 
     /// Encoder options (device, number format, max tokens).
@@ -224,14 +238,52 @@ impl IndexBuilder {
         store::generation::check_buildable(&self.dest)?;
         let encoder = Encoder::load(&self.encoder)?;
         let info = encoder.info().clone();
+        let precomputed = if self.parts.is_empty() {
+            None
+        } else {
+            let parts = self
+                .parts
+                .iter()
+                .map(|p| crate::parts::Part::open(p))
+                .collect::<Result<Vec<_>>>()?;
+            Some(crate::parts::assemble(products, &parts, &info)?)
+        };
         let staging = NewGeneration::begin(&self.dest)?;
-        let dir = staging.path().to_path_buf();
-        let paths = IndexPaths::new(&dir);
 
         // 1. Embeddings.
         let t = Instant::now();
+        let (vectors, reused, precision) = match precomputed {
+            Some((vectors, precision)) => (vectors, products.len(), precision),
+            None => {
+                let (vectors, reused) = self.encode(products, &encoder, &info, progress)?;
+                (vectors, reused, encoder.precision())
+            }
+        };
+        let encode_secs = t.elapsed().as_secs_f64();
+        self.finish(
+            products,
+            vectors,
+            reused,
+            precision,
+            &info,
+            staging,
+            progress,
+            start,
+            encode_secs,
+        )
+    }
+
+    /// Every product's vector, reusing what [`Self::reusable`] and the known
+    /// embeddings offer and encoding the rest; and how many were reused.
+    fn encode(
+        &self,
+        products: &[Product],
+        encoder: &Encoder,
+        info: &crate::encoder::ModelInfo,
+        progress: &dyn Progress,
+    ) -> Result<(Vec<Vec<f32>>, usize)> {
         let texts: Vec<String> = products.iter().map(embedding_text).collect();
-        let mut old = self.reusable(&info);
+        let mut old = self.reusable(info);
         old.extend(self.known.iter().map(|(k, v)| (k.clone(), v.clone())));
         let mut vectors: Vec<Vec<f32>> = Vec::with_capacity(products.len());
         let mut todo: Vec<usize> = Vec::new();
@@ -253,7 +305,25 @@ impl IndexBuilder {
         for (i, v) in todo.into_iter().zip(fresh) {
             vectors[i] = v;
         }
-        let encode_secs = t.elapsed().as_secs_f64();
+        Ok((vectors, reused))
+    }
+
+    /// Graph, keyword index, files and manifest for `vectors`, then the publish.
+    #[allow(clippy::too_many_arguments)]
+    fn finish(
+        &self,
+        products: &[Product],
+        vectors: Vec<Vec<f32>>,
+        reused: usize,
+        precision: crate::encoder::Precision,
+        info: &crate::encoder::ModelInfo,
+        staging: NewGeneration,
+        progress: &dyn Progress,
+        start: Instant,
+        encode_secs: f64,
+    ) -> Result<BuildSummary> {
+        let dir = staging.path().to_path_buf();
+        let paths = IndexPaths::new(&dir);
 
         // 2. HNSW graph.
         let t = Instant::now();
@@ -290,7 +360,7 @@ impl IndexBuilder {
                 pooling: info.pooling.name().to_string(),
                 max_tokens: info.max_tokens,
                 sha256: info.sha256.clone(),
-                precision: encoder.precision(),
+                precision,
             },
             hnsw: hnsw_settings,
             files,

@@ -100,7 +100,7 @@ pub enum Error {
 
     /// The index was written in another on-disk format (older: rebuild it; a build
     /// over it keeps its events and head. Newer: upgrade shelfrank).
-    #[error("index {path} has format version {found}, this shelfrank reads version {supported}\nhint: rebuild the index with this version, or upgrade shelfrank")]
+    #[error("index {path} has format version {found}, this shelfrank reads versions 2 to {supported}\nhint: rebuild the index with this version, or upgrade shelfrank")]
     UnsupportedFormat {
         /// The index directory.
         path: PathBuf,
@@ -114,6 +114,16 @@ pub enum Error {
     #[error("index file {path} is corrupt: {reason}\nhint: rebuild the index")]
     CorruptIndex {
         /// The damaged file.
+        path: PathBuf,
+        /// What check failed.
+        reason: String,
+    },
+
+    /// A part of precomputed embeddings (`shelfrank embed`, `build --embeddings`)
+    /// is damaged, from another model, or does not cover the catalog.
+    #[error("embeddings part {path}: {reason}")]
+    Embeddings {
+        /// The part's file (or directory) at fault.
         path: PathBuf,
         /// What check failed.
         reason: String,
@@ -251,6 +261,7 @@ impl Error {
             | Error::IndexNotFound { .. }
             | Error::UnsupportedFormat { .. }
             | Error::InvalidArgument { .. }
+            | Error::Embeddings { .. }
             | Error::NoHead { .. }
             | Error::NoEncoder { .. } => true,
             // A conflict with another writer (HTTP 409): retrying later succeeds.

@@ -65,6 +65,7 @@ pub mod error;
 pub mod eval;
 pub mod fuse;
 mod lines;
+pub mod parts;
 pub mod profile;
 pub mod progress;
 pub mod rank;

@@ -16,6 +16,9 @@ struct Cli {
 enum Command {
     /// Build an index from a product catalog (JSONL, CSV or TSV).
     Build(cli::build::BuildArgs),
+    /// Embed a catalog part into a directory of precomputed embeddings, for
+    /// `build --embeddings` (a build spread over machines, e.g. Spark executors).
+    Embed(cli::embed::EmbedArgs),
     /// Search an index.
     Search(cli::search::SearchArgs),
     /// Evaluate retrieval modes against graded judgements (TREC qrels), or
@@ -45,6 +48,7 @@ fn main() {
     let _failpoints = fail::FailScenario::setup();
     let res = match Cli::parse().command {
         Command::Build(a) => cli::build::run(a),
+        Command::Embed(a) => cli::embed::run(a),
         Command::Search(a) => cli::search::run(a),
         Command::Eval(a) => cli::eval::run(a),
         Command::HnswRecall(a) => cli::recall::run(a),

@@ -11,16 +11,12 @@ use shelfrank::{encoder, HnswParams, IndexBuilder};
 
 use super::{Bars, ModelArgs, DEFAULT_INDEX};
 
+/// Which catalog file, and how to read it (shared by `build` and `embed`).
 #[derive(Args)]
-pub struct BuildArgs {
+pub struct CatalogArgs {
     /// Catalog file.
     #[arg(long)]
-    catalog: PathBuf,
-    /// Where to write the index (replaced atomically if it exists).
-    #[arg(long, default_value = DEFAULT_INDEX)]
-    index: PathBuf,
-    #[command(flatten)]
-    model: ModelArgs,
+    pub catalog: PathBuf,
     /// Catalog format: jsonl, csv or tsv (default: from the file extension).
     #[arg(long)]
     format: Option<String>,
@@ -33,6 +29,60 @@ pub struct BuildArgs {
     /// Skip invalid lines (counted and reported) instead of stopping at the first.
     #[arg(long)]
     skip_invalid: bool,
+}
+
+impl CatalogArgs {
+    /// Reads the catalog, reporting what was read and skipped on stderr.
+    pub fn read(&self) -> Result<Vec<shelfrank::Product>> {
+        let opts = ReadOptions {
+            format: self
+                .format
+                .as_deref()
+                .map(str::parse::<Format>)
+                .transpose()?,
+            encoding: self.encoding.parse::<TextEncoding>()?,
+            columns: match &self.columns {
+                Some(c) => c.parse::<ColumnMap>()?,
+                None => ColumnMap::default(),
+            },
+            skip_invalid: self.skip_invalid,
+            ..ReadOptions::default()
+        };
+        let cat = catalog::read_catalog(&self.catalog, &opts)?;
+        eprintln!(
+            "read {} products from {}{}",
+            cat.products.len(),
+            self.catalog.display(),
+            if cat.skipped > 0 {
+                format!(", skipped {} invalid lines", cat.skipped)
+            } else {
+                String::new()
+            }
+        );
+        for p in &cat.problems {
+            eprintln!("  skipped: {p}");
+        }
+        if cat.skipped > cat.problems.len() {
+            eprintln!("  ... and {} more", cat.skipped - cat.problems.len());
+        }
+        Ok(cat.products)
+    }
+}
+
+#[derive(Args)]
+pub struct BuildArgs {
+    #[command(flatten)]
+    catalog: CatalogArgs,
+    /// Where to write the index (replaced atomically if it exists).
+    #[arg(long, default_value = DEFAULT_INDEX)]
+    index: PathBuf,
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Take every product's embedding from these part directories (written by
+    /// `shelfrank embed`, e.g. on Spark executors) instead of encoding: they must
+    /// come from --model and hold every catalog product exactly once.
+    #[arg(long, num_args = 1.., value_name = "DIR")]
+    embeddings: Vec<PathBuf>,
     /// Texts per encoder batch.
     #[arg(long, default_value_t = encoder::DEFAULT_BATCH_SIZE)]
     batch_size: usize,
@@ -68,33 +118,7 @@ pub struct BuildArgs {
 
 pub fn run(a: BuildArgs) -> Result<()> {
     let start = Instant::now();
-    let opts = ReadOptions {
-        format: a.format.as_deref().map(str::parse::<Format>).transpose()?,
-        encoding: a.encoding.parse::<TextEncoding>()?,
-        columns: match &a.columns {
-            Some(c) => c.parse::<ColumnMap>()?,
-            None => ColumnMap::default(),
-        },
-        skip_invalid: a.skip_invalid,
-        ..ReadOptions::default()
-    };
-    let cat = catalog::read_catalog(&a.catalog, &opts)?;
-    eprintln!(
-        "read {} products from {}{}",
-        cat.products.len(),
-        a.catalog.display(),
-        if cat.skipped > 0 {
-            format!(", skipped {} invalid lines", cat.skipped)
-        } else {
-            String::new()
-        }
-    );
-    for p in &cat.problems {
-        eprintln!("  skipped: {p}");
-    }
-    if cat.skipped > cat.problems.len() {
-        eprintln!("  ... and {} more", cat.skipped - cat.problems.len());
-    }
+    let products = a.catalog.read()?;
     let mut enc = a.model.encoder_options()?;
     enc.max_tokens = a.max_tokens;
     let summary = IndexBuilder::new(&a.index, enc.model_dir.clone())
@@ -108,8 +132,9 @@ pub fn run(a: BuildArgs) -> Result<()> {
         .batch_size(a.batch_size)
         .reuse_embeddings(!a.no_reuse)
         .wait_for_lock(a.wait)
-        .source(a.catalog.display().to_string())
-        .build_with(&cat.products, &Bars::new(a.quiet))?;
+        .precomputed_embeddings(a.embeddings.clone())
+        .source(a.catalog.catalog.display().to_string())
+        .build_with(&products, &Bars::new(a.quiet))?;
     println!(
         "built {} with {} products ({} dims) in {:.1}s (encoding {:.1}s{}, hnsw {:.1}s, keywords {:.1}s); index size {}",
         summary.index.display(),
@@ -117,7 +142,9 @@ pub fn run(a: BuildArgs) -> Result<()> {
         summary.dim,
         start.elapsed().as_secs_f64(),
         summary.encode_secs,
-        if summary.reused_embeddings > 0 {
+        if !a.embeddings.is_empty() {
+            format!(" from {} precomputed parts", a.embeddings.len())
+        } else if summary.reused_embeddings > 0 {
             format!(" with {} embeddings reused", summary.reused_embeddings)
         } else {
             String::new()
@@ -129,7 +156,7 @@ pub fn run(a: BuildArgs) -> Result<()> {
     Ok(())
 }
 
-fn human_bytes(b: u64) -> String {
+pub(crate) fn human_bytes(b: u64) -> String {
     let mb = b as f64 / (1024.0 * 1024.0);
     if mb >= 1.0 {
         format!("{mb:.1} MiB")

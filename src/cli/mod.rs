@@ -4,6 +4,7 @@
 
 pub mod bench;
 pub mod build;
+pub mod embed;
 pub mod eval;
 pub mod events;
 pub mod recall;
