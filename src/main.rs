@@ -40,6 +40,9 @@ enum Command {
     Serve(cli::serve::ServeArgs),
     /// Measure encoder throughput on catalog titles and single-query latency.
     EmbedBench(cli::bench::EmbedBenchArgs),
+    /// Search latency per mode (query encoding included, query cache off) and the
+    /// process's memory while serving.
+    SearchBench(cli::search_bench::SearchBenchArgs),
 }
 
 fn main() {
@@ -57,6 +60,7 @@ fn main() {
         Command::Tune(a) => cli::tune::run(a),
         Command::Rerank(a) => cli::rerank::run(a),
         Command::EmbedBench(a) => cli::bench::run(a),
+        Command::SearchBench(a) => cli::search_bench::run(a),
         Command::Serve(a) => cli::serve::run(a),
     };
     if let Err(e) = res {

@@ -398,3 +398,76 @@ fn tune_refuses_a_half_precision_dtype() {
     assert!(stderr.contains("tune trains in f32"), "{stderr}");
     assert!(!out.exists());
 }
+
+/// `build --quantization int8`, then `hnsw-recall` (recall before and after
+/// rescoring) and `search-bench` (latency per mode, serving RSS) on it; a bad
+/// quantization name is refused.
+#[test]
+fn int8_build_recall_and_search_bench() {
+    let tmp = tempfile::tempdir().unwrap();
+    let index = tmp.path().join("idx");
+    let (ok, _, stderr) = build_with(
+        Path::new("fixtures/catalog.jsonl"),
+        &index,
+        &["--quantization", "int4"],
+    );
+    assert!(
+        !ok && stderr.contains("int4") && stderr.contains("int8"),
+        "{stderr}"
+    );
+    let (ok, _, stderr) = build_with(
+        Path::new("fixtures/catalog.jsonl"),
+        &index,
+        &["--quantization", "int8"],
+    );
+    assert!(ok, "{stderr}");
+    let idx = index.to_str().unwrap();
+    let (ok, stdout, stderr) = shelfrank(&[
+        "hnsw-recall",
+        "--index",
+        idx,
+        "--model",
+        "fixtures/tiny-bert",
+        "--ef",
+        "16,64",
+    ]);
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains("before rescoring") && stdout.contains("graph vectors int8"),
+        "{stdout}"
+    );
+    let row = stdout.lines().find(|l| l.starts_with("| 64 |")).unwrap();
+    let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+    let (after, before): (f64, f64) = (cells[2].parse().unwrap(), cells[3].parse().unwrap());
+    assert!(after >= before && after > 0.9, "{row}");
+    let (ok, _, stderr) = shelfrank(&["events", "import", "fixtures/events.jsonl", "--index", idx]);
+    assert!(ok, "{stderr}");
+    let (ok, stdout, stderr) = shelfrank(&[
+        "search-bench",
+        "--index",
+        idx,
+        "--model",
+        "fixtures/tiny-bert",
+        "--queries",
+        "fixtures/queries.tsv",
+        "--personal-queries",
+        "fixtures/personal_queries.tsv",
+        "--repeat",
+        "1",
+        "--limit",
+        "5",
+    ]);
+    assert!(ok, "{stderr}");
+    for mode in [
+        "| bm25 | 5 |",
+        "| dense | 5 |",
+        "| hybrid | 5 |",
+        "| personal | 5 |",
+    ] {
+        assert!(stdout.contains(mode), "{mode} missing: {stdout}");
+    }
+    assert!(
+        stdout.contains("serving RSS") && stdout.contains("graph vectors int8"),
+        "{stdout}"
+    );
+}

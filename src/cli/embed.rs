@@ -26,6 +26,10 @@ pub struct EmbedArgs {
     /// Maximum tokens per product text (default: the model's own limit).
     #[arg(long)]
     max_tokens: Option<usize>,
+    /// Encoder threads (default: every core). A Spark executor running several
+    /// tasks gives each `spark.task.cpus`.
+    #[arg(long)]
+    workers: Option<usize>,
     /// No progress bars.
     #[arg(long, short)]
     quiet: bool,
@@ -35,6 +39,7 @@ pub fn run(a: EmbedArgs) -> Result<()> {
     let products = a.catalog.read()?;
     let mut opts = a.model.encoder_options()?;
     opts.max_tokens = a.max_tokens;
+    opts.workers = a.workers;
     let summary = shelfrank::parts::embed_part(
         &products,
         &opts,

@@ -10,6 +10,7 @@ pub mod events;
 pub mod recall;
 pub mod rerank;
 pub mod search;
+pub mod search_bench;
 pub mod serve;
 pub mod train;
 pub mod tune;
