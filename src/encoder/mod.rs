@@ -324,8 +324,11 @@ impl Encoder {
         self.forward_ids(&ids)
     }
 
-    /// Embeds any number of texts in batches of `batch_size`, grouping texts of
-    /// similar length; results are in input order. `progress` is called with the
+    /// Embeds any number of texts in batches of at most `batch_size` texts of the
+    /// same token count, so nothing is padded and a text's embedding does not
+    /// depend on the texts it was batched with (bit for bit: embeddings computed
+    /// in separate runs or on separate machines, such as catalog parts, agree
+    /// exactly); results are in input order. `progress` is called with the
     /// number of texts done so far.
     ///
     /// Batches are spread over [`Encoder::workers`] threads, each running whole
@@ -347,7 +350,7 @@ impl Encoder {
             .collect::<Result<Vec<_>>>()?;
         let mut order: Vec<usize> = (0..texts.len()).collect();
         order.sort_by_key(|&i| ids[i].len());
-        let chunks: Vec<&[usize]> = order.chunks(batch_size).collect();
+        let chunks = same_length_batches(&order, |i| ids[i].len(), batch_size);
         let done = std::sync::atomic::AtomicUsize::new(0);
         let outputs = in_workers(chunks.len(), self.workers, |c| {
             let batch: Vec<Vec<u32>> = chunks[c].iter().map(|&i| ids[i].clone()).collect();
@@ -414,6 +417,29 @@ fn read_bert_config(dir: &Path) -> Result<BertConfig> {
         path,
         reason: format!("not a BERT config: {e}"),
     })
+}
+
+/// Splits `order` (sorted by `len`) into runs of equal `len`, each cut into
+/// batches of at most `batch_size`. Padding a text to a longer batch partner
+/// changes the order of the sums over positions in attention, and so the last bits
+/// of its embedding; batches of one length need no padding.
+fn same_length_batches(
+    order: &[usize],
+    len: impl Fn(usize) -> usize,
+    batch_size: usize,
+) -> Vec<&[usize]> {
+    let mut out = Vec::with_capacity(order.len() / batch_size.max(1) + 1);
+    let mut start = 0;
+    while start < order.len() {
+        let l = len(order[start]);
+        let mut end = start + 1;
+        while end < order.len() && end - start < batch_size && len(order[end]) == l {
+            end += 1;
+        }
+        out.push(&order[start..end]);
+        start = end;
+    }
+    out
 }
 
 /// Runs `job(0..jobs)` on `workers` threads, each with a one-thread rayon pool so
@@ -534,9 +560,18 @@ mod tests {
                 Model::Fast(m) => Model::Fast(m.without_fused_kernels()),
                 Model::Reference(_) => unreachable!("the fast implementation is the default"),
             };
-            for batch in [1, 2, texts.len()] {
-                let a = fused.embed_many(&texts, batch, &|_| {}).unwrap();
-                let b = unfused.embed_many(&texts, batch, &|_| {}).unwrap();
+            // embed_many batches equal lengths only; embed_batch pads to the longest.
+            let runs = [1, 2, texts.len()].map(|batch| {
+                (
+                    fused.embed_many(&texts, batch, &|_| {}).unwrap(),
+                    unfused.embed_many(&texts, batch, &|_| {}).unwrap(),
+                )
+            });
+            let padded = (
+                fused.embed_batch(&texts).unwrap(),
+                unfused.embed_batch(&texts).unwrap(),
+            );
+            for (a, b) in runs.into_iter().chain([padded]) {
                 for ((t, x), y) in texts.iter().zip(&a).zip(&b) {
                     let diff = x
                         .iter()
@@ -547,6 +582,55 @@ mod tests {
                     assert!(cosine(x, y) > 0.99999);
                 }
             }
+        }
+    }
+
+    /// A text's embedding does not depend on what it is batched with, bit for bit:
+    /// catalog parts embedded on different machines agree with a one-run build.
+    #[test]
+    fn embed_many_is_independent_of_batch_partners() {
+        let texts: Vec<String> = (0..60)
+            .map(|i| {
+                let words = [
+                    "drill",
+                    "cordless",
+                    "brushed nickel",
+                    "faucet",
+                    "1/2 in.",
+                    "LED",
+                ];
+                (0..1 + i % 9)
+                    .map(|j| words[(i * 7 + j * 3) % words.len()])
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .collect();
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        for dir in model_dirs() {
+            let enc = Encoder::load(&EncoderOptions::new(&dir)).unwrap();
+            let whole = enc.embed_many(&refs, 32, &|_| {}).unwrap();
+            for batch in [1, 5, 64] {
+                assert_eq!(
+                    enc.embed_many(&refs, batch, &|_| {}).unwrap(),
+                    whole,
+                    "batch {batch}"
+                );
+            }
+            // In two parts of interleaved texts, as a partitioned build embeds them.
+            let (even, odd): (Vec<(usize, &str)>, Vec<(usize, &str)>) = refs
+                .iter()
+                .copied()
+                .enumerate()
+                .partition(|(i, _)| i % 2 == 0);
+            for part in [even, odd] {
+                let (idx, part_texts): (Vec<usize>, Vec<&str>) = part.into_iter().unzip();
+                let got = enc.embed_many(&part_texts, 32, &|_| {}).unwrap();
+                for (i, v) in idx.into_iter().zip(got) {
+                    assert_eq!(v, whole[i], "{}: {:?}", dir.display(), refs[i]);
+                }
+            }
+            // One text alone is computed as it is in a batch.
+            assert_eq!(enc.embed(refs[17]).unwrap(), whole[17]);
         }
     }
 }
