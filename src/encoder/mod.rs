@@ -617,13 +617,13 @@ mod tests {
                 );
             }
             // In two parts of interleaved texts, as a partitioned build embeds them.
-            let (even, odd): (Vec<(usize, &str)>, Vec<(usize, &str)>) = refs
-                .iter()
-                .copied()
-                .enumerate()
-                .partition(|(i, _)| i % 2 == 0);
-            for part in [even, odd] {
-                let (idx, part_texts): (Vec<usize>, Vec<&str>) = part.into_iter().unzip();
+            for parity in [0, 1] {
+                let (idx, part_texts): (Vec<usize>, Vec<&str>) = refs
+                    .iter()
+                    .copied()
+                    .enumerate()
+                    .filter(|(i, _)| i % 2 == parity)
+                    .unzip();
                 let got = enc.embed_many(&part_texts, 32, &|_| {}).unwrap();
                 for (i, v) in idx.into_iter().zip(got) {
                     assert_eq!(v, whole[i], "{}: {:?}", dir.display(), refs[i]);
