@@ -996,3 +996,148 @@ fn a_retried_request_with_event_ids_stores_each_event_once() {
     let store = EventStore::open_read_only(&IndexPaths::new(&index).events_dir()).unwrap();
     assert_eq!(store.user_events("retry-user").len(), 6);
 }
+
+/// Checks a POST /rerank/documents answer the way the two search engines read it:
+/// OpenSearch's `connector.post_process.cohere.rerank` takes `$.results`, needs an
+/// `index` and a `relevance_score` parsed as a Java double in every entry, and one
+/// entry per document (the indices a permutation of 0..n); Elasticsearch's custom
+/// service reads `$.results[*].relevance_score` and `$.results[*].index`, which must
+/// be as long as its input. Returns the scores by input position.
+fn scores_as_the_engines_read_them(r: &Answer, n: usize) -> Vec<f64> {
+    assert_eq!(r.status, 200, "{}", r.text);
+    let results = r.json["results"].as_array().expect("$.results is a list");
+    assert_eq!(results.len(), n, "{}", r.text);
+    let mut by_index = vec![None; n];
+    for e in results {
+        let i = e["index"].as_u64().expect("integer index") as usize;
+        let s = e["relevance_score"]
+            .as_f64()
+            .expect("numeric relevance_score");
+        assert!(s.is_finite());
+        assert!(
+            by_index[i].replace(s).is_none(),
+            "index {i} twice: {}",
+            r.text
+        );
+    }
+    // A double, not an integer: every score is written with a fraction or exponent.
+    let raw = r.text.split("\"relevance_score\":").skip(1);
+    for token in raw.map(|t| t.split([',', '}']).next().unwrap()) {
+        assert!(
+            token.contains('.') || token.contains('e'),
+            "{token} in {}",
+            r.text
+        );
+    }
+    // Best first, as Cohere answers.
+    let listed: Vec<f64> = results
+        .iter()
+        .map(|e| e["relevance_score"].as_f64().unwrap())
+        .collect();
+    assert!(listed.windows(2).all(|w| w[0] >= w[1]), "{listed:?}");
+    by_index.into_iter().map(Option::unwrap).collect()
+}
+
+#[test]
+fn search_engine_rerank_payloads_get_one_score_per_document() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = index(dir.path());
+    let s = Server::start(&index, &[]);
+    let a = agent();
+    let url = s.url("/rerank/documents");
+
+    // OpenSearch: what the connector's request_body template
+    // `{ "query": "${parameters.query}", "documents": ${parameters.documents},
+    //    "top_n": ${parameters.top_n} }` becomes after the Cohere pre-process (top_n =
+    // the number of documents), for a page of hits in retrieval order.
+    let docs = ["p003", "p001", "nope", "", "p001", "p010"];
+    let body = json!({"query": "faucet", "documents": docs, "top_n": docs.len()});
+    let r = post(&a, &url, &body.to_string(), None);
+    let scores = scores_as_the_engines_read_them(&r, docs.len());
+    // Unknown, empty and repeated ids score below every known product.
+    let known = [scores[0], scores[1], scores[5]];
+    let lowest_known = known.iter().copied().fold(f64::INFINITY, f64::min);
+    for i in [2, 3, 4] {
+        assert!(scores[i] < lowest_known, "{scores:?}");
+    }
+    // The known products in the order /rerank gives them.
+    let r2 = post(
+        &a,
+        &s.url("/rerank"),
+        &json!({"query": "faucet", "k": 10,
+                "candidates": [{"id": "p003"}, {"id": "p001"}, {"id": "p010"}]})
+        .to_string(),
+        None,
+    );
+    let order: Vec<&str> = r2.json["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["id"].as_str().unwrap())
+        .collect();
+    let mut by_score = vec![
+        ("p003", scores[0]),
+        ("p001", scores[1]),
+        ("p010", scores[5]),
+    ];
+    by_score.sort_by(|a, b| b.1.total_cmp(&a.1));
+    assert_eq!(by_score.iter().map(|x| x.0).collect::<Vec<_>>(), order);
+
+    // Elasticsearch: the custom service's template
+    // `{"query": ${query}, "documents": ${input}, "retrieval_order": "none"}`, first
+    // as the validation call made when the endpoint is created ...
+    let body = json!({"query": "test query", "documents": ["how big"], "retrieval_order": "none"});
+    let r = post(&a, &url, &body.to_string(), None);
+    let scores = scores_as_the_engines_read_them(&r, 1);
+    assert_eq!(scores[0], -1.0);
+    // ... then a window that arrives shard by shard: the order carries no prior, so
+    // the same documents in reverse get the same scores.
+    let window = ["p001", "p002", "p003", "p004", "p005"];
+    let body =
+        |ids: Vec<&str>| json!({"query": "shower", "documents": ids, "retrieval_order": "none"});
+    let forward = scores_as_the_engines_read_them(
+        &post(&a, &url, &body(window.to_vec()).to_string(), None),
+        5,
+    );
+    let mut reversed_ids = window.to_vec();
+    reversed_ids.reverse();
+    let mut backward =
+        scores_as_the_engines_read_them(&post(&a, &url, &body(reversed_ids).to_string(), None), 5);
+    backward.reverse();
+    assert_eq!(forward, backward);
+
+    // top_n cuts the list; the limits and unknown keys are the service's usual 400s.
+    let r = post(
+        &a,
+        &url,
+        &json!({"query": "faucet", "documents": docs, "top_n": 2}).to_string(),
+        None,
+    );
+    assert_eq!(r.json["results"].as_array().unwrap().len(), 2, "{}", r.text);
+    let many: Vec<String> = (0..1001).map(|i| format!("p{i}")).collect();
+    let r = post(
+        &a,
+        &url,
+        &json!({"query": "x", "documents": many}).to_string(),
+        None,
+    );
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(r.text.contains("documents"), "{}", r.text);
+    let r = post(
+        &a,
+        &url,
+        &json!({"query": "x", "documents": [], "stray": 1}).to_string(),
+        None,
+    );
+    assert_eq!(r.status, 400, "{}", r.text);
+    let r = post(
+        &a,
+        &url,
+        &json!({"query": "x", "documents": []}).to_string(),
+        None,
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json["results"], json!([]));
+    let doc = get(&a, &s.url("/openapi.json"));
+    assert!(doc.json["paths"]["/rerank/documents"].is_object());
+}

@@ -481,6 +481,148 @@ pub struct RerankResponseBody {
     pub unknown: Vec<String>,
 }
 
+/// How the order of `documents` is taken in POST /rerank/documents.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RetrievalOrder {
+    /// Best first: the position is the retrieval rank (OpenSearch sends the
+    /// response page in order).
+    #[default]
+    Ranked,
+    /// No order: every document gets the same retrieval prior (Elasticsearch's
+    /// `text_similarity_reranker` sends its window shard by shard).
+    None,
+}
+
+/// POST /rerank/documents: a Cohere-style rerank call, the shape OpenSearch's
+/// ml-commons rerank connector (`connector.pre_process.cohere.rerank`) and
+/// Elasticsearch's `custom` inference service (rerank task) send. The documents
+/// are product ids (the retrieval tier's `product_id` field).
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RerankDocumentsBody {
+    /// The query the documents were found for.
+    #[schema(max_length = 1000)]
+    pub query: String,
+    /// Product ids, one per document (at most 1,000). An empty, unknown or repeated
+    /// id is not an error: it gets a score below every known product's.
+    #[schema(max_items = 1000)]
+    pub documents: Vec<String>,
+    /// Return only the best `top_n` results (default: all).
+    pub top_n: Option<usize>,
+    /// The shopper, for a direct caller (the search engines send none).
+    pub user: Option<String>,
+    /// Whether the documents' order is their retrieval rank (default ranked).
+    pub retrieval_order: Option<RetrievalOrder>,
+    /// Accepted from Cohere-style clients and ignored.
+    #[allow(dead_code)] // accepted so that such a body is not refused; nothing to do with it
+    pub model: Option<String>,
+    /// Accepted from Cohere-style clients and ignored (documents are not echoed).
+    #[allow(dead_code)] // as `model`
+    pub return_documents: Option<bool>,
+}
+
+/// One document's score in a POST /rerank/documents answer.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct DocumentScore {
+    /// The document's position in the request.
+    pub index: usize,
+    /// Its score (higher is better): the reranked score of a known product, or one
+    /// below all of them for an empty, unknown or repeated id.
+    pub relevance_score: f64,
+    /// The product id, as sent.
+    pub id: String,
+}
+
+/// The answer of POST /rerank/documents: every document (or the best `top_n`),
+/// best first.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RerankDocumentsResponse {
+    /// One entry per document, best first (ties by position).
+    pub results: Vec<DocumentScore>,
+}
+
+impl RerankDocumentsBody {
+    /// The library request and candidates (each distinct usable id once, at its
+    /// first position), after the service's limits.
+    pub fn into_request(
+        &self,
+        limits: &Limits,
+    ) -> Result<(crate::SearchRequest, Vec<crate::ExternalCandidate>), ApiError> {
+        check_query(&self.query, limits)?;
+        if self.documents.len() > limits.max_candidates {
+            return Err(ApiError::bad_field(
+                "documents",
+                format!(
+                    "{} documents; at most {} are allowed per request",
+                    self.documents.len(),
+                    limits.max_candidates
+                ),
+            ));
+        }
+        let mut req = crate::SearchRequest::new(self.query.clone());
+        req.k = self.documents.len().max(1);
+        req.user = self.user.clone();
+        let equal = self.retrieval_order == Some(RetrievalOrder::None);
+        let mut seen = std::collections::HashSet::new();
+        let cands = self
+            .documents
+            .iter()
+            .filter(|id| {
+                !id.trim().is_empty()
+                    && crate::catalog::id_control_char(id).is_none()
+                    && seen.insert(id.as_str())
+            })
+            .map(|id| crate::ExternalCandidate {
+                id: id.clone(),
+                score: equal.then_some(1.0),
+            })
+            .collect();
+        Ok((req, cands))
+    }
+
+    /// Every document's score from the reranked hits (see [`DocumentScore`]),
+    /// best first, cut to `top_n`.
+    pub fn answer(&self, hits: &[crate::Hit]) -> RerankDocumentsResponse {
+        let by_id: std::collections::HashMap<&str, f64> = hits
+            .iter()
+            .map(|h| (h.id.as_str(), f64::from(h.score)))
+            .collect();
+        let floor = by_id
+            .values()
+            .copied()
+            .filter(|s| s.is_finite())
+            .fold(f64::INFINITY, f64::min);
+        let below = if floor.is_finite() { floor - 1.0 } else { -1.0 };
+        let mut first = std::collections::HashSet::new();
+        let mut results: Vec<DocumentScore> = self
+            .documents
+            .iter()
+            .enumerate()
+            .map(|(index, id)| {
+                let known = by_id
+                    .get(id.as_str())
+                    .copied()
+                    .filter(|s| s.is_finite() && first.insert(id.as_str()));
+                DocumentScore {
+                    index,
+                    relevance_score: known.unwrap_or(below),
+                    id: id.clone(),
+                }
+            })
+            .collect();
+        results.sort_by(|a, b| {
+            b.relevance_score
+                .total_cmp(&a.relevance_score)
+                .then(a.index.cmp(&b.index))
+        });
+        if let Some(n) = self.top_n {
+            results.truncate(n);
+        }
+        RerankDocumentsResponse { results }
+    }
+}
+
 /// A string or an integer (taken as its decimal text).
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(untagged)]

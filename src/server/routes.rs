@@ -31,6 +31,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/search", post(search))
         .route("/rerank", post(rerank))
+        .route("/rerank/documents", post(rerank_documents))
         .route("/events", post(events))
         .route("/users/{id}", delete(forget))
         .route("/products", put(put_products))
@@ -61,7 +62,7 @@ pub fn router(state: AppState) -> Router {
         title = "shelfrank",
         description = "Hybrid product search (BM25 + embeddings, fused) with personalised reranking. Write endpoints need `Authorization: Bearer TOKEN` when the server was started with --token-file."
     ),
-    paths(search, rerank, events, forget, put_products, delete_product, get_product, health, ready, metrics_text, openapi),
+    paths(search, rerank, rerank_documents, events, forget, put_products, delete_product, get_product, health, ready, metrics_text, openapi),
     components(schemas(ErrorBody)),
     modifiers(&BearerAuth)
 )]
@@ -155,6 +156,36 @@ async fn rerank(
                 hits: res.hits.iter().map(|h| HitBody::of(engine, h)).collect(),
                 unknown: res.unknown,
             })
+        })
+        .await?;
+    Ok(Json(res))
+}
+
+/// Rerank documents (product ids) sent by a search engine's rerank stage:
+/// OpenSearch's ml-commons connector with `connector.pre_process.cohere.rerank`,
+/// or Elasticsearch's `custom` inference service for a `text_similarity_reranker`.
+/// Every document gets a score; see README "Scaling out".
+#[utoipa::path(post, path = "/rerank/documents", request_body = RerankDocumentsBody,
+    responses(
+        (status = 200, description = "Every document's score, best first", body = RerankDocumentsResponse),
+        (status = 400, description = "Bad request", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 503, description = "Busy: retry after Retry-After seconds", body = ErrorBody),
+        (status = 500, description = "Server fault", body = ErrorBody),
+    ))]
+async fn rerank_documents(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<RerankDocumentsBody>,
+) -> Result<Json<RerankDocumentsResponse>, ApiError> {
+    let (req, cands) = body.into_request(&state.config.limits)?;
+    let res = state
+        .read(move |engine| {
+            let hits = if cands.is_empty() {
+                Vec::new()
+            } else {
+                engine.rerank(&req, &cands)?.hits
+            };
+            Ok(body.answer(&hits))
         })
         .await?;
     Ok(Json(res))
