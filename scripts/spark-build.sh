@@ -4,7 +4,9 @@
 # an index from the parts (`build --embeddings`), build the same catalog on one
 # machine, and check that the two indexes hold byte-identical vectors and answer
 # every dev query identically (the eval run files of bm25, dense and hybrid are
-# compared).
+# compared). Both builds use --deterministic-graph: the default parallel HNSW
+# insert makes two builds over the same vectors differ slightly, even on one
+# machine, which would hide whether the parts changed anything.
 #
 # Usage: scripts/spark-build.sh [--catalog FILE] [--queries FILE --qrels FILE]
 #                               [--partitions N] [--work DIR] [--limit N]
@@ -79,9 +81,10 @@ tail -1 "$WORK/spark.jsonl" >&2
 
 # 3. Assemble, and build on one machine.
 "$BIN" build --catalog "$CATALOG" --index "$WORK/assembled" --model "$MODEL" --quiet \
-    --embeddings "$WORK"/parts/part-*
+    --deterministic-graph --embeddings "$WORK"/parts/part-*
 t2=$(date +%s)
-"$BIN" build --catalog "$CATALOG" --index "$WORK/single" --model "$MODEL" --quiet
+"$BIN" build --catalog "$CATALOG" --index "$WORK/single" --model "$MODEL" --quiet \
+    --deterministic-graph
 t3=$(date +%s)
 
 # 4. Compare.

@@ -83,6 +83,8 @@ pub struct IndexBuilder {
     /// Parts of precomputed embeddings ([`crate::parts`]): when given, the build
     /// encodes nothing and takes every vector from them.
     parts: Vec<PathBuf>,
+    /// How the HNSW graph is built.
+    insertion: crate::vector::Insertion,
 }
 
 impl IndexBuilder {
@@ -99,7 +101,20 @@ impl IndexBuilder {
             known: HashMap::new(),
             updates_through: None,
             parts: Vec::new(),
+            insertion: crate::vector::Insertion::Parallel,
         }
+    }
+
+    /// Builds the HNSW graph on one thread in row order, so that the same vectors
+    /// always give the same graph and the same answers (default off: parallel,
+    /// faster; see [`crate::vector::Insertion`]).
+    pub fn deterministic_graph(mut self, yes: bool) -> Self {
+        self.insertion = if yes {
+            crate::vector::Insertion::Deterministic
+        } else {
+            crate::vector::Insertion::Parallel
+        };
+        self
     }
 
     /// Takes every product's vector from these parts of precomputed embeddings
@@ -328,7 +343,9 @@ impl IndexBuilder {
         // 2. HNSW graph.
         let t = Instant::now();
         progress.start("hnsw", products.len());
-        let hnsw = HnswIndex::build(&vectors, info.dim, self.hnsw, &|n| progress.set(n))?;
+        let hnsw = HnswIndex::build_with(&vectors, info.dim, self.hnsw, self.insertion, &|n| {
+            progress.set(n)
+        })?;
         progress.finish();
         let hnsw_dir = paths.hnsw_dir();
         std::fs::create_dir(&hnsw_dir).map_err(|e| Error::io(&hnsw_dir, e))?;

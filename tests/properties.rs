@@ -262,3 +262,34 @@ fn data_parallel_workers_agree_with_one_worker() {
         }
     }
 }
+
+#[test]
+fn a_deterministic_graph_build_gives_the_same_graph_every_time() {
+    use shelfrank::vector::Insertion;
+    let dim = 24;
+    let data = random_unit_vectors(1200, dim, 21);
+    let tmp = tempfile::tempdir().unwrap();
+    let mut dumps = Vec::new();
+    for (i, q) in [
+        Quantization::F32,
+        Quantization::F32,
+        Quantization::Int8,
+        Quantization::Int8,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let params = HnswParams {
+            quantization: q,
+            ..HnswParams::default()
+        };
+        let index =
+            HnswIndex::build_with(&data, dim, params, Insertion::Deterministic, &|_| {}).unwrap();
+        let dir = tmp.path().join(i.to_string());
+        std::fs::create_dir(&dir).unwrap();
+        index.save(&dir, "g").unwrap();
+        dumps.push(std::fs::read(dir.join("g.hnsw.graph")).unwrap());
+    }
+    assert_eq!(dumps[0], dumps[1], "two float32 builds differ");
+    assert_eq!(dumps[2], dumps[3], "two int8 builds differ");
+}

@@ -1075,7 +1075,7 @@ fn search_engine_rerank_payloads_get_one_score_per_document() {
         .iter()
         .map(|h| h["id"].as_str().unwrap())
         .collect();
-    let mut by_score = vec![
+    let mut by_score = [
         ("p003", scores[0]),
         ("p001", scores[1]),
         ("p010", scores[5]),

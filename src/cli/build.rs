@@ -103,6 +103,11 @@ pub struct BuildArgs {
     /// Recorded in the manifest.
     #[arg(long, default_value_t = HnswParams::default().quantization, value_parser = parse_quantization)]
     quantization: shelfrank::vector::Quantization,
+    /// Build the HNSW graph on one thread, in catalog order, so that the same
+    /// vectors always give the same graph and the same answers (slower: about as
+    /// many times as there are cores).
+    #[arg(long)]
+    deterministic_graph: bool,
     /// Encode every product again instead of reusing unchanged products'
     /// embeddings from an index already at --index.
     #[arg(long)]
@@ -133,6 +138,7 @@ pub fn run(a: BuildArgs) -> Result<()> {
         .reuse_embeddings(!a.no_reuse)
         .wait_for_lock(a.wait)
         .precomputed_embeddings(a.embeddings.clone())
+        .deterministic_graph(a.deterministic_graph)
         .source(a.catalog.catalog.display().to_string())
         .build_with(&products, &Bars::new(a.quiet))?;
     println!(

@@ -545,7 +545,7 @@ pub struct RerankDocumentsResponse {
 impl RerankDocumentsBody {
     /// The library request and candidates (each distinct usable id once, at its
     /// first position), after the service's limits.
-    pub fn into_request(
+    pub fn to_request(
         &self,
         limits: &Limits,
     ) -> Result<(crate::SearchRequest, Vec<crate::ExternalCandidate>), ApiError> {

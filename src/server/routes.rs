@@ -177,7 +177,7 @@ async fn rerank_documents(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<RerankDocumentsBody>,
 ) -> Result<Json<RerankDocumentsResponse>, ApiError> {
-    let (req, cands) = body.into_request(&state.config.limits)?;
+    let (req, cands) = body.to_request(&state.config.limits)?;
     let res = state
         .read(move |engine| {
             let hits = if cands.is_empty() {

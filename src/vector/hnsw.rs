@@ -204,9 +204,27 @@ impl std::fmt::Debug for HnswIndex {
     }
 }
 
+/// How a graph is built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Insertion {
+    /// On every core (hnsw_rs's parallel insert): fastest, but which neighbours a
+    /// node gets depends on thread timing, so two builds over the same vectors give
+    /// slightly different graphs (and answers that differ near the recall limit).
+    #[default]
+    Parallel,
+    /// One vector after the other, in row order, on one thread: the same vectors
+    /// always give the same graph (hnsw_rs draws levels from a fixed seed). About
+    /// as many times slower as there are cores.
+    Deterministic,
+}
+
 /// Inserts `vectors` into `graph` in chunks, reporting progress after each.
-fn insert_all<T, D>(graph: &Hnsw<'static, T, D>, vectors: &[Vec<T>], progress: &dyn Fn(usize))
-where
+fn insert_all<T, D>(
+    graph: &Hnsw<'static, T, D>,
+    vectors: &[Vec<T>],
+    insertion: Insertion,
+    progress: &dyn Fn(usize),
+) where
     T: Clone + Send + Sync + serde::Serialize + serde::de::DeserializeOwned + std::fmt::Debug,
     D: Distance<T> + Send + Sync,
 {
@@ -218,7 +236,10 @@ where
             .enumerate()
             .map(|(i, v)| (v.as_slice(), c * CHUNK + i))
             .collect();
-        graph.parallel_insert_slice(&batch);
+        match insertion {
+            Insertion::Parallel => graph.parallel_insert_slice(&batch),
+            Insertion::Deterministic => batch.iter().for_each(|&b| graph.insert_slice(b)),
+        }
         done += chunk.len();
         progress(done);
     }
@@ -232,6 +253,17 @@ impl HnswIndex {
         vectors: &[Vec<f32>],
         dim: usize,
         params: HnswParams,
+        progress: &dyn Fn(usize),
+    ) -> Result<Self> {
+        Self::build_with(vectors, dim, params, Insertion::Parallel, progress)
+    }
+
+    /// [`build`](Self::build), inserting as `insertion` says.
+    pub fn build_with(
+        vectors: &[Vec<f32>],
+        dim: usize,
+        params: HnswParams,
+        insertion: Insertion,
         progress: &dyn Fn(usize),
     ) -> Result<Self> {
         params.validate()?;
@@ -251,7 +283,7 @@ impl HnswIndex {
                     params.ef_construction,
                     UnitDot,
                 );
-                insert_all(&graph, vectors, progress);
+                insert_all(&graph, vectors, insertion, progress);
                 Inner::BuiltF32(graph)
             }
             Quantization::Int8 => {
@@ -264,7 +296,7 @@ impl HnswIndex {
                     params.ef_construction,
                     Int8Dot::new(scale),
                 );
-                insert_all(&graph, &quantised, progress);
+                insert_all(&graph, &quantised, insertion, progress);
                 Inner::BuiltI8(graph, scale)
             }
         };

@@ -15,5 +15,5 @@ mod hnsw;
 mod quant;
 
 pub use flat::{dot, exact_search, exact_search_filtered};
-pub use hnsw::{HnswIndex, HnswParams, MAX_EF_CONSTRUCTION, MAX_EF_SEARCH, MAX_M};
+pub use hnsw::{HnswIndex, HnswParams, Insertion, MAX_EF_CONSTRUCTION, MAX_EF_SEARCH, MAX_M};
 pub use quant::{dot_i8, Int8Scale, Quantization, CALIBRATION_QUANTILE};
