@@ -1141,3 +1141,58 @@ fn search_engine_rerank_payloads_get_one_score_per_document() {
     let doc = get(&a, &s.url("/openapi.json"));
     assert!(doc.json["paths"]["/rerank/documents"].is_object());
 }
+
+/// POST /embed gives the vectors of the index's model: a product's own text
+/// embeds to exactly its stored vector (the space `shelfrank embed` parts share),
+/// with the model's checksum to check against a part's `model.sha256`.
+#[test]
+fn embed_gives_the_index_models_vectors() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = index(dir.path());
+    let s = Server::start(&index, &[]);
+    let a = agent();
+    let products = common::products();
+    let texts: Vec<String> = products[..3]
+        .iter()
+        .map(shelfrank::build::embedding_text)
+        .collect();
+    let r = post(
+        &a,
+        &s.url("/embed"),
+        &json!({ "texts": texts }).to_string(),
+        None,
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let data = common::data_dir(&index);
+    let manifest: Value =
+        serde_json::from_str(&std::fs::read_to_string(data.join("manifest.json")).unwrap())
+            .unwrap();
+    assert_eq!(r.json["sha256"], manifest["model"]["sha256"]);
+    let dim = manifest["model"]["dim"].as_u64().unwrap() as usize;
+    assert_eq!(r.json["dim"], dim);
+    let stored: Vec<f32> = std::fs::read(data.join("vectors.f32"))
+        .unwrap()
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+        .collect();
+    let got = r.json["embeddings"].as_array().unwrap();
+    assert_eq!(got.len(), 3);
+    for (row, v) in got.iter().enumerate() {
+        let v: Vec<f32> = v
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap() as f32)
+            .collect();
+        assert_eq!(v, stored[row * dim..(row + 1) * dim], "product {row}");
+    }
+    let long = "x".repeat(1001);
+    let r = post(
+        &a,
+        &s.url("/embed"),
+        &json!({ "texts": ["ok", long] }).to_string(),
+        None,
+    );
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(r.text.contains("texts[1]"), "{}", r.text);
+}

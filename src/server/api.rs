@@ -481,6 +481,55 @@ pub struct RerankResponseBody {
     pub unknown: Vec<String>,
 }
 
+/// POST /embed: texts to embed with the index's model (query vectors for a
+/// retrieval tier whose product vectors came from `shelfrank embed`).
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EmbedBody {
+    /// The texts (at most 1,000, each at most the query length limit).
+    #[schema(max_items = 1000)]
+    pub texts: Vec<String>,
+}
+
+impl EmbedBody {
+    /// Checks the service's limits.
+    pub fn check(&self, limits: &Limits) -> Result<(), ApiError> {
+        if self.texts.len() > limits.max_candidates {
+            return Err(ApiError::bad_field(
+                "texts",
+                format!(
+                    "{} texts; at most {} are allowed per request",
+                    self.texts.len(),
+                    limits.max_candidates
+                ),
+            ));
+        }
+        for (i, t) in self.texts.iter().enumerate() {
+            if t.chars().count() > limits.max_query_chars {
+                return Err(ApiError::bad_field(
+                    format!("texts[{i}]"),
+                    format!("longer than {} characters", limits.max_query_chars),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The answer of POST /embed.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct EmbedResponse {
+    /// One unit-length vector per text, in order.
+    pub embeddings: Vec<Vec<f32>>,
+    /// The model's name.
+    pub model: String,
+    /// SHA-256 of its `model.safetensors`: the `model.sha256` of `shelfrank embed`
+    /// parts whose vectors share this embedding space.
+    pub sha256: String,
+    /// Vector width.
+    pub dim: usize,
+}
+
 /// How the order of `documents` is taken in POST /rerank/documents.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]

@@ -32,6 +32,7 @@ pub fn router(state: AppState) -> Router {
         .route("/search", post(search))
         .route("/rerank", post(rerank))
         .route("/rerank/documents", post(rerank_documents))
+        .route("/embed", post(embed))
         .route("/events", post(events))
         .route("/users/{id}", delete(forget))
         .route("/products", put(put_products))
@@ -62,7 +63,7 @@ pub fn router(state: AppState) -> Router {
         title = "shelfrank",
         description = "Hybrid product search (BM25 + embeddings, fused) with personalised reranking. Write endpoints need `Authorization: Bearer TOKEN` when the server was started with --token-file."
     ),
-    paths(search, rerank, rerank_documents, events, forget, put_products, delete_product, get_product, health, ready, metrics_text, openapi),
+    paths(search, rerank, rerank_documents, embed, events, forget, put_products, delete_product, get_product, health, ready, metrics_text, openapi),
     components(schemas(ErrorBody)),
     modifiers(&BearerAuth)
 )]
@@ -186,6 +187,36 @@ async fn rerank_documents(
                 engine.rerank(&req, &cands)?.hits
             };
             Ok(body.answer(&hits))
+        })
+        .await?;
+    Ok(Json(res))
+}
+
+/// Embed texts with the index's model: query vectors for a retrieval tier
+/// that holds the product vectors of `shelfrank embed` (one embedding space).
+#[utoipa::path(post, path = "/embed", request_body = EmbedBody,
+    responses(
+        (status = 200, description = "One vector per text, and the model", body = EmbedResponse),
+        (status = 400, description = "Bad request", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 503, description = "Busy: retry after Retry-After seconds", body = ErrorBody),
+        (status = 500, description = "Server fault", body = ErrorBody),
+    ))]
+async fn embed(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<EmbedBody>,
+) -> Result<Json<EmbedResponse>, ApiError> {
+    body.check(&state.config.limits)?;
+    let res = state
+        .read(move |engine| {
+            let texts: Vec<&str> = body.texts.iter().map(String::as_str).collect();
+            let model = &engine.manifest().model;
+            Ok(EmbedResponse {
+                embeddings: engine.embed_queries(&texts, &|_| {})?,
+                model: model.name.clone(),
+                sha256: model.sha256.clone(),
+                dim: model.dim,
+            })
         })
         .await?;
     Ok(Json(res))
