@@ -59,11 +59,11 @@ fn newer_format_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let index = common::build_index(tmp.path(), "idx");
     let path = common::data_dir(&index).join("manifest.json");
-    let text = fs::read_to_string(&path).unwrap().replace(
-        &format!("\"format_version\": {}", shelfrank::store::FORMAT_VERSION),
-        "\"format_version\": 99",
-    );
-    fs::write(&path, text).unwrap();
+    let mut value: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
+    assert!(value["format_version"].as_u64().unwrap() <= shelfrank::store::FORMAT_VERSION as u64);
+    value["format_version"] = 99.into();
+    fs::write(&path, serde_json::to_string_pretty(&value).unwrap()).unwrap();
     let err = Engine::open(&index).unwrap_err();
     assert!(
         matches!(err, Error::UnsupportedFormat { found: 99, .. }),
