@@ -260,6 +260,18 @@ impl Default for Limits {
     }
 }
 
+/// Refuses a list field holding more than `max` items, naming it: "N field; at
+/// most M are allowed per request".
+fn check_count(field: &str, n: usize, max: usize) -> Result<(), ApiError> {
+    if n > max {
+        return Err(ApiError::bad_field(
+            field,
+            format!("{n} {field}; at most {max} are allowed per request"),
+        ));
+    }
+    Ok(())
+}
+
 fn check_query(query: &str, limits: &Limits) -> Result<(), ApiError> {
     let n = query.chars().count();
     if n > limits.max_query_chars {
@@ -437,16 +449,7 @@ impl RerankBody {
         limits: &Limits,
     ) -> Result<(crate::SearchRequest, Vec<crate::ExternalCandidate>), ApiError> {
         check_query(&self.query, limits)?;
-        if self.candidates.len() > limits.max_candidates {
-            return Err(ApiError::bad_field(
-                "candidates",
-                format!(
-                    "{} candidates; at most {} are allowed per request",
-                    self.candidates.len(),
-                    limits.max_candidates
-                ),
-            ));
-        }
+        check_count("candidates", self.candidates.len(), limits.max_candidates)?;
         let mut req = crate::SearchRequest::new(self.query);
         if let Some(k) = self.k {
             req.k = k;
@@ -494,16 +497,7 @@ pub struct EmbedBody {
 impl EmbedBody {
     /// Checks the service's limits.
     pub fn check(&self, limits: &Limits) -> Result<(), ApiError> {
-        if self.texts.len() > limits.max_candidates {
-            return Err(ApiError::bad_field(
-                "texts",
-                format!(
-                    "{} texts; at most {} are allowed per request",
-                    self.texts.len(),
-                    limits.max_candidates
-                ),
-            ));
-        }
+        check_count("texts", self.texts.len(), limits.max_candidates)?;
         for (i, t) in self.texts.iter().enumerate() {
             if t.chars().count() > limits.max_query_chars {
                 return Err(ApiError::bad_field(
@@ -599,16 +593,7 @@ impl RerankDocumentsBody {
         limits: &Limits,
     ) -> Result<(crate::SearchRequest, Vec<crate::ExternalCandidate>), ApiError> {
         check_query(&self.query, limits)?;
-        if self.documents.len() > limits.max_candidates {
-            return Err(ApiError::bad_field(
-                "documents",
-                format!(
-                    "{} documents; at most {} are allowed per request",
-                    self.documents.len(),
-                    limits.max_candidates
-                ),
-            ));
-        }
+        check_count("documents", self.documents.len(), limits.max_candidates)?;
         let mut req = crate::SearchRequest::new(self.query.clone());
         req.k = self.documents.len().max(1);
         req.user = self.user.clone();
