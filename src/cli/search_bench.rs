@@ -8,7 +8,8 @@ use std::time::Instant;
 use anyhow::{bail, Result};
 use clap::Args;
 
-use shelfrank::{eval, Mode, SearchRequest};
+use shelfrank::eval::{self, percentile};
+use shelfrank::{Mode, SearchRequest};
 
 use super::{median, ModelArgs, DEFAULT_INDEX};
 
@@ -52,13 +53,6 @@ fn rss() -> Option<(u64, u64)> {
 
 fn mib(b: u64) -> String {
     format!("{:.0} MiB", b as f64 / (1024.0 * 1024.0))
-}
-
-fn percentile(sorted: &[f64], p: usize) -> f64 {
-    sorted
-        .get((sorted.len() * p / 100).min(sorted.len().saturating_sub(1)))
-        .copied()
-        .unwrap_or(0.0)
 }
 
 pub fn run(a: SearchBenchArgs) -> Result<()> {

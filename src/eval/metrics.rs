@@ -134,6 +134,15 @@ pub fn hit_at_k(ranked: &[&str], target: &str, k: usize) -> bool {
     ranked.iter().take(k).any(|doc| *doc == target)
 }
 
+/// The `p`-th percentile (0..=100) of `sorted` (ascending) by nearest rank below:
+/// element `len * p / 100`, the last one for `p = 100`; 0 for an empty slice.
+pub fn percentile(sorted: &[f64], p: usize) -> f64 {
+    sorted
+        .get((sorted.len() * p / 100).min(sorted.len().saturating_sub(1)))
+        .copied()
+        .unwrap_or(0.0)
+}
+
 /// ROC AUC of `scores` against binary `labels` (true = positive), computed from ranks in
 /// O(n log n) with tied scores sharing their average rank (Mann–Whitney U), so a tie between a
 /// positive and a negative counts ½.

@@ -36,7 +36,8 @@ pub use files::{
     write_trec_run, PersonalTask, Qrels, Query, ScoredRanking,
 };
 pub use metrics::{
-    auc, dcg_at_k, hit_at_k, ndcg_at_k, ndcg_of_gains, recall_at_k, reciprocal_rank_at_k, Mean,
+    auc, dcg_at_k, hit_at_k, ndcg_at_k, ndcg_of_gains, percentile, recall_at_k,
+    reciprocal_rank_at_k, Mean,
 };
 pub use personal::{
     personal, personal_table, PersonalMode, PersonalOptions, PersonalReport, PERSONAL_MRR_K,

@@ -89,7 +89,7 @@ pub fn hnsw_recall(
             }
         }
         lat.sort_by(f64::total_cmp);
-        let at = |p: usize| lat.get(lat.len() * p / 100).copied().unwrap_or(0.0);
+        let at = |p: usize| super::metrics::percentile(&lat, p);
         rows.push(RecallRow {
             ef,
             recall: share(found),
