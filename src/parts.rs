@@ -288,21 +288,20 @@ impl Part {
                 ),
             ));
         }
+        // The store's file checks name an index; here the file is a part's.
+        let as_part = |e: Error| match e {
+            Error::CorruptIndex { path, reason } => bad(&path, reason),
+            other => other,
+        };
         for name in [IDS, VECTORS] {
             let entry = header
                 .files
                 .get(name)
                 .ok_or_else(|| bad(&header_path, format!("field files: {name} is not listed")))?;
-            store::verify_file(&dir.join(name), entry).map_err(|e| match e {
-                Error::CorruptIndex { path, reason } => bad(&path, reason),
-                other => other,
-            })?;
+            store::verify_file(&dir.join(name), entry).map_err(as_part)?;
         }
         let vec_path = dir.join(VECTORS);
-        let vectors = VectorFile::open(&vec_path, header.rows, m.dim).map_err(|e| match e {
-            Error::CorruptIndex { path, reason } => bad(&path, reason),
-            other => other,
-        })?;
+        let vectors = VectorFile::open(&vec_path, header.rows, m.dim).map_err(as_part)?;
         let ids_path = dir.join(IDS);
         let file = std::fs::File::open(&ids_path).map_err(|e| Error::io(&ids_path, e))?;
         let mut rows = Vec::with_capacity(header.rows);
