@@ -1,17 +1,20 @@
 #!/usr/bin/env bash
 # Scale benchmark: a generated catalog of N products (scripts/gen-catalog.py),
-# embedded once, then indexed with the HNSW graph in float32 and in int8, side
-# by side. For each it reports build time per phase, index size on disk, peak
-# RSS while building and while serving, HNSW recall@10 against exact search
-# (before and after rescoring for int8), and p50/p99 search latency for bm25,
-# dense, hybrid and a personalised query (query cache off, encoding included).
+# embedded once (in parts of C products, shared between sizes), then indexed
+# with the HNSW graph in float32 and in int8, side by side. For each it
+# reports build time per phase, index size on disk, peak RSS while building and
+# while serving, HNSW recall@10 against exact search (before and after
+# rescoring for int8), and p50/p99 search latency for bm25, dense, hybrid and a
+# personalised query (query cache off, encoding included).
 #
 # Usage: scripts/scale-bench.sh [--sizes 100000,300000,1000000] [--work DIR]
 #                               [--quantizations f32,int8] [--limit Q] [--repeat R]
+#                               [--chunk C]
 #
 # Everything is written under the git-ignored bench-data/ (or --work): the
 # catalogs, the embeddings parts, the indexes, each command's own output
-# (*.log) and the table (scale-N.md). Queries: the Home Depot dev queries; the
+# (*.log), the tables (scale-N.md) and one summary row per size and graph
+# (scale-summary.md). Queries: the Home Depot dev queries; the
 # personalised ones: Online Retail dev tasks, whose shoppers' history events are
 # imported into each index (the generated catalogs hold the real products first,
 # with their real ids). Needs /usr/bin/time (GNU time) for peak RSS.
@@ -24,6 +27,8 @@ QUANTS="f32,int8"
 WORK="$ROOT/bench-data/scale"
 LIMIT=500
 REPEAT=3
+CHUNK=100000
+DEFAULT_EF=128
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --sizes) SIZES="$2"; shift 2 ;;
@@ -31,7 +36,8 @@ while [[ $# -gt 0 ]]; do
         --work) WORK="$2"; shift 2 ;;
         --limit) LIMIT="$2"; shift 2 ;;
         --repeat) REPEAT="$2"; shift 2 ;;
-        -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+        --chunk) CHUNK="$2"; shift 2 ;;
+        -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
         *) echo "error: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -59,24 +65,63 @@ timed() {
 }
 mib() { awk -v k="$1" 'BEGIN { printf "%.0f", k / 1024 }'; }
 
-machine="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $(nproc) cores"
+cpu_field() { grep -m1 "^$1[[:space:]]*:" /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'; }
+machine="$(cpu_field 'model name') (family $(cpu_field 'cpu family'), model $(cpu_field model)), $(nproc) cores"
 IFS=',' read -r -a sizes <<< "$SIZES"
 IFS=',' read -r -a quants <<< "$QUANTS"
+
+# Encoding is shared between sizes: gen-catalog.py's output for N is the first N
+# lines of its output for any larger N (one seeded stream, products written in
+# order), so each catalog is cut into chunks of CHUNK products and each chunk is
+# embedded once, as its own part; a size uses the parts of its chunks. The chunk
+# files are compared byte for byte with the ones already embedded, so a changed
+# generator cannot reuse stale parts. Encoding time for N is the sum over its
+# chunks (each `shelfrank embed` run loads the model once, about a second).
+CHUNKS="$WORK/chunks"
+mkdir -p "$CHUNKS"
+summary="$WORK/scale-summary.md"
+{
+    echo "## Scale benchmark ($machine)"
+    echo
+    echo "| products | graph | encoding (s) | index from embeddings (s) | build total (s) | index on disk (MiB) | build peak RSS (MiB) | serving RSS (MiB) | recall@10 at ef $DEFAULT_EF (raw) | bm25 p50 / p99 (ms) | dense p50 / p99 | hybrid p50 / p99 | personal p50 / p99 |"
+    echo "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- | --- | --- | --- |"
+} > "$summary"
 for n in "${sizes[@]}"; do
     catalog="$WORK/catalog-$n.jsonl"
     [[ -f "$catalog" ]] || python3 "$ROOT/scripts/gen-catalog.py" --products "$n" --out "$catalog"
-    parts="$WORK/parts-$n"
-    if [[ ! -f "$parts/part.json" ]]; then
-        r=$(timed "$WORK/embed-$n.log" \
-            "$BIN" embed --catalog "$catalog" --out "$parts" --model "$MODEL" --quiet)
-        echo "$r" > "$WORK/embed-$n.time"
-    fi
-    read -r embed_s embed_kib < "$WORK/embed-$n.time"
+    parts=()
+    embed_s=0
+    embed_kib=0
+    start=0
+    while (( start < n )); do
+        end=$(( start + CHUNK < n ? start + CHUNK : n ))
+        chunk="$CHUNKS/chunk-$start-$end.jsonl"
+        tmp="$chunk.new"
+        sed -n "$((start + 1)),${end}p" "$catalog" > "$tmp"
+        if [[ -f "$chunk" ]]; then
+            cmp -s "$tmp" "$chunk" || { echo "error: $chunk differs from lines $((start + 1))-$end of $catalog (generator changed? remove $WORK/chunks)" >&2; exit 1; }
+            rm "$tmp"
+        else
+            mv "$tmp" "$chunk"
+            rm -rf "$CHUNKS/part-$start-$end"
+        fi
+        part="$CHUNKS/part-$start-$end"
+        if [[ ! -f "$part/part.json" || ! -f "$part.time" ]]; then
+            rm -rf "$part"
+            r=$(timed "$part.log" "$BIN" embed --catalog "$chunk" --out "$part" --model "$MODEL" --quiet)
+            echo "$r" > "$part.time"
+        fi
+        read -r s kib < "$part.time"
+        embed_s=$(awk -v a="$embed_s" -v b="$s" 'BEGIN { printf "%.1f", a + b }')
+        (( kib > embed_kib )) && embed_kib=$kib
+        parts+=("$part")
+        start=$end
+    done
     table="$WORK/scale-$n.md"
     {
         echo "## $n products ($machine)"
         echo
-        echo "encoding (shelfrank embed, once for both): ${embed_s} s, peak RSS $(mib "$embed_kib") MiB"
+        echo "encoding (shelfrank embed, ${#parts[@]} part(s) of up to $CHUNK, shared by both graphs): ${embed_s} s, peak RSS $(mib "$embed_kib") MiB"
         echo
     } > "$table"
     for q in "${quants[@]}"; do
@@ -84,20 +129,21 @@ for n in "${sizes[@]}"; do
         rm -rf "$index"
         r=$(timed "$WORK/build-$n-$q.log" \
             "$BIN" build --catalog "$catalog" --index "$index" --model "$MODEL" --quiet \
-            --quantization "$q" --embeddings "$parts")
+            --quantization "$q" --embeddings "${parts[@]}")
         read -r build_s build_kib <<< "$r"
         "$BIN" events import "$HISTORY" --index "$index" --skip-invalid > "$WORK/events-$n-$q.log" 2>&1
         "$BIN" hnsw-recall --index "$index" --model "$MODEL" --queries "$QUERIES" \
-            --limit 1000 --ef 64,128,256 > "$WORK/recall-$n-$q.md"
+            --limit 1000 --ef "64,$DEFAULT_EF,256" > "$WORK/recall-$n-$q.md"
         r=$(timed "$WORK/search-$n-$q.md" \
             "$BIN" search-bench --index "$index" --model "$MODEL" --queries "$QUERIES" \
             --personal-queries "$TASKS" --limit "$LIMIT" --repeat "$REPEAT")
         read -r _ serve_kib <<< "$r"
+        size_mib=$(du -sk "$index" | awk '{ printf "%.0f", $1 / 1024 }')
         {
             echo "### graph vectors $q"
             echo
             echo "build from the embeddings: ${build_s} s wall, peak RSS $(mib "$build_kib") MiB; $(grep '^built' "$WORK/build-$n-$q.log")"
-            echo "index on disk: $(du -sk "$index" | cut -f1 | xargs -I{} awk 'BEGIN { printf "%.0f MiB", {} / 1024 }')"
+            echo "index on disk: $size_mib MiB"
             echo
             cat "$WORK/recall-$n-$q.md"
             echo
@@ -105,6 +151,13 @@ for n in "${sizes[@]}"; do
             echo "search-bench process peak RSS (GNU time): $(mib "$serve_kib") MiB"
             echo
         } >> "$table"
+        # One summary row: recall at the default ef, p50 / p99 per mode.
+        recall=$(awk -F'|' -v ef="$DEFAULT_EF" '$2 + 0 == ef && $2 ~ /[0-9]/ { gsub(/ /, "", $3); gsub(/^ +| +$/, "", $4); r = $3; if ($4 !~ /n\/a/) r = r " (" $4 ")"; print r }' "$WORK/recall-$n-$q.md")
+        lat() { awk -F'|' -v m="$1" '{ gsub(/ /, "", $2) } $2 == m { gsub(/ /, "", $4); gsub(/ /, "", $5); print $4 " / " $5 }' "$WORK/search-$n-$q.md"; }
+        total=$(awk -v a="$embed_s" -v b="$build_s" 'BEGIN { printf "%.0f", a + b }')
+        echo "| $n | $q | $embed_s | $build_s | $total | $size_mib | $(mib "$build_kib") | $(mib "$serve_kib") | $recall | $(lat bm25) | $(lat dense) | $(lat hybrid) | $(lat personal) |" >> "$summary"
     done
     cat "$table"
 done
+echo
+cat "$summary"
