@@ -11,7 +11,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use shelfrank::vector::Quantization;
+use shelfrank::vector::{HnswParams, Quantization};
 use shelfrank::{EngineBuilder, SearchRequest};
 
 /// Set in the child: "on" or "off" (checksum verification), with the pristine
@@ -208,6 +208,11 @@ fn run_child(verify: bool, quantization: Quantization) {
 
 #[test]
 fn every_damaged_byte_is_refused_with_checksums() {
+    run_child(true, HnswParams::default().quantization);
+}
+
+#[test]
+fn every_damaged_byte_of_a_float32_index_is_refused_with_checksums() {
     run_child(true, Quantization::F32);
 }
 

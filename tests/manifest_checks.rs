@@ -8,14 +8,20 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
+use shelfrank::vector::{HnswParams, Quantization};
 use shelfrank::{Engine, EngineBuilder, Error};
 
 /// Builds the fixture index, lets `edit` change its manifest, and returns the
 /// error of opening it (with and without checksum verification, which must
 /// agree: these checks do not depend on it).
 fn open_with(edit: impl Fn(&mut Value)) -> (String, PathBuf) {
+    open_edited(HnswParams::default().quantization, edit)
+}
+
+/// [`open_with`] on an index whose graph holds its vectors as `quantization` says.
+fn open_edited(quantization: Quantization, edit: impl Fn(&mut Value)) -> (String, PathBuf) {
     let tmp = tempfile::tempdir().unwrap();
-    let index = common::build_index(tmp.path(), "idx");
+    let index = common::build_index_quantized(tmp.path(), "idx", quantization);
     let manifest = common::data_dir(&index).join("manifest.json");
     let mut value: Value = serde_json::from_str(&fs::read_to_string(&manifest).unwrap()).unwrap();
     edit(&mut value);
@@ -202,25 +208,31 @@ fn every_file_of_the_index_is_listed_with_its_checksum() {
 
 #[test]
 fn quantization_fields_must_agree_with_each_other_and_the_version() {
+    let f32_with = |edit: &dyn Fn(&mut Value)| open_edited(Quantization::F32, edit).0;
+    let int8_with = |edit: &dyn Fn(&mut Value)| open_edited(Quantization::Int8, edit).0;
     // An int8 graph needs a positive step ...
-    let (err, _) = open_with(|m| m["hnsw"]["quantization"] = "int8".into());
+    let err = f32_with(&|m| m["hnsw"]["quantization"] = "int8".into());
     assert_names(&err, &["hnsw.int8_step", "finite positive"]);
-    let (err, _) = open_with(|m| {
-        m["format_version"] = 3.into();
-        m["hnsw"]["quantization"] = "int8".into();
-        m["hnsw"]["int8_step"] = (-0.5).into();
+    let err = int8_with(&|m| {
+        m["hnsw"].as_object_mut().unwrap().remove("int8_step");
     });
+    assert_names(&err, &["hnsw.int8_step", "finite positive"]);
+    let err = int8_with(&|m| m["hnsw"]["int8_step"] = (-0.5).into());
     assert_names(&err, &["hnsw.int8_step", "-0.5"]);
     // ... and format version 3, which older releases refuse by number.
-    let (err, _) = open_with(|m| {
+    let err = f32_with(&|m| {
         m["hnsw"]["quantization"] = "int8".into();
         m["hnsw"]["int8_step"] = 0.01.into();
     });
     assert_names(&err, &["hnsw.quantization", "format version 3"]);
+    let err = int8_with(&|m| m["format_version"] = 2.into());
+    assert_names(&err, &["hnsw.quantization", "format version 3"]);
     // A float32 graph has no step.
-    let (err, _) = open_with(|m| m["hnsw"]["int8_step"] = 0.01.into());
+    let err = f32_with(&|m| m["hnsw"]["int8_step"] = 0.01.into());
+    assert_names(&err, &["hnsw.int8_step", "f32"]);
+    let err = int8_with(&|m| m["hnsw"]["quantization"] = "f32".into());
     assert_names(&err, &["hnsw.int8_step", "f32"]);
     // An unknown kind is not a valid manifest.
-    let (err, _) = open_with(|m| m["hnsw"]["quantization"] = "int4".into());
+    let err = int8_with(&|m| m["hnsw"]["quantization"] = "int4".into());
     assert_names(&err, &["not a valid manifest", "int4"]);
 }

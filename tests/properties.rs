@@ -28,7 +28,7 @@ fn random_unit_vectors(n: usize, dim: usize, seed: u64) -> Vec<Vec<f32>> {
 fn recall_at_10(n: usize, dim: usize, seed: u64) -> f64 {
     let data = random_unit_vectors(n, dim, seed);
     let queries = random_unit_vectors(100, dim, seed ^ 0xABCD);
-    let index = HnswIndex::build(&data, dim, HnswParams::default(), &|_| {}).unwrap();
+    let index = HnswIndex::build(&data, dim, f32_params(), &|_| {}).unwrap();
     let flat: Vec<f32> = data.iter().flatten().copied().collect();
     let mut found = 0;
     for q in &queries {
@@ -55,16 +55,32 @@ proptest! {
 fn hnsw_saved_and_loaded_gives_the_same_results() {
     let dim = 16;
     let data = random_unit_vectors(500, dim, 1);
-    let index = HnswIndex::build(&data, dim, HnswParams::default(), &|_| {}).unwrap();
+    let index = HnswIndex::build(&data, dim, f32_params(), &|_| {}).unwrap();
     let tmp = tempfile::tempdir().unwrap();
     index.save(tmp.path(), "g").unwrap();
-    let loaded = HnswIndex::load(tmp.path(), "g", dim, 500, HnswParams::default(), None).unwrap();
+    let loaded = HnswIndex::load(tmp.path(), "g", dim, 500, f32_params(), None).unwrap();
     for q in random_unit_vectors(20, dim, 2) {
         assert_eq!(
             index.search(&q, 10, None, None).unwrap(),
             loaded.search(&q, 10, None, None).unwrap()
         );
     }
+}
+
+/// A float32 graph (the default is int8).
+fn f32_params() -> HnswParams {
+    HnswParams {
+        quantization: Quantization::F32,
+        ..HnswParams::default()
+    }
+}
+
+#[test]
+fn new_graphs_are_int8_and_old_parameter_sets_f32() {
+    assert_eq!(HnswParams::default().quantization, Quantization::Int8);
+    let old: HnswParams =
+        serde_json::from_str(r#"{"m": 16, "ef_construction": 200, "ef_search": 128}"#).unwrap();
+    assert_eq!(old.quantization, Quantization::F32);
 }
 
 fn int8_params() -> HnswParams {
@@ -179,7 +195,7 @@ fn int8_graph_saved_and_loaded_gives_the_same_results_and_needs_its_scale() {
     let e = HnswIndex::load(tmp.path(), "g", dim, 500, int8_params(), None).unwrap_err();
     assert!(e.to_string().contains("int8_step"), "{e}");
     // Read as a float32 graph, the dump is refused, naming the file.
-    let e = HnswIndex::load(tmp.path(), "g", dim, 500, HnswParams::default(), None).unwrap_err();
+    let e = HnswIndex::load(tmp.path(), "g", dim, 500, f32_params(), None).unwrap_err();
     assert!(e.to_string().contains("g.hnsw.data"), "{e}");
 }
 

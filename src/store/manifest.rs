@@ -94,7 +94,7 @@ pub struct HnswSettings {
     pub ef_search: usize,
     /// How the graph stores its vectors (`f32`, or `int8`; absent before format
     /// version 3: `f32`).
-    #[serde(default)]
+    #[serde(default = "Quantization::when_absent")]
     pub quantization: Quantization,
     /// The int8 scale's step (the value of one integer unit): present exactly
     /// when `quantization` is `int8`.

@@ -58,11 +58,13 @@ pub struct HnswParams {
     /// Candidate list size while searching (raised to k when smaller). Chosen from
     /// the ef/recall table in README.md (Home Depot embeddings).
     pub ef_search: usize,
-    /// How the graph stores its vectors. With [`Quantization::Int8`] the graph
-    /// holds int8 copies (a quarter of the memory) and
+    /// How the graph stores its vectors. With [`Quantization::Int8`] (the
+    /// default) the graph holds int8 copies (a quarter of the memory) and
     /// [`HnswIndex::search_rescored`] rescores the candidates with the float32
-    /// vectors.
-    #[serde(default)]
+    /// vectors; on Home Depot and on generated catalogs of 100k to 1M products
+    /// that gave the same or better recall@10 than a float32 graph, less memory
+    /// and faster searches (README, "Quantised graph").
+    #[serde(default = "Quantization::when_absent")]
     pub quantization: Quantization,
 }
 
@@ -72,7 +74,7 @@ impl Default for HnswParams {
             m: 16,
             ef_construction: 200,
             ef_search: 128,
-            quantization: Quantization::F32,
+            quantization: Quantization::Int8,
         }
     }
 }

@@ -17,12 +17,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
-/// How the vectors held by the HNSW graph are stored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+/// How the vectors held by the HNSW graph are stored. New indexes use
+/// [`HnswParams::default`](super::HnswParams)'s choice, int8; a manifest or a
+/// parameter set written before the field existed means f32
+/// ([`Quantization::when_absent`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Quantization {
     /// Float32, as computed (4 bytes a component).
-    #[default]
     F32,
     /// int8 with one calibrated global scale (1 byte a component); candidates are
     /// rescored with the exact float32 vectors.
@@ -30,6 +32,12 @@ pub enum Quantization {
 }
 
 impl Quantization {
+    /// What a saved manifest or parameter set without the field means: f32, the
+    /// only kind there was before int8 graphs (format version 3).
+    pub fn when_absent() -> Self {
+        Quantization::F32
+    }
+
     /// The name used by the CLI and the manifest.
     pub fn name(self) -> &'static str {
         match self {
