@@ -1,6 +1,7 @@
 //! Criterion benches of the hot paths: encoding (batch 1 and 32, the fast forward
-//! pass and candle-transformers' stock one side by side), BM25 search, HNSW search
-//! and one end-to-end hybrid query, uncached and cached.
+//! pass at each CPU precision and candle-transformers' stock one side by side; int8
+//! also on every fallback kernel the CPU can run), BM25 search, HNSW search and
+//! one end-to-end hybrid query, uncached and cached.
 //!
 //! ```text
 //! cargo bench --bench search
@@ -18,7 +19,8 @@ use std::path::{Path, PathBuf};
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use shelfrank::catalog::{read_catalog, ReadOptions};
-use shelfrank::encoder::{Encoder, EncoderOptions, Implementation};
+use shelfrank::encoder::int8::Kernel;
+use shelfrank::encoder::{Encoder, EncoderOptions, Implementation, Precision};
 use shelfrank::{Engine, Fusion, IndexBuilder, Mode, SearchRequest};
 
 const QUERIES: [&str; 8] = [
@@ -54,12 +56,25 @@ fn bench_encode(c: &mut Criterion) {
     let batch: Vec<&str> = titles.iter().take(32).map(String::as_str).collect();
     let mut g = c.benchmark_group("encode");
     g.sample_size(20);
-    for (implementation, suffix) in [
-        (Implementation::Fast, ""),
-        (Implementation::Reference, "_reference"),
-    ] {
+    let mut variants = vec![
+        (Implementation::Fast, Precision::F32, None, String::new()),
+        (Implementation::Fast, Precision::Bf16, None, "_bf16".into()),
+    ];
+    for kernel in Kernel::available() {
+        let suffix = format!("_int8_{}", kernel.name());
+        variants.push((Implementation::Fast, Precision::Int8, Some(kernel), suffix));
+    }
+    variants.push((
+        Implementation::Reference,
+        Precision::F32,
+        None,
+        "_reference".into(),
+    ));
+    for (implementation, precision, kernel, suffix) in variants {
         let mut opts = EncoderOptions::new(model_dir());
         opts.implementation = implementation;
+        opts.precision = precision;
+        opts.int8_kernel = kernel;
         let enc = Encoder::load(&opts).unwrap();
         g.bench_function(format!("batch1_query{suffix}"), |b| {
             b.iter(|| enc.embed(black_box("rain shower head")).unwrap())

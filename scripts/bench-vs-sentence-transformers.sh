@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Encoder speed, side by side: sentence-transformers (PyTorch, CPU) and
-# shelfrank's encoder on the same titles, the same machine, in one run.
+# Encoder speed, side by side: sentence-transformers (PyTorch, CPU, fp32) and
+# shelfrank's encoder in f32, bf16 and int8 on the same titles, the same
+# machine, in one run (PRECISIONS="f32 int8" to choose).
 # Not run by CI: it installs torch + sentence-transformers into a virtualenv
 # outside the repository (scripts/reference-venv.sh).
 #
@@ -21,20 +22,38 @@ scripts/fetch-model.sh >/dev/null
 VENV="$(scripts/reference-venv.sh | tail -n1)"
 cargo build --release --quiet
 
-# Alternate the two, twice, so that machine noise hits both.
+# Alternate sentence-transformers and each shelfrank precision, twice, so that
+# machine noise hits all of them. embed-bench prints the machine (CPU model,
+# family/model, cores, SIMD level and int8 kernel) first.
+PRECISIONS="${PRECISIONS:-f32 bf16 int8}"
+OUT="$(mktemp)"
+trap 'rm -f "$OUT"' EXIT
 for round in 1 2; do
-    "$VENV/bin/python" scripts/st_speed.py "$MODEL" "$CATALOG" "$LIMIT" "$BATCH" "$MAX_TOKENS" "$THREADS" "$REPEAT" | tee -a /tmp/shelfrank-st-speed.$$
-    target/release/shelfrank embed-bench --model "$MODEL" --catalog "$CATALOG" --limit "$LIMIT" \
-        --batch-size "$BATCH" --max-tokens "$MAX_TOKENS" --repeat "$REPEAT" | tee -a /tmp/shelfrank-st-speed.$$
+    "$VENV/bin/python" scripts/st_speed.py "$MODEL" "$CATALOG" "$LIMIT" "$BATCH" "$MAX_TOKENS" "$THREADS" "$REPEAT" | tee -a "$OUT"
+    for dtype in $PRECISIONS; do
+        target/release/shelfrank embed-bench --model "$MODEL" --catalog "$CATALOG" --limit "$LIMIT" \
+            --batch-size "$BATCH" --max-tokens "$MAX_TOKENS" --repeat "$REPEAT" --dtype "$dtype" | tee -a "$OUT"
+    done
 done
-python3 - /tmp/shelfrank-st-speed.$$ <<'PY'
+python3 - "$OUT" <<'PY'
 import re, statistics, sys
-st, sr = [], []
+st, st_query, rates, queries = [], [], {}, {}
 for line in open(sys.argv[1]):
-    m = re.search(r"([0-9.]+) texts/s", line)
-    if m:
-        (st if line.startswith("sentence-transformers") else sr).append(float(m.group(1)))
-print(f"throughput ratio shelfrank / sentence-transformers: {statistics.median(sr) / statistics.median(st):.2f}x "
-      f"({statistics.median(sr):.1f} vs {statistics.median(st):.1f} texts/s)")
+    if line.startswith("sentence-transformers"):
+        st.append(float(re.search(r"([0-9.]+) texts/s", line).group(1)))
+        st_query.append(float(re.search(r"single query: ([0-9.]+) ms", line).group(1)))
+        continue
+    m = re.search(r"\(cpu, ([a-z0-9]+(?: \([a-z0-9]+\))?), ", line)
+    if not m:
+        continue
+    if (r := re.search(r"([0-9.]+) texts/s", line)):
+        rates.setdefault(m.group(1), []).append(float(r.group(1)))
+    elif (q := re.search(r"single query .*: ([0-9.]+) ms", line)):
+        queries.setdefault(m.group(1), []).append(float(q.group(1)))
+base = statistics.median(st)
+print(f"sentence-transformers (fp32): {base:.1f} texts/s, single query {statistics.median(st_query):.2f} ms (medians)")
+for fmt, r in rates.items():
+    q = statistics.median(queries.get(fmt, [float("nan")]))
+    print(f"shelfrank {fmt}: {statistics.median(r):.1f} texts/s = {statistics.median(r) / base:.2f}x "
+          f"sentence-transformers; single query {q:.2f} ms (medians)")
 PY
-rm -f /tmp/shelfrank-st-speed.$$

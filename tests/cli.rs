@@ -374,7 +374,10 @@ fn embed_bench_measures_each_batch_size_and_agreement_with_the_cpu() {
     assert!(stderr.contains("--batch-size"), "{stderr}");
     let (ok, _, stderr) = embed_bench(&["--dtype", "int3"]);
     assert!(!ok);
-    assert!(stderr.contains("expected f32, f16 or bf16"), "{stderr}");
+    assert!(
+        stderr.contains("expected f32, f16, bf16 or int8"),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -144,24 +144,22 @@ fn batched_equals_single_for_the_real_model() {
     }
 }
 
-/// f16 and bf16 against f32 on the same model: every varied text, batched and
-/// single, stays close to the f32 embedding, and the reported precision is the one
-/// asked for.
-fn assert_half_precision_close(dir: &Path, min_cosine: [f32; 2]) {
+/// f16, bf16 and int8 against f32 on the same model: every varied text, batched
+/// and single, stays close to the f32 embedding (cosine at least `min` for each
+/// text, `min_mean` on average), and the reported precision is the one asked for.
+fn assert_lower_precision_close(dir: &Path, bounds: &[(Precision, f32, f32)]) {
     let texts = varied_texts();
     let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
     let full = load(dir, Implementation::Fast, 1);
     let expected = full.embed_many(&texts, 4, &|_| {}).unwrap();
-    for (precision, min) in [Precision::F16, Precision::Bf16]
-        .into_iter()
-        .zip(min_cosine)
-    {
+    for &(precision, min, min_mean) in bounds {
         let mut opts = EncoderOptions::new(dir);
         opts.precision = precision;
         opts.workers = Some(2);
-        let half = Encoder::load(&opts).unwrap();
-        assert_eq!(half.precision(), precision);
-        let got = half.embed_many(&texts, 4, &|_| {}).unwrap();
+        let low = Encoder::load(&opts).unwrap();
+        assert_eq!(low.precision(), precision);
+        let got = low.embed_many(&texts, 4, &|_| {}).unwrap();
+        let mut sum = 0.0;
         for ((t, g), e) in texts.iter().zip(&got).zip(&expected) {
             assert_eq!(g.len(), e.len());
             let norm: f32 = g.iter().map(|x| x * x).sum::<f32>().sqrt();
@@ -170,26 +168,73 @@ fn assert_half_precision_close(dir: &Path, min_cosine: [f32; 2]) {
                 "{precision}: norm {norm} for {t:?}"
             );
             let c = cosine(g, e);
+            sum += c;
             assert!(c >= min, "{precision}: cosine {c} < {min} for {t:?}");
-            let single = half.embed(t).unwrap();
+            let single = low.embed(t).unwrap();
             let c = cosine(&single, g);
             assert!(
                 c >= min,
                 "{precision}: batched vs single cosine {c} for {t:?}"
             );
         }
+        let mean = sum / texts.len() as f32;
+        assert!(
+            mean >= min_mean,
+            "{precision}: mean cosine {mean} < {min_mean}"
+        );
+    }
+}
+
+/// The per-text and mean cosine bounds to f32: f16 and bf16 round every
+/// activation; int8 quantises the linear layers' inputs and weights.
+const LOWER_PRECISION_BOUNDS: [(Precision, f32, f32); 3] = [
+    (Precision::F16, 0.999, 0.999),
+    (Precision::Bf16, 0.99, 0.99),
+    (Precision::Int8, 0.97, 0.99),
+];
+
+#[test]
+fn lower_precision_stays_close_to_f32_on_the_tiny_model() {
+    assert_lower_precision_close(Path::new("fixtures/tiny-bert"), &LOWER_PRECISION_BOUNDS);
+}
+
+#[test]
+fn lower_precision_stays_close_to_f32_on_the_real_model() {
+    let Some(dir) = model_dir() else { return };
+    assert_lower_precision_close(dir, &LOWER_PRECISION_BOUNDS);
+}
+
+/// int8 on every kernel this CPU has (the AVX2 and portable fallbacks forced):
+/// the integer sums are exact, so every kernel gives the same embeddings.
+#[test]
+fn every_int8_kernel_gives_the_same_embeddings() {
+    let texts = varied_texts();
+    let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let mut opts = EncoderOptions::new("fixtures/tiny-bert");
+    opts.precision = Precision::Int8;
+    let mut results = Vec::new();
+    for kernel in shelfrank::encoder::int8::Kernel::available() {
+        opts.int8_kernel = Some(kernel);
+        let enc = Encoder::load(&opts).unwrap();
+        results.push((kernel, enc.embed_many(&texts, 3, &|_| {}).unwrap()));
+    }
+    // The portable kernel always runs; an AVX2 CPU adds at least one SIMD kernel.
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        assert!(results.len() >= 2, "only {:?} ran", results[0].0);
+    }
+    for (kernel, got) in &results[1..] {
+        assert_eq!(got, &results[0].1, "{kernel:?} vs {:?}", results[0].0);
     }
 }
 
 #[test]
-fn half_precision_stays_close_to_f32_on_the_tiny_model() {
-    assert_half_precision_close(Path::new("fixtures/tiny-bert"), [0.999, 0.99]);
-}
-
-#[test]
-fn half_precision_stays_close_to_f32_on_the_real_model() {
-    let Some(dir) = model_dir() else { return };
-    assert_half_precision_close(dir, [0.999, 0.99]);
+fn int8_is_for_the_cpu_and_the_fast_encoder() {
+    let mut opts = EncoderOptions::new("fixtures/tiny-bert");
+    opts.precision = Precision::Int8;
+    opts.implementation = Implementation::Reference;
+    let err = Encoder::load(&opts).unwrap_err().to_string();
+    assert!(err.contains("f32 only"), "{err}");
 }
 
 #[test]

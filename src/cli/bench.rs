@@ -43,6 +43,10 @@ pub struct EmbedBenchArgs {
     /// each to the benchmarked encoder's embedding (lowest and mean).
     #[arg(long, default_value_t = 0)]
     compare_cpu: usize,
+    /// With --dtype int8: run this integer kernel (avx512vnni, avx2 or scalar)
+    /// instead of the fastest the CPU has, to measure a fallback.
+    #[arg(long)]
+    int8_kernel: Option<String>,
 }
 
 pub fn run(a: EmbedBenchArgs) -> Result<()> {
@@ -53,6 +57,12 @@ pub fn run(a: EmbedBenchArgs) -> Result<()> {
     let mut opts = a.model.encoder_options()?;
     opts.max_tokens = Some(a.max_tokens);
     opts.workers = a.workers;
+    if let Some(kernel) = &a.int8_kernel {
+        if opts.precision != Precision::Int8 {
+            bail!("--int8-kernel needs --dtype int8");
+        }
+        opts.int8_kernel = Some(kernel.parse()?);
+    }
     let enc = Encoder::load(&opts)?;
     let cat = catalog::read_catalog(
         &a.catalog,
@@ -71,12 +81,11 @@ pub fn run(a: EmbedBenchArgs) -> Result<()> {
         bail!("{}: no titles to encode", a.catalog.display());
     }
     println!("machine: {}", machine());
-    let at = format!(
-        "{}, {}, {} workers",
-        enc.device_name(),
-        enc.precision(),
-        enc.workers()
-    );
+    let format = match enc.int8_kernel() {
+        Some(kernel) => format!("{} ({})", enc.precision(), kernel.name()),
+        None => enc.precision().to_string(),
+    };
+    let at = format!("{}, {format}, {} workers", enc.device_name(), enc.workers());
     for &batch in &batch_sizes {
         // Warm-up: kernels loaded, buffers sized for this batch.
         enc.embed_many(&titles[..titles.len().min(batch)], batch, &|_| {})?;
@@ -109,6 +118,7 @@ pub fn run(a: EmbedBenchArgs) -> Result<()> {
         let mut cpu_opts = opts.clone();
         cpu_opts.device = DeviceSpec::Cpu;
         cpu_opts.precision = Precision::F32;
+        cpu_opts.int8_kernel = None;
         cpu_opts.workers = None;
         let cpu = Encoder::load(&cpu_opts)?;
         let batch = encoder::DEFAULT_BATCH_SIZE;
@@ -125,8 +135,8 @@ pub fn run(a: EmbedBenchArgs) -> Result<()> {
     Ok(())
 }
 
-/// The CPU's model name, family and model, core count and the SIMD level the
-/// kernels use, so that figures from different machines are not taken for one.
+/// The CPU's model name, family and model, core count, the SIMD level the f32
+/// kernels use and the int8 kernel, so that figures from different machines are not taken for one.
 fn machine() -> String {
     let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let field = |key: &str| {
@@ -137,11 +147,12 @@ fn machine() -> String {
     };
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     format!(
-        "{} (family {}, model {}), {cores} cores, SIMD {}",
+        "{} (family {}, model {}), {cores} cores, SIMD {}, int8 kernel {}",
         field("model name").unwrap_or_else(|| std::env::consts::ARCH.to_string()),
         field("cpu family").unwrap_or_else(|| "?".into()),
         field("model").unwrap_or_else(|| "?".into()),
-        encoder::simd_level()
+        encoder::simd_level(),
+        encoder::int8::Kernel::detect().name()
     )
 }
 

@@ -43,9 +43,10 @@ pub struct ModelArgs {
     /// stock BERT, slower; for checking the fast one).
     #[arg(long, default_value = "fast")]
     pub encoder: String,
-    /// Format of the encoder's weights and activations: f32, or f16 / bf16 (for
-    /// GPUs; on the CPU they are slower than f32). Embeddings differ from f32 ones by
-    /// rounding only (README gives the measured cosine).
+    /// Format of the encoder's weights and activations: f32; f16 / bf16 (for
+    /// GPUs; on the CPU they are slower than f32); or int8 (CPU only: the linear
+    /// layers in integers). Embeddings differ from f32 ones by rounding only
+    /// (README gives the measured cosine).
     #[arg(long, default_value = "f32", visible_alias = "precision")]
     pub dtype: String,
 }

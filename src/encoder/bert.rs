@@ -30,7 +30,16 @@ use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::{Embedding, VarBuilder};
 use candle_transformers::models::bert::{Config, HiddenAct};
 
-use super::cpu_ops::{BiasGelu, BiasResidualNorm};
+use super::bf16::Bf16Linear;
+use super::cpu_ops::{host_matmul, BiasGelu, BiasResidualNorm};
+use super::int8::{Int8Linear, Kernel};
+use super::Precision;
+
+/// A linear layer's weight in a lower precision, multiplied on the host.
+enum HostWeight {
+    Int8(Int8Linear),
+    Bf16(Bf16Linear),
+}
 
 /// A linear layer with its weight stored transposed (`in x out`).
 struct Dense {
@@ -38,6 +47,9 @@ struct Dense {
     bias: Tensor,
     /// `bias` as host memory, for the fused CPU kernels.
     bias_host: Vec<f32>,
+    /// The weight in int8 or bf16 ([`Precision::Int8`], [`Precision::Bf16`] on
+    /// the CPU): products of f32 CPU inputs use it instead of `weight_t`.
+    host: Option<HostWeight>,
 }
 
 impl Dense {
@@ -52,17 +64,53 @@ impl Dense {
             weight_t,
             bias,
             bias_host,
+            host: None,
         })
+    }
+
+    /// Converts the weight to `precision` (int8, run by `kernel` or the fastest
+    /// this CPU has; or bf16) for the products of f32 CPU inputs.
+    fn lower(&mut self, precision: Precision, kernel: Option<Kernel>) -> Result<()> {
+        let (inputs, outputs) = self.weight_t.dims2()?;
+        let host = self
+            .weight_t
+            .to_dtype(DType::F32)?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
+        self.host = match precision {
+            Precision::Int8 => {
+                let mut linear = Int8Linear::new(&host, inputs, outputs)?;
+                if let Some(kernel) = kernel {
+                    linear = linear.with_kernel(kernel)?;
+                }
+                Some(HostWeight::Int8(linear))
+            }
+            Precision::Bf16 => Some(HostWeight::Bf16(Bf16Linear::new(&host, inputs, outputs)?)),
+            Precision::F32 | Precision::F16 => None,
+        };
+        Ok(())
+    }
+
+    /// `x·W` (without the bias): by the int8 or bf16 weight when there is one
+    /// and `x` is f32 on the CPU.
+    fn product(&self, x: &Tensor) -> Result<Tensor> {
+        match &self.host {
+            Some(w) if x.device().is_cpu() && x.dtype() == DType::F32 => match w {
+                HostWeight::Int8(q) => host_matmul(x, q),
+                HostWeight::Bf16(b) => host_matmul(x, b),
+            },
+            _ => matmul(x, &self.weight_t),
+        }
     }
 
     /// `x` is `rows x in`.
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        matmul(x, &self.weight_t)?.broadcast_add(&self.bias)
+        self.product(x)?.broadcast_add(&self.bias)
     }
 
     /// `act(x·W + b)`.
     fn forward_act(&self, x: &Tensor, act: HiddenAct, fused: bool) -> Result<Tensor> {
-        let y = matmul(x, &self.weight_t)?;
+        let y = self.product(x)?;
         if fused && fused_kernels_apply(&y) && act == HiddenAct::Gelu {
             return y.apply_op1_no_bwd(&BiasGelu {
                 bias: &self.bias_host,
@@ -84,7 +132,7 @@ impl Dense {
         norm: &LayerNorm,
         fused: bool,
     ) -> Result<Tensor> {
-        let y = matmul(x, &self.weight_t)?;
+        let y = self.product(x)?;
         if fused && fused_kernels_apply(&y) && fused_kernels_apply(residual) {
             return y.apply_op2_no_bwd(
                 residual,
@@ -285,6 +333,27 @@ impl FastBert {
             act: config.hidden_act,
             fused: true,
         })
+    }
+
+    /// Converts every linear layer's weight to `precision` (int8 or bf16, on the
+    /// CPU; `kernel` picks the int8 kernel); the embeddings, attention and
+    /// normalisation stay f32.
+    pub(super) fn lower_linears(
+        mut self,
+        precision: Precision,
+        kernel: Option<Kernel>,
+    ) -> Result<FastBert> {
+        for layer in &mut self.layers {
+            for dense in [
+                &mut layer.qkv,
+                &mut layer.attn_out,
+                &mut layer.ffn_in,
+                &mut layer.ffn_out,
+            ] {
+                dense.lower(precision, kernel)?;
+            }
+        }
+        Ok(self)
     }
 
     /// The same model with the fused CPU kernels off: every step a plain candle

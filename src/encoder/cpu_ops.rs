@@ -247,6 +247,70 @@ impl WithSimd for NormPass<'_, '_> {
     }
 }
 
+/// A linear layer whose product runs on host memory (the int8 and bf16 layers).
+pub(super) trait HostLinear {
+    /// Inputs (the last dimension of `x`).
+    fn inputs(&self) -> usize;
+    /// Outputs.
+    fn outputs(&self) -> usize;
+    /// `x · W` for `x` of `rows x inputs`, row-major: `rows x outputs`.
+    fn product(&self, x: &[f32]) -> Result<Vec<f32>>;
+}
+
+/// Refuses a kernel this CPU cannot run (`runnable` false), naming the layer
+/// kind (`int8`, `bf16`) and the kernel.
+pub(super) fn check_kernel(layer: &str, kernel: &str, runnable: bool) -> Result<()> {
+    if !runnable {
+        bail!("{layer} linear: this CPU cannot run the {kernel} kernel");
+    }
+    Ok(())
+}
+
+/// The number of rows in `len` values for a layer of `inputs` inputs, or an
+/// error when they do not split into whole rows.
+pub(super) fn whole_rows(layer: &str, len: usize, inputs: usize) -> Result<usize> {
+    if inputs == 0 || !len.is_multiple_of(inputs) {
+        bail!("{layer} linear: {len} values do not split into rows of {inputs}");
+    }
+    Ok(len / inputs)
+}
+
+/// `x · W` as a candle op on a contiguous f32 CPU tensor whose last dimension is
+/// the layer's inputs; the leading dimensions are kept.
+struct HostMatmul<'a, L>(&'a L);
+
+impl<L: HostLinear> CustomOp1 for HostMatmul<'_, L> {
+    fn name(&self) -> &'static str {
+        "shelfrank-host-matmul"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let x = contiguous(storage, layout, self.name())?;
+        let dims = layout.shape().dims();
+        if dims.last() != Some(&self.0.inputs()) {
+            bail!(
+                "{}: input shape {dims:?} does not end in {}",
+                self.name(),
+                self.0.inputs()
+            );
+        }
+        let out = self.0.product(x)?;
+        let mut shape = dims.to_vec();
+        if let Some(last) = shape.last_mut() {
+            *last = self.0.outputs();
+        }
+        Ok((CpuStorage::F32(out), Shape::from(shape)))
+    }
+}
+
+/// `x · W` by a [`HostLinear`] layer; `x` is made contiguous first.
+pub(super) fn host_matmul<L: HostLinear>(
+    x: &candle_core::Tensor,
+    layer: &L,
+) -> Result<candle_core::Tensor> {
+    x.contiguous()?.apply_op1_no_bwd(&HostMatmul(layer))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -18,8 +18,10 @@
 
 mod batch;
 mod bert;
+pub mod bf16;
 mod cpu_ops;
 mod device;
+pub mod int8;
 mod pooling;
 mod precision;
 mod tiny;
@@ -72,8 +74,11 @@ pub struct EncoderOptions {
     /// Which forward pass runs the model.
     pub implementation: Implementation,
     /// The format of weights and activations (f32 unless asked; f16/bf16 are for
-    /// GPUs, and run only with the fast implementation).
+    /// GPUs, int8 for CPUs, and run only with the fast implementation).
     pub precision: Precision,
+    /// With [`Precision::Int8`]: the integer kernel to run instead of the fastest
+    /// this CPU has (to measure or test a fallback); one the CPU lacks is an error.
+    pub int8_kernel: Option<int8::Kernel>,
 }
 
 /// Which implementation of BERT's forward pass an [`Encoder`] runs. Both compute the
@@ -120,6 +125,7 @@ impl EncoderOptions {
             workers: None,
             implementation: Implementation::default(),
             precision: Precision::default(),
+            int8_kernel: None,
         }
     }
 }
@@ -149,6 +155,7 @@ pub struct Encoder {
     info: ModelInfo,
     workers: usize,
     precision: Precision,
+    int8_kernel: Option<int8::Kernel>,
 }
 
 impl std::fmt::Debug for Encoder {
@@ -233,13 +240,33 @@ impl Encoder {
             ));
         }
         let device = opts.device.to_candle()?;
+        if opts.precision == Precision::Int8 && !device.is_cpu() {
+            return Err(Error::invalid(
+                "dtype",
+                "int8 runs on the CPU only; on a GPU use f16 or bf16".to_string(),
+            ));
+        }
         let weights_path = dir.join("model.safetensors");
         let weights = std::fs::read(&weights_path).map_err(|e| Error::io(&weights_path, e))?;
         let sha256 = hex(&Sha256::digest(&weights));
-        let vb = VarBuilder::from_buffered_safetensors(weights, opts.precision.dtype(), &device)
+        // On the CPU, int8 and bf16 apply to the linear layers' products
+        // (`int8.rs`, `bf16.rs`); the model is loaded in f32 around them.
+        let host_linears = device.is_cpu() && opts.implementation == Implementation::Fast;
+        let dtype = match opts.precision {
+            Precision::Bf16 if host_linears => DType::F32,
+            p => p.dtype(),
+        };
+        let vb = VarBuilder::from_buffered_safetensors(weights, dtype, &device)
             .map_err(|e| invalid("model.safetensors", e.to_string()))?;
         let model = match opts.implementation {
-            Implementation::Fast => bert::FastBert::load(vb, &config).map(Model::Fast),
+            Implementation::Fast => bert::FastBert::load(vb, &config)
+                .and_then(|m| match opts.precision {
+                    Precision::Int8 | Precision::Bf16 if host_linears => {
+                        m.lower_linears(opts.precision, opts.int8_kernel)
+                    }
+                    _ => Ok(m),
+                })
+                .map(Model::Fast),
             Implementation::Reference => BertModel::load(vb, &config).map(Model::Reference),
         }
         .map_err(|e| {
@@ -264,6 +291,8 @@ impl Encoder {
             tokenizer,
             workers,
             precision: opts.precision,
+            int8_kernel: (opts.precision == Precision::Int8)
+                .then(|| opts.int8_kernel.unwrap_or_else(int8::Kernel::detect)),
             device,
             info: ModelInfo {
                 name,
@@ -284,6 +313,11 @@ impl Encoder {
     /// The format weights and activations are held in.
     pub fn precision(&self) -> Precision {
         self.precision
+    }
+
+    /// The integer kernel of an int8 encoder (`None` at other precisions).
+    pub fn int8_kernel(&self) -> Option<int8::Kernel> {
+        self.int8_kernel
     }
 
     /// Where the model runs, as `cpu` or `cuda:N`.
@@ -585,8 +619,10 @@ mod tests {
         }
     }
 
-    /// A text's embedding does not depend on what it is batched with, bit for bit:
-    /// catalog parts embedded on different machines agree with a one-run build.
+    /// A text's embedding does not depend on what it is batched with, bit for bit,
+    /// at every CPU precision (int8 and bf16 quantise and round each token's row on
+    /// its own): catalog parts embedded on different machines agree with a
+    /// one-run build.
     #[test]
     fn embed_many_is_independent_of_batch_partners() {
         let texts: Vec<String> = (0..60)
@@ -606,8 +642,13 @@ mod tests {
             })
             .collect();
         let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-        for dir in model_dirs() {
-            let enc = Encoder::load(&EncoderOptions::new(&dir)).unwrap();
+        let runs = model_dirs().into_iter().flat_map(|dir| {
+            [Precision::F32, Precision::Int8, Precision::Bf16].map(|p| (dir.clone(), p))
+        });
+        for (dir, precision) in runs {
+            let mut opts = EncoderOptions::new(&dir);
+            opts.precision = precision;
+            let enc = Encoder::load(&opts).unwrap();
             let whole = enc.embed_many(&refs, 32, &|_| {}).unwrap();
             for batch in [1, 5, 64] {
                 assert_eq!(
@@ -626,7 +667,7 @@ mod tests {
                     .unzip();
                 let got = enc.embed_many(&part_texts, 32, &|_| {}).unwrap();
                 for (i, v) in idx.into_iter().zip(got) {
-                    assert_eq!(v, whole[i], "{}: {:?}", dir.display(), refs[i]);
+                    assert_eq!(v, whole[i], "{} {precision}: {:?}", dir.display(), refs[i]);
                 }
             }
             // One text alone is computed as it is in a batch.
