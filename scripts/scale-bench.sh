@@ -5,11 +5,12 @@
 # reports build time per phase, index size on disk, peak RSS while building and
 # while serving, HNSW recall@10 against exact search (before and after
 # rescoring for int8), and p50/p99 search latency for bm25, dense, hybrid and a
-# personalised query (query cache off, encoding included).
+# personalised query (query cache off, encoding included). --dtype is the
+# encoder's precision, for the products (recorded in the index) and the queries.
 #
 # Usage: scripts/scale-bench.sh [--sizes 100000,300000,1000000] [--work DIR]
 #                               [--quantizations f32,int8] [--limit Q] [--repeat R]
-#                               [--chunk C]
+#                               [--chunk C] [--dtype f32|bf16|int8]
 #
 # Everything is written under the git-ignored bench-data/ (or --work): the
 # catalogs, the embeddings parts, the indexes, each command's own output
@@ -29,6 +30,7 @@ LIMIT=500
 REPEAT=3
 CHUNK=100000
 DEFAULT_EF=128
+DTYPE=f32
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --sizes) SIZES="$2"; shift 2 ;;
@@ -37,7 +39,8 @@ while [[ $# -gt 0 ]]; do
         --limit) LIMIT="$2"; shift 2 ;;
         --repeat) REPEAT="$2"; shift 2 ;;
         --chunk) CHUNK="$2"; shift 2 ;;
-        -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+        --dtype) DTYPE="$2"; shift 2 ;;
+        -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
         *) echo "error: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -81,7 +84,7 @@ CHUNKS="$WORK/chunks"
 mkdir -p "$CHUNKS"
 summary="$WORK/scale-summary.md"
 {
-    echo "## Scale benchmark ($machine)"
+    echo "## Scale benchmark ($machine), encoder $DTYPE"
     echo
     echo "| products | graph | encoding (s) | index from embeddings (s) | build total (s) | index on disk (MiB) | build peak RSS (MiB) | serving RSS (MiB) | recall@10 at ef $DEFAULT_EF (raw) | bm25 p50 / p99 (ms) | dense p50 / p99 | hybrid p50 / p99 | personal p50 / p99 |"
     echo "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- | --- | --- | --- |"
@@ -103,12 +106,12 @@ for n in "${sizes[@]}"; do
             rm "$tmp"
         else
             mv "$tmp" "$chunk"
-            rm -rf "$CHUNKS/part-$start-$end"
+            rm -rf "$CHUNKS"/part-"$start-$end"-*
         fi
-        part="$CHUNKS/part-$start-$end"
+        part="$CHUNKS/part-$start-$end-$DTYPE"
         if [[ ! -f "$part/part.json" || ! -f "$part.time" ]]; then
             rm -rf "$part"
-            r=$(timed "$part.log" "$BIN" embed --catalog "$chunk" --out "$part" --model "$MODEL" --quiet)
+            r=$(timed "$part.log" "$BIN" embed --catalog "$chunk" --out "$part" --model "$MODEL" --dtype "$DTYPE" --quiet)
             echo "$r" > "$part.time"
         fi
         read -r s kib < "$part.time"
@@ -119,7 +122,7 @@ for n in "${sizes[@]}"; do
     done
     table="$WORK/scale-$n.md"
     {
-        echo "## $n products ($machine)"
+        echo "## $n products ($machine), encoder $DTYPE"
         echo
         echo "encoding (shelfrank embed, ${#parts[@]} part(s) of up to $CHUNK, shared by both graphs): ${embed_s} s, peak RSS $(mib "$embed_kib") MiB"
         echo
@@ -132,10 +135,10 @@ for n in "${sizes[@]}"; do
             --quantization "$q" --embeddings "${parts[@]}")
         read -r build_s build_kib <<< "$r"
         "$BIN" events import "$HISTORY" --index "$index" --skip-invalid > "$WORK/events-$n-$q.log" 2>&1
-        "$BIN" hnsw-recall --index "$index" --model "$MODEL" --queries "$QUERIES" \
+        "$BIN" hnsw-recall --index "$index" --model "$MODEL" --dtype "$DTYPE" --queries "$QUERIES" \
             --limit 1000 --ef "64,$DEFAULT_EF,256" > "$WORK/recall-$n-$q.md"
         r=$(timed "$WORK/search-$n-$q.md" \
-            "$BIN" search-bench --index "$index" --model "$MODEL" --queries "$QUERIES" \
+            "$BIN" search-bench --index "$index" --model "$MODEL" --dtype "$DTYPE" --queries "$QUERIES" \
             --personal-queries "$TASKS" --limit "$LIMIT" --repeat "$REPEAT")
         read -r _ serve_kib <<< "$r"
         size_mib=$(du -sk "$index" | awk '{ printf "%.0f", $1 / 1024 }')
