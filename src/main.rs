@@ -64,6 +64,13 @@ fn main() {
         Command::Serve(a) => cli::serve::run(a),
     };
     if let Err(e) = res {
+        // The reader of stdout went away (`| head`): not an error of ours.
+        if e.chain().any(|c| {
+            c.downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+        }) {
+            return;
+        }
         eprintln!("error: {e:#}");
         std::process::exit(1);
     }

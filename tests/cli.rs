@@ -473,4 +473,51 @@ fn int8_build_recall_and_search_bench() {
         stdout.contains("serving RSS") && stdout.contains("graph vectors int8"),
         "{stdout}"
     );
+    // Linux splits RSS into the heap and mapped files.
+    if cfg!(target_os = "linux") {
+        assert!(stdout.contains("anonymous (heap)"), "{stdout}");
+    }
+}
+
+/// `shelfrank embed-bench | head -0`: the reader goes away before the first line is
+/// written. The command must end quietly (status 0, no panic about stdout), as
+/// command-line tools do when their output is cut short.
+#[test]
+fn a_closed_stdout_ends_the_command_quietly() {
+    use std::io::Read;
+    use std::process::Stdio;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_shelfrank"))
+        .args([
+            "embed-bench",
+            "--catalog",
+            "fixtures/catalog.jsonl",
+            "--model",
+            "fixtures/tiny-bert",
+            "--limit",
+            "8",
+            "--repeat",
+            "1",
+            "--queries",
+            "1",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run shelfrank");
+    // Close the read end at once: loading the model takes far longer than this,
+    // so the first line meets a closed pipe.
+    drop(child.stdout.take());
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    let status = child.wait().unwrap();
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("Broken pipe"),
+        "{stderr}"
+    );
+    assert!(status.success(), "{status}: {stderr}");
 }

@@ -80,7 +80,7 @@ pub fn run(a: EmbedBenchArgs) -> Result<()> {
     if titles.is_empty() {
         bail!("{}: no titles to encode", a.catalog.display());
     }
-    println!("machine: {}", machine());
+    outln!("machine: {}", machine());
     let format = match enc.int8_kernel() {
         Some(kernel) => format!("{} ({})", enc.precision(), kernel.name()),
         None => enc.precision().to_string(),
@@ -95,7 +95,7 @@ pub fn run(a: EmbedBenchArgs) -> Result<()> {
             enc.embed_many(&titles, batch, &|_| {})?;
             rates.push(titles.len() as f64 / t.elapsed().as_secs_f64());
         }
-        println!(
+        outln!(
             "shelfrank: {} titles, batch {batch} ({at}): {:.1} texts/s (median of {})",
             titles.len(),
             median(rates),
@@ -108,7 +108,7 @@ pub fn run(a: EmbedBenchArgs) -> Result<()> {
         enc.embed("rain shower head")?;
         lat.push(t.elapsed().as_secs_f64() * 1000.0);
     }
-    println!(
+    outln!(
         "shelfrank: single query ({at}): {:.2} ms median of {}",
         median(lat),
         a.queries.max(1)
@@ -125,7 +125,7 @@ pub fn run(a: EmbedBenchArgs) -> Result<()> {
         let base = cpu.embed_many(sample, batch, &|_| {})?;
         let got = enc.embed_many(sample, batch_sizes[0], &|_| {})?;
         let agreement = Agreement::of(&base, &got);
-        println!(
+        outln!(
             "shelfrank: cosine to cpu f32 ({at}) over {} titles: lowest {:.6}, mean {:.6}",
             sample.len(),
             agreement.lowest,

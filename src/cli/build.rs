@@ -141,7 +141,7 @@ pub fn run(a: BuildArgs) -> Result<()> {
         .deterministic_graph(a.deterministic_graph)
         .source(a.catalog.catalog.display().to_string())
         .build_with(&products, &Bars::new(a.quiet))?;
-    println!(
+    outln!(
         "built {} with {} products ({} dims) in {:.1}s (encoding {:.1}s{}, hnsw {:.1}s, keywords {:.1}s); index size {}",
         summary.index.display(),
         summary.products,

@@ -48,7 +48,7 @@ pub fn run(a: EmbedArgs) -> Result<()> {
         &a.catalog.catalog.display().to_string(),
         &Bars::new(a.quiet),
     )?;
-    println!(
+    outln!(
         "embedded {} products into {} in {:.1}s ({:.0} texts/s)",
         summary.rows,
         summary.dir.display(),

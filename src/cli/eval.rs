@@ -84,8 +84,8 @@ pub fn run(a: EvalArgs) -> Result<()> {
         queries.truncate(n);
     }
     let res = eval::retrieval(&engine, &queries, &qrels, &opts, &Bars::new(a.quiet))?;
-    println!("{}", res.table());
-    println!(
+    outln!("{}", res.table());
+    outln!(
         "{} queries; encoding {:.1}s, retrieval {:.1}s; relevant = grade >= {}; default hybrid fusion: {:?}",
         res.queries,
         res.encode_secs,
@@ -122,7 +122,7 @@ fn run_personal(a: EvalArgs) -> Result<()> {
     let t0 = Instant::now();
     let reports = eval::personal(&engine, &tasks, &store, &opts, &Bars::new(a.quiet))?;
     print!("{}", eval::personal_table(&reports));
-    println!(
+    outln!(
         "{} tasks, {} candidates each plus the shopper's own matching items; profiles from {} events before each task's time; {:.1}s",
         tasks.len(),
         opts.candidates,

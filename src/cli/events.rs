@@ -74,7 +74,7 @@ pub fn run(c: EventsCommand) -> Result<()> {
             if s.forgotten > 0 {
                 notes.push_str(&format!(", {} of forgotten shoppers left out", s.forgotten));
             }
-            println!(
+            outln!(
                 "imported {} events from {} in {:.1}s{notes}; the store holds {}",
                 s.imported,
                 file.display(),
@@ -88,7 +88,7 @@ pub fn run(c: EventsCommand) -> Result<()> {
                 .wait_for_lock(wait)
                 .build()?;
             let n = engine.forget(&user)?;
-            println!("forgot {user}: {n} events removed");
+            outln!("forgot {user}: {n} events removed");
         }
     }
     Ok(())

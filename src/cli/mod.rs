@@ -2,6 +2,15 @@
 //! personalisation flags, opening an engine, progress bars. Every command parses its
 //! flags, calls the library, and prints.
 
+/// `println!` that returns the write's error instead of panicking, so a closed
+/// pipe (`shelfrank ... | head`) ends the command quietly (see `main`).
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*)?;
+    }};
+}
+
 pub mod bench;
 pub mod build;
 pub mod embed;

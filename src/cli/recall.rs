@@ -35,21 +35,25 @@ pub fn run(a: HnswRecallArgs) -> Result<()> {
     let engine = a.model.open(&a.index, a.queries.is_some())?;
     let queries = a.queries.as_deref().map(eval::read_queries).transpose()?;
     let res = eval::hnsw_recall(&engine, queries.as_deref(), a.limit, a.k, &efs)?;
-    println!(
+    outln!(
         "| ef | recall@{k} | recall@{k} before rescoring | median latency (µs) | p95 (µs) | p99 (µs) |",
         k = a.k
     );
-    println!("| --- | --- | --- | --- | --- | --- |");
+    outln!("| --- | --- | --- | --- | --- | --- |");
     for r in &res.rows {
         let raw = r
             .recall_before_rescoring
             .map_or("n/a (f32 graph)".to_string(), |x| format!("{x:.4}"));
-        println!(
+        outln!(
             "| {} | {:.4} | {raw} | {:.0} | {:.0} | {:.0} |",
-            r.ef, r.recall, r.median_us, r.p95_us, r.p99_us
+            r.ef,
+            r.recall,
+            r.median_us,
+            r.p95_us,
+            r.p99_us
         );
     }
-    println!(
+    outln!(
         "{} queries, exact search over {} products as the reference; graph vectors {}",
         res.queries,
         engine.len(),

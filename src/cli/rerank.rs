@@ -40,9 +40,9 @@ pub fn run(a: RerankArgs) -> Result<()> {
     a.personal.apply(&mut req)?;
     let res = engine.rerank(&req, &cands)?;
     if a.table {
-        print_table(&engine, &res.hits);
+        print_table(&engine, &res.hits)?;
         if !res.unknown.is_empty() {
-            println!("not in the index: {}", res.unknown.join(", "));
+            outln!("not in the index: {}", res.unknown.join(", "));
         }
         return Ok(());
     }
@@ -52,6 +52,6 @@ pub fn run(a: RerankArgs) -> Result<()> {
         "hits": hits_json(&engine, &res.hits),
         "unknown": res.unknown,
     });
-    println!("{}", serde_json::to_string_pretty(&doc)?);
+    outln!("{}", serde_json::to_string_pretty(&doc)?);
     Ok(())
 }

@@ -134,27 +134,31 @@ pub fn run(a: SearchArgs) -> Result<()> {
             "mode": mode.name(),
             "hits": hits_json(&engine, &hits),
         });
-        println!("{}", serde_json::to_string_pretty(&doc)?);
+        outln!("{}", serde_json::to_string_pretty(&doc)?);
         return Ok(());
     }
-    println!(
+    outln!(
         "{} hits for {:?} ({}, {:.1} ms)",
         hits.len(),
         a.query,
         mode.name(),
         ms
     );
-    print_table(&engine, &hits);
+    print_table(&engine, &hits)?;
     Ok(())
 }
 
 /// Prints hits as a table: score, each retriever's score and rank, title, id, and
 /// for a personalised ranking the head's probability, the profile term, and how far
 /// the query, the shopper's history and popularity each moved the head's score.
-pub fn print_table(engine: &Engine, hits: &[Hit]) {
-    println!(
+pub fn print_table(engine: &Engine, hits: &[Hit]) -> Result<()> {
+    outln!(
         "{:>3}  {:>8}  {:<14} {:<14} {:<48} id",
-        "#", "score", "bm25", "dense", "title"
+        "#",
+        "score",
+        "bm25",
+        "dense",
+        "title"
     );
     for (i, h) in hits.iter().enumerate() {
         let title: String = engine
@@ -176,7 +180,7 @@ pub fn print_table(engine: &Engine, hits: &[Hit]) {
                 .collect();
             personal.push_str(&format!("  why: {}", parts.join(", ")));
         }
-        println!(
+        outln!(
             "{:>3}  {:>8.4}  {:<14} {:<14} {:<48} {}{}",
             i + 1,
             h.score,
@@ -187,6 +191,7 @@ pub fn print_table(engine: &Engine, hits: &[Hit]) {
             personal
         );
     }
+    Ok(())
 }
 
 /// Hits as JSON objects: id, title, score, breakdown.

@@ -40,15 +40,17 @@ pub struct SearchBenchArgs {
     k: usize,
 }
 
-/// `VmRSS` and `VmHWM` of this process in bytes (Linux; `None` elsewhere).
-fn rss() -> Option<(u64, u64)> {
+/// A field of `/proc/self/status` in bytes (Linux; `None` elsewhere).
+fn status_bytes(name: &str) -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let field = |name: &str| -> Option<u64> {
-        let line = status.lines().find(|l| l.starts_with(name))?;
-        let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-        Some(kb * 1024)
-    };
-    Some((field("VmRSS:")?, field("VmHWM:")?))
+    let line = status.lines().find(|l| l.starts_with(name))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// `VmRSS` and `VmHWM` of this process in bytes.
+fn rss() -> Option<(u64, u64)> {
+    Some((status_bytes("VmRSS:")?, status_bytes("VmHWM:")?))
 }
 
 fn mib(b: u64) -> String {
@@ -89,15 +91,15 @@ pub fn run(a: SearchBenchArgs) -> Result<()> {
             .collect();
         sets.push(("personal", reqs));
     }
-    println!(
+    outln!(
         "index {}: {} products, graph vectors {}, opened in {open_secs:.1}s; RSS after open {}",
         a.index.display(),
         engine.len(),
         engine.quantization(),
         after_open.map_or("n/a".into(), |r| mib(r.0)),
     );
-    println!("| mode | queries | p50 (ms) | p99 (ms) | mean (ms) |");
-    println!("| --- | --- | --- | --- | --- |");
+    outln!("| mode | queries | p50 (ms) | p99 (ms) | mean (ms) |");
+    outln!("| --- | --- | --- | --- | --- |");
     for (name, reqs) in &sets {
         for r in reqs {
             engine.search(r)?;
@@ -115,7 +117,7 @@ pub fn run(a: SearchBenchArgs) -> Result<()> {
             p50s.push(percentile(&lat, 50));
             p99s.push(percentile(&lat, 99));
         }
-        println!(
+        outln!(
             "| {name} | {} | {:.2} | {:.2} | {:.2} |",
             reqs.len(),
             median(p50s),
@@ -124,11 +126,20 @@ pub fn run(a: SearchBenchArgs) -> Result<()> {
         );
     }
     if let Some((now, peak)) = rss() {
-        println!(
+        outln!(
             "serving RSS: {} now, {} peak (VmRSS / VmHWM after {} timed passes)",
             mib(now),
             mib(peak),
             a.repeat
+        );
+    }
+    // Mapped file pages (the vector file, tantivy's segments) count in RSS but
+    // are page cache the kernel can take back; anonymous memory is the heap.
+    if let (Some(anon), Some(file)) = (status_bytes("RssAnon:"), status_bytes("RssFile:")) {
+        outln!(
+            "of it now: {} anonymous (heap), {} mapped files (RssAnon / RssFile)",
+            mib(anon),
+            mib(file)
         );
     }
     Ok(())

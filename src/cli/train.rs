@@ -100,7 +100,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
     });
     let trained = train_head(&engine, spec, &Bars::new(a.quiet))?;
     trained.save(&a.index, a.wait)?;
-    println!(
+    outln!(
         "trained the CTR head in {:.1}s (samples {:.1}s, training {:.1}s): best epoch {}, validation AUC {}; saved in {}",
         start.elapsed().as_secs_f64(),
         trained.sample_secs,

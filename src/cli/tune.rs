@@ -108,7 +108,7 @@ pub fn run(a: TuneArgs) -> Result<()> {
     drop(engine);
     let tuned = tune_encoder(&base.path, &data, &opts, &bars)?;
     let report = &tuned.report;
-    println!("{}", serde_json::to_string(report)?);
+    outln!("{}", serde_json::to_string(report)?);
     if !tuned.improved() && !a.force {
         eprintln!(
             "the tuned model is not better than the base on the {} validation queries (NDCG@10 {:.4} vs {:.4}); nothing written (--force writes it anyway)",
