@@ -31,7 +31,7 @@ use candle_nn::{Embedding, VarBuilder};
 use candle_transformers::models::bert::{Config, HiddenAct};
 
 use super::bf16::Bf16Linear;
-use super::cpu_ops::{host_matmul, BiasGelu, BiasResidualNorm};
+use super::cpu_ops::{host_matmul, BiasGelu, BiasResidualNorm, SoftmaxRows};
 use super::int8::{Int8Linear, Kernel};
 use super::Precision;
 
@@ -94,18 +94,28 @@ impl Dense {
     /// `x·W` (without the bias): by the int8 or bf16 weight when there is one
     /// and `x` is f32 on the CPU.
     fn product(&self, x: &Tensor) -> Result<Tensor> {
+        self.host_product(x, None)
+            .unwrap_or_else(|| matmul(x, &self.weight_t))
+    }
+
+    /// `x·W (+ bias)` by the int8 or bf16 weight, when there is one and `x` is
+    /// f32 on the CPU.
+    fn host_product(&self, x: &Tensor, bias: Option<&[f32]>) -> Option<Result<Tensor>> {
         match &self.host {
-            Some(w) if x.device().is_cpu() && x.dtype() == DType::F32 => match w {
-                HostWeight::Int8(q) => host_matmul(x, q),
-                HostWeight::Bf16(b) => host_matmul(x, b),
-            },
-            _ => matmul(x, &self.weight_t),
+            Some(w) if x.device().is_cpu() && x.dtype() == DType::F32 => Some(match w {
+                HostWeight::Int8(q) => host_matmul(x, q, bias),
+                HostWeight::Bf16(b) => host_matmul(x, b, bias),
+            }),
+            _ => None,
         }
     }
 
     /// `x` is `rows x in`.
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        self.product(x)?.broadcast_add(&self.bias)
+        match self.host_product(x, Some(&self.bias_host)) {
+            Some(y) => y,
+            None => matmul(x, &self.weight_t)?.broadcast_add(&self.bias),
+        }
     }
 
     /// `act(x·W + b)`.
@@ -169,8 +179,12 @@ fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     a.matmul(b)
 }
 
-/// Softmax over the last dimension, summed in f32 (see the module docs).
-fn softmax(scores: &Tensor) -> Result<Tensor> {
+/// Softmax over the last dimension, summed in f32 (see the module docs); by the
+/// fused CPU kernel where it applies.
+fn softmax(scores: &Tensor, fused: bool) -> Result<Tensor> {
+    if fused && fused_kernels_apply(scores) {
+        return scores.apply_op1_no_bwd(&SoftmaxRows);
+    }
     if scores.device().is_cpu() && scores.dtype() != DType::F32 {
         let probs = candle_nn::ops::softmax_last_dim(&scores.to_dtype(DType::F32)?)?;
         return probs.to_dtype(scores.dtype());
@@ -243,11 +257,12 @@ impl Layer {
         })
     }
 
-    /// `x` is `(batch·seq) x hidden`; `mask_bias` is `batch x 1 x 1 x seq`.
+    /// `x` is `(batch·seq) x hidden`; `mask_bias` is `batch x 1 x 1 x seq`, or none
+    /// when nothing is padded.
     fn forward(
         &self,
         x: &Tensor,
-        mask_bias: &Tensor,
+        mask_bias: Option<&Tensor>,
         shape: (usize, usize, usize, usize),
         act: HiddenAct,
         fused: bool,
@@ -262,8 +277,11 @@ impl Layer {
             .permute((2, 0, 3, 1, 4))?
             .contiguous()?;
         let (q, k, v) = (qkv.get(0)?, qkv.get(1)?, qkv.get(2)?);
-        let scores = matmul(&q, &k.t()?)?.broadcast_add(mask_bias)?;
-        let probs = softmax(&scores)?;
+        let mut scores = matmul(&q, &k.t()?)?;
+        if let Some(bias) = mask_bias {
+            scores = scores.broadcast_add(bias)?;
+        }
+        let probs = softmax(&scores, fused)?;
         let context = matmul(&probs, &v)?
             .transpose(1, 2)?
             .reshape((batch * seq, hidden))?;
@@ -405,11 +423,17 @@ impl FastBert {
             candle_core::bail!("the model has {} layers", self.layers.len());
         };
         let mut x = x.reshape((batch * seq, hidden))?;
-        let mask_bias =
-            attention_bias(mask, self.positions.dtype())?.reshape((batch, 1, 1, seq))?;
+        // Batches of one token count (what `Encoder::embed_many` makes) have no
+        // padding: adding a zero bias to every score would change nothing.
+        let padded = mask.to_dtype(DType::F32)?.min_all()?.to_scalar::<f32>()? < 1.0;
+        let mask_bias = if padded {
+            Some(attention_bias(mask, self.positions.dtype())?.reshape((batch, 1, 1, seq))?)
+        } else {
+            None
+        };
         let shape = (batch, seq, self.heads, hidden / self.heads);
         for layer in layers {
-            x = layer.forward(&x, &mask_bias, shape, self.act, self.fused)?;
+            x = layer.forward(&x, mask_bias.as_ref(), shape, self.act, self.fused)?;
         }
         x.reshape((batch, seq, hidden))
     }

@@ -25,7 +25,7 @@ use candle_core::{bail, Result};
 use half::bf16;
 use pulp::{Simd, WithSimd};
 
-use super::cpu_ops::{check_kernel, whole_rows, HostLinear};
+use super::cpu_ops::{check_bias, check_kernel, whole_rows, HostLinear};
 
 /// Output columns per packed panel.
 const PANEL: usize = 16;
@@ -306,8 +306,17 @@ impl HostLinear for Bf16Linear {
         self.outputs
     }
 
-    fn product(&self, x: &[f32]) -> Result<Vec<f32>> {
-        self.matmul(x)
+    fn product(&self, x: &[f32], bias: Option<&[f32]>) -> Result<Vec<f32>> {
+        let mut y = self.matmul(x)?;
+        if let Some(bias) = bias {
+            check_bias("bf16", bias, self.outputs)?;
+            for row in y.chunks_exact_mut(self.outputs) {
+                for (v, &b) in row.iter_mut().zip(bias) {
+                    *v += b;
+                }
+            }
+        }
+        Ok(y)
     }
 }
 

@@ -39,28 +39,32 @@ pub(super) fn gelu_erf(x: f32) -> f32 {
     0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2))
 }
 
-/// erf by Abramowitz & Stegun, Handbook of Mathematical Functions, formula 7.1.26
-/// (absolute error ≤ 1.5e-7), on |z| with the sign put back, and a polynomial
-/// `exp`: branch-free, so loops over it vectorise.
+/// erf by Abramowitz & Stegun, Handbook of Mathematical Functions, formula 7.1.28
+/// (absolute error ≤ 3e-7): `1 - 1/(1 + a1·z + ... + a6·z⁶)^16` on |z| with the sign
+/// put back. One division and no exponential (7.1.26, used before, needed both),
+/// branch-free, so loops over it vectorise; a large |z| makes the power infinite
+/// and the result exactly ±1.
 #[inline(always)]
 fn erf(z: f32) -> f32 {
-    // Coefficients p, a1..a5 of formula 7.1.26.
-    const P: f32 = 0.327_591_1;
-    const A: [f32; 5] = [
-        0.254_829_6,
-        -0.284_496_74,
-        1.421_413_8,
-        -1.453_152,
-        1.061_405_4,
+    // a1..a6 of formula 7.1.28.
+    const A: [f32; 6] = [
+        0.070_523_08,
+        0.042_282_01,
+        0.009_270_527,
+        0.000_152_014_3,
+        0.000_276_567_2,
+        0.000_043_063_8,
     ];
     let a = z.abs();
-    let t = 1.0 / (1.0 + P * a);
-    let poly = t * (A[0] + t * (A[1] + t * (A[2] + t * (A[3] + t * A[4]))));
-    let e = 1.0 - poly * exp_non_positive(-a * a);
+    let p = 1.0 + a * (A[0] + a * (A[1] + a * (A[2] + a * (A[3] + a * (A[4] + a * A[5])))));
+    let p2 = p * p;
+    let p4 = p2 * p2;
+    let p8 = p4 * p4;
+    let e = 1.0 - 1.0 / (p8 * p8);
     e.copysign(z)
 }
 
-/// `e^y` for `y ≤ 0` (inputs below -87 give e^-87 ≈ 1.6e-38, a normal f32), relative
+/// `e^y` for `y ≤ 0` (softmax's `e^(x - max)`; inputs below -87 give e^-87 ≈ 1.6e-38, a normal f32), relative
 /// error below 5e-7: `e^y = 2^n · e^g` with `n = round(y·log2 e)` and
 /// `g = y - n·ln2` (ln2 split in two parts, Cody & Waite's reduction, so that `g` is
 /// exact even for large `n`), `|g| ≤ ln2/2`, and `e^g` its Taylor series to degree 7.
@@ -228,17 +232,14 @@ impl WithSimd for NormPass<'_, '_> {
             .zip(self.x.chunks_exact(width))
             .zip(self.residual.chunks_exact(width))
         {
-            let mut sum = 0.0f32;
             for ((o, &v), (&r, &b)) in o_row.iter_mut().zip(x_row).zip(r_row.iter().zip(bias)) {
                 *o = v + r + b;
-                sum += *o;
             }
-            let mean = sum * inv_width;
-            let mut var = 0.0f32;
+            let mean = lane_sum(o_row, |v| v) * inv_width;
             for o in o_row.iter_mut() {
                 *o -= mean;
-                var += *o * *o;
             }
+            let var = lane_sum(o_row, |v| v * v);
             let inv_std = 1.0 / (var * inv_width + eps).sqrt();
             for ((o, &g), &b) in o_row.iter_mut().zip(gamma).zip(beta) {
                 *o = *o * inv_std * g + b;
@@ -247,14 +248,87 @@ impl WithSimd for NormPass<'_, '_> {
     }
 }
 
+/// Softmax over the last dimension of a contiguous f32 tensor (attention
+/// probabilities): `e^(x - max)` by the same polynomial as GELU's (its argument is
+/// never positive), summed in 16 lanes, then scaled by the sum's reciprocal.
+pub(super) struct SoftmaxRows;
+
+impl CustomOp1 for SoftmaxRows {
+    fn name(&self) -> &'static str {
+        "shelfrank-softmax"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let x = contiguous(storage, layout, self.name())?;
+        let width = layout.shape().dims().last().copied().unwrap_or(0);
+        if width == 0 || x.len() % width != 0 {
+            bail!("{}: {} values do not split into rows", self.name(), x.len());
+        }
+        let mut out = vec![0f32; x.len()];
+        pulp::Arch::new().dispatch(SoftmaxPass {
+            out: &mut out,
+            x,
+            width,
+        });
+        Ok((CpuStorage::F32(out), layout.shape().clone()))
+    }
+}
+
+/// The loop of [`SoftmaxRows`] (see [`BiasGeluPass`] for why a struct).
+struct SoftmaxPass<'a> {
+    out: &'a mut [f32],
+    x: &'a [f32],
+    width: usize,
+}
+
+impl WithSimd for SoftmaxPass<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, _simd: S) {
+        for (o_row, x_row) in self
+            .out
+            .chunks_exact_mut(self.width)
+            .zip(self.x.chunks_exact(self.width))
+        {
+            let max = x_row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+            for (o, &v) in o_row.iter_mut().zip(x_row) {
+                *o = exp_non_positive(v - max);
+            }
+            let inv = 1.0 / lane_sum(o_row, |v| v);
+            for o in o_row.iter_mut() {
+                *o *= inv;
+            }
+        }
+    }
+}
+
+/// `Σ f(v)` over `values`, summed in 16 independent lanes (then the lanes and the
+/// tail in order), so that the loop vectorises: a single running sum is a chain
+/// the compiler may not reorder. The order is fixed, so the result does not
+/// depend on anything but `values`.
+#[inline(always)]
+fn lane_sum(values: &[f32], f: impl Fn(f32) -> f32) -> f32 {
+    let mut lanes = [0.0f32; 16];
+    let mut chunks = values.chunks_exact(16);
+    for chunk in &mut chunks {
+        for (l, &v) in lanes.iter_mut().zip(chunk) {
+            *l += f(v);
+        }
+    }
+    let tail: f32 = chunks.remainder().iter().map(|&v| f(v)).sum();
+    lanes.iter().sum::<f32>() + tail
+}
+
 /// A linear layer whose product runs on host memory (the int8 and bf16 layers).
 pub(super) trait HostLinear {
     /// Inputs (the last dimension of `x`).
     fn inputs(&self) -> usize;
     /// Outputs.
     fn outputs(&self) -> usize;
-    /// `x · W` for `x` of `rows x inputs`, row-major: `rows x outputs`.
-    fn product(&self, x: &[f32]) -> Result<Vec<f32>>;
+    /// `x · W (+ bias)` for `x` of `rows x inputs`, row-major: `rows x outputs`;
+    /// `bias` holds one value per output.
+    fn product(&self, x: &[f32], bias: Option<&[f32]>) -> Result<Vec<f32>>;
 }
 
 /// Refuses a kernel this CPU cannot run (`runnable` false), naming the layer
@@ -262,6 +336,17 @@ pub(super) trait HostLinear {
 pub(super) fn check_kernel(layer: &str, kernel: &str, runnable: bool) -> Result<()> {
     if !runnable {
         bail!("{layer} linear: this CPU cannot run the {kernel} kernel");
+    }
+    Ok(())
+}
+
+/// Refuses a bias whose length is not the layer's number of outputs.
+pub(super) fn check_bias(layer: &str, bias: &[f32], outputs: usize) -> Result<()> {
+    if bias.len() != outputs {
+        bail!(
+            "{layer} linear: a bias of {} values for {outputs} outputs",
+            bias.len()
+        );
     }
     Ok(())
 }
@@ -275,9 +360,9 @@ pub(super) fn whole_rows(layer: &str, len: usize, inputs: usize) -> Result<usize
     Ok(len / inputs)
 }
 
-/// `x · W` as a candle op on a contiguous f32 CPU tensor whose last dimension is
-/// the layer's inputs; the leading dimensions are kept.
-struct HostMatmul<'a, L>(&'a L);
+/// `x · W (+ bias)` as a candle op on a contiguous f32 CPU tensor whose last
+/// dimension is the layer's inputs; the leading dimensions are kept.
+struct HostMatmul<'a, L>(&'a L, Option<&'a [f32]>);
 
 impl<L: HostLinear> CustomOp1 for HostMatmul<'_, L> {
     fn name(&self) -> &'static str {
@@ -294,7 +379,7 @@ impl<L: HostLinear> CustomOp1 for HostMatmul<'_, L> {
                 self.0.inputs()
             );
         }
-        let out = self.0.product(x)?;
+        let out = self.0.product(x, self.1)?;
         let mut shape = dims.to_vec();
         if let Some(last) = shape.last_mut() {
             *last = self.0.outputs();
@@ -303,12 +388,13 @@ impl<L: HostLinear> CustomOp1 for HostMatmul<'_, L> {
     }
 }
 
-/// `x · W` by a [`HostLinear`] layer; `x` is made contiguous first.
+/// `x · W (+ bias)` by a [`HostLinear`] layer; `x` is made contiguous first.
 pub(super) fn host_matmul<L: HostLinear>(
     x: &candle_core::Tensor,
     layer: &L,
+    bias: Option<&[f32]>,
 ) -> Result<candle_core::Tensor> {
-    x.contiguous()?.apply_op1_no_bwd(&HostMatmul(layer))
+    x.contiguous()?.apply_op1_no_bwd(&HostMatmul(layer, bias))
 }
 
 #[cfg(test)]
@@ -392,6 +478,25 @@ mod tests {
         let want = candle_nn::ops::layer_norm(&summed, &t(&gamma), &t(&beta), 1e-12).unwrap();
         let diff = (got - want).unwrap().abs().unwrap().max_all().unwrap();
         assert!(diff.to_scalar::<f32>().unwrap() < 1e-4);
+    }
+
+    #[test]
+    fn softmax_matches_candles() {
+        let dev = Device::Cpu;
+        for (rows, width) in [(3, 1), (12, 7), (40, 16), (5, 33), (2, 64)] {
+            let mut v: Vec<f32> = (0..rows * width)
+                .map(|i| ((i * 7919 % 1000) as f32 / 50.0) - 10.0)
+                .collect();
+            // A masked position, as the attention bias makes it.
+            if width > 1 {
+                v[1] = -f32::MAX;
+            }
+            let x = Tensor::from_vec(v, (rows, width), &dev).unwrap();
+            let got = x.apply_op1_no_bwd(&SoftmaxRows).unwrap();
+            let want = candle_nn::ops::softmax_last_dim(&x).unwrap();
+            let diff = (got - want).unwrap().abs().unwrap().max_all().unwrap();
+            assert!(diff.to_scalar::<f32>().unwrap() < 1e-6, "{rows}x{width}");
+        }
     }
 
     #[test]

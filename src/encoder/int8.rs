@@ -38,7 +38,7 @@
 use candle_core::{bail, Result};
 use pulp::{Simd, WithSimd};
 
-use super::cpu_ops::{check_kernel, whole_rows, HostLinear};
+use super::cpu_ops::{check_bias, check_kernel, whole_rows, HostLinear};
 
 /// Output columns per packed panel (one 512-bit register of i32 sums).
 const PANEL: usize = 16;
@@ -139,14 +139,34 @@ impl std::fmt::Debug for Int8Linear {
 }
 
 /// `x / step` rounded to the nearest integer (ties to even) and clamped to ±127,
-/// with `inv = 1 / step`. The rounding adds and subtracts 1.5·2^23, which leaves
-/// an integer for any |value| < 2^22, without a call to `round` (which does not
-/// vectorise without SSE4.1); a NaN becomes 0.
+/// with `inv = 1 / step`, as its two's-complement byte. Adding 1.5·2^23 to a value
+/// of magnitude below 2^22 leaves the rounded integer in the low mantissa bits
+/// (the float's bits are `0x4B40_0000 + n`), so the low byte of the bits is `n` as
+/// an `i8`: no float-to-integer conversion, which keeps the loops over it
+/// vectorised. A NaN becomes 0 (its bits end in a zero byte).
 #[inline(always)]
 fn quantize(x: f32, inv: f32) -> i8 {
     const ROUND: f32 = 12_582_912.0;
     let v = (x * inv).clamp(-127.0, 127.0);
-    ((v + ROUND) - ROUND) as i8
+    (v + ROUND).to_bits() as u8 as i8
+}
+
+/// The largest `|v|` in `values` (0 for none; NaNs are skipped), over 16
+/// independent lanes so that the loop vectorises.
+#[inline(always)]
+fn max_abs(values: &[f32]) -> f32 {
+    let mut lanes = [0.0f32; 16];
+    let mut chunks = values.chunks_exact(16);
+    for chunk in &mut chunks {
+        for (m, v) in lanes.iter_mut().zip(chunk) {
+            *m = m.max(v.abs());
+        }
+    }
+    let tail = chunks
+        .remainder()
+        .iter()
+        .fold(0.0f32, |m, v| m.max(v.abs()));
+    lanes.iter().fold(tail, |m, &v| m.max(v))
 }
 
 /// The step that maps `max_abs` onto 127 (1 for an all-zero vector, whose
@@ -157,6 +177,24 @@ fn step_for(max_abs: f32) -> f32 {
         max_abs / 127.0
     } else {
         1.0
+    }
+}
+
+/// The activations of one product, quantised per row: each row as
+/// `inputs_padded / 4` little-endian words of four codes (one `vpdpbusd` lane),
+/// and each row's step.
+struct Activations {
+    words: Vec<i32>,
+    steps: Vec<f32>,
+    /// Words per row.
+    groups: usize,
+}
+
+impl Activations {
+    /// Row `i`'s words.
+    #[inline(always)]
+    fn row(&self, i: usize) -> &[i32] {
+        &self.words[i * self.groups..(i + 1) * self.groups]
     }
 }
 
@@ -235,56 +273,73 @@ impl Int8Linear {
     /// [`matmul`](Self::matmul) with a chosen kernel; one this CPU lacks is an
     /// error (tests force each kernel, the fallbacks included).
     pub fn matmul_with(&self, kernel: Kernel, x: &[f32]) -> Result<Vec<f32>> {
+        self.matmul_bias_with(kernel, x, None)
+    }
+
+    /// `x · W + bias` (`bias`: one value per output) with a chosen kernel: the
+    /// bias is added as each output is written, without another pass.
+    pub fn matmul_bias_with(
+        &self,
+        kernel: Kernel,
+        x: &[f32],
+        bias: Option<&[f32]>,
+    ) -> Result<Vec<f32>> {
         check_kernel("int8", kernel.name(), Kernel::available().contains(&kernel))?;
         let rows = whole_rows("int8", x.len(), self.inputs)?;
-        let (codes, row_steps) = self.quantize_rows(x);
+        // The bias padded to whole panels (zeros: adding 0 changes no value).
         let width = self.steps.len();
-        let mut sums = vec![0i32; rows * width];
+        let mut bias_padded = vec![0f32; width];
+        if let Some(bias) = bias {
+            check_bias("int8", bias, self.outputs)?;
+            bias_padded[..self.outputs].copy_from_slice(bias);
+        }
+        let acts = self.quantize_rows(x, kernel == Kernel::Avx512Vnni);
+        // Each kernel writes `y_ij = (Σ_k a_ik · q_kj) as f32 · (t_i · s_j) + b_j`
+        // for every column of every panel, padding included; the same i32 sums
+        // and the same float operations, so the kernels agree bit for bit.
+        let mut out = vec![0f32; rows * width];
+        let bias = &bias_padded;
         match kernel {
             #[cfg(target_arch = "x86_64")]
             Kernel::Avx512Vnni => {
                 // SAFETY: `available()` saw avx512f, avx512bw and avx512vnni.
-                unsafe { x86::vnni(self, &codes, rows, &mut sums) }
-                for row in sums.chunks_exact_mut(width) {
-                    for (s, &o) in row.iter_mut().zip(&self.offsets) {
-                        *s -= o;
-                    }
-                }
+                unsafe { x86::vnni(self, &acts, bias, &mut out) }
             }
             #[cfg(target_arch = "x86_64")]
             Kernel::Avx2 => {
                 // SAFETY: `available()` saw avx2.
-                unsafe { x86::avx2(self, &codes, rows, &mut sums) }
+                unsafe { x86::avx2(self, &acts, bias, &mut out) }
             }
-            _ => scalar(self, &codes, rows, &mut sums),
+            _ => scalar(self, &acts, bias, &mut out),
         }
-        let mut out = vec![0f32; rows * self.outputs];
-        for ((o_row, s_row), &t) in out
-            .chunks_exact_mut(self.outputs)
-            .zip(sums.chunks_exact(width))
-            .zip(&row_steps)
-        {
-            for ((o, &s), &step) in o_row.iter_mut().zip(s_row).zip(&self.steps) {
-                *o = s as f32 * (t * step);
+        if width != self.outputs {
+            for i in 1..rows {
+                out.copy_within(i * width..i * width + self.outputs, i * self.outputs);
             }
+            out.truncate(rows * self.outputs);
         }
         Ok(out)
     }
 
-    /// Each row of `x` quantised with its own step, padded to `inputs_padded`
-    /// bytes; and the steps.
-    fn quantize_rows(&self, x: &[f32]) -> (Vec<i8>, Vec<f32>) {
+    /// Each row of `x` quantised with its own step and packed in words of four
+    /// codes, `inputs` padded with zero codes to `inputs_padded`. With
+    /// `unsigned`, every code is stored plus 128 (its top bit flipped), as
+    /// `vpdpbusd` takes its first operand unsigned.
+    fn quantize_rows(&self, x: &[f32], unsigned: bool) -> Activations {
         let rows = x.len() / self.inputs;
-        let mut codes = vec![0i8; rows * self.inputs_padded];
-        let mut steps = vec![0f32; rows];
+        let groups = self.groups();
+        let mut acts = Activations {
+            words: vec![0i32; rows * groups],
+            steps: vec![0f32; rows],
+            groups,
+        };
         pulp::Arch::new().dispatch(QuantizePass {
             x,
             inputs: self.inputs,
-            codes: &mut codes,
-            row_len: self.inputs_padded,
-            steps: &mut steps,
+            flip: if unsigned { 0x8080_8080u32 as i32 } else { 0 },
+            acts: &mut acts,
         });
-        (codes, steps)
+        acts
     }
 
     fn groups(&self) -> usize {
@@ -308,9 +363,9 @@ impl Int8Linear {
 struct QuantizePass<'a> {
     x: &'a [f32],
     inputs: usize,
-    codes: &'a mut [i8],
-    row_len: usize,
-    steps: &'a mut [f32],
+    /// XORed into every word (0, or `0x80808080` for unsigned codes).
+    flip: i32,
+    acts: &'a mut Activations,
 }
 
 impl WithSimd for QuantizePass<'_> {
@@ -318,41 +373,62 @@ impl WithSimd for QuantizePass<'_> {
 
     #[inline(always)]
     fn with_simd<S: Simd>(self, _simd: S) {
-        for ((row, out), step) in self
+        let groups = self.acts.groups;
+        let mut codes = vec![0i8; groups * GROUP];
+        for ((row, words), step) in self
             .x
             .chunks_exact(self.inputs)
-            .zip(self.codes.chunks_exact_mut(self.row_len))
-            .zip(self.steps.iter_mut())
+            .zip(self.acts.words.chunks_exact_mut(groups))
+            .zip(self.acts.steps.iter_mut())
         {
-            let max_abs = row.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-            *step = step_for(max_abs);
+            *step = step_for(max_abs(row));
             let inv = 1.0 / *step;
-            for (o, &v) in out.iter_mut().zip(row) {
-                *o = quantize(v, inv);
+            for (c, &v) in codes.iter_mut().zip(row) {
+                *c = quantize(v, inv);
+            }
+            for (w, c) in words.iter_mut().zip(codes.chunks_exact(GROUP)) {
+                *w = i32::from_le_bytes([c[0] as u8, c[1] as u8, c[2] as u8, c[3] as u8])
+                    ^ self.flip;
             }
         }
     }
 }
 
-/// The portable kernel: `sums[i][j] = Σ_k a_ik · q_kj` (no offset).
-fn scalar(lin: &Int8Linear, codes: &[i8], rows: usize, sums: &mut [i32]) {
+/// `(sum as f32) · (t · step) + bias`: an output from its integer sum, the row's
+/// step `t`, the column's step and bias (the SIMD kernels do the same
+/// operations, lane by lane, without fusing the multiply and the add).
+#[inline(always)]
+fn finish(sum: i32, t: f32, step: f32, bias: f32) -> f32 {
+    sum as f32 * (t * step) + bias
+}
+
+/// The portable kernel.
+fn scalar(lin: &Int8Linear, acts: &Activations, bias: &[f32], out: &mut [f32]) {
     let width = lin.steps.len();
-    let k = lin.inputs_padded;
     for p in 0..lin.panels() {
         let panel = lin.panel(p);
-        for i in 0..rows {
-            let a = &codes[i * k..(i + 1) * k];
+        let steps = &lin.steps[p * PANEL..(p + 1) * PANEL];
+        for (i, o_row) in out.chunks_exact_mut(width).enumerate() {
             let mut acc = [0i32; PANEL];
-            for (group, a4) in panel.chunks_exact(PANEL_GROUP_BYTES).zip(a.chunks_exact(4)) {
+            for (group, &word) in panel.chunks_exact(PANEL_GROUP_BYTES).zip(acts.row(i)) {
+                let a4 = word.to_le_bytes();
                 for (c, w4) in group.chunks_exact(GROUP).enumerate() {
                     acc[c] += w4
                         .iter()
                         .zip(a4)
-                        .map(|(&w, &a)| i32::from(w) * i32::from(a))
+                        .map(|(&w, a)| i32::from(w) * i32::from(a as i8))
                         .sum::<i32>();
                 }
             }
-            sums[i * width + p * PANEL..i * width + (p + 1) * PANEL].copy_from_slice(&acc);
+            let t = acts.steps[i];
+            let panel_bias = &bias[p * PANEL..(p + 1) * PANEL];
+            for ((o, &s), (&step, &b)) in o_row[p * PANEL..(p + 1) * PANEL]
+                .iter_mut()
+                .zip(&acc)
+                .zip(steps.iter().zip(panel_bias))
+            {
+                *o = finish(s, t, step, b);
+            }
         }
     }
 }
@@ -361,46 +437,31 @@ fn scalar(lin: &Int8Linear, codes: &[i8], rows: usize, sums: &mut [i32]) {
 mod x86 {
     use std::arch::x86_64::*;
 
-    use super::{Int8Linear, GROUP, PANEL, PANEL_GROUP_BYTES};
+    use super::{Activations, Int8Linear, PANEL, PANEL_GROUP_BYTES};
 
-    /// Four activation bytes at group `g` of a row as one 32-bit lane value.
+    /// The `R` activation rows from row `i`, each `groups` words long.
     #[inline(always)]
-    fn lane(row: &[i8], g: usize) -> i32 {
-        let b = &row[g * GROUP..(g + 1) * GROUP];
-        i32::from_le_bytes([b[0] as u8, b[1] as u8, b[2] as u8, b[3] as u8])
-    }
-
-    /// The `R` activation rows from row `i`.
-    #[inline(always)]
-    fn rows_from<'a, const R: usize>(lin: &Int8Linear, codes: &'a [i8], i: usize) -> [&'a [i8]; R] {
-        let len = lin.inputs_padded;
-        let mut out: [&[i8]; R] = [&[]; R];
+    fn rows_from<const R: usize>(acts: &Activations, i: usize) -> [&[i32]; R] {
+        let mut out: [&[i32]; R] = [&[]; R];
         for (r, row) in out.iter_mut().enumerate() {
-            *row = &codes[(i + r) * len..(i + r + 1) * len];
+            *row = acts.row(i + r);
         }
         out
     }
 
-    /// Runs `$tile::<R, P>` for the runtime tile shape `($nr, $np)`, every `R` in
-    /// 1..=6 and `P` in 1..=2 (the kernels' largest tiles; the last tiles of a
-    /// matrix may be smaller).
+    /// Runs `$tile::<R, P>` for the runtime tile shape `($nr, $np)`, for every `R`
+    /// in `$rows` and `P` in `$panels` (the callers cut tiles within those).
     macro_rules! dispatch_tile {
-        ($tile:ident, ($nr:expr, $np:expr), $($arg:expr),*) => {
-            match ($nr, $np) {
-                (6, 2) => $tile::<6, 2>($($arg),*),
-                (5, 2) => $tile::<5, 2>($($arg),*),
-                (4, 2) => $tile::<4, 2>($($arg),*),
-                (3, 2) => $tile::<3, 2>($($arg),*),
-                (2, 2) => $tile::<2, 2>($($arg),*),
-                (1, 2) => $tile::<1, 2>($($arg),*),
-                (6, 1) => $tile::<6, 1>($($arg),*),
-                (5, 1) => $tile::<5, 1>($($arg),*),
-                (4, 1) => $tile::<4, 1>($($arg),*),
-                (3, 1) => $tile::<3, 1>($($arg),*),
-                (2, 1) => $tile::<2, 1>($($arg),*),
-                (1, 1) => $tile::<1, 1>($($arg),*),
-                // The callers cut tiles of 1..=6 rows and 1..=2 panels.
-                (nr, np) => unreachable!("no {nr} x {np} tile"),
+        ($tile:ident, ($nr:expr, $np:expr), [$($r:literal)*], $panels:tt, $args:tt) => {
+            match $nr {
+                $($r => dispatch_tile!(@panels $tile, $r, $np, $panels, $args),)*
+                nr => unreachable!("no tile of {nr} rows"),
+            }
+        };
+        (@panels $tile:ident, $r:literal, $np:expr, [$($p:literal)*], $args:tt) => {
+            match $np {
+                $($p => $tile::<$r, $p> $args,)*
+                np => unreachable!("no tile of {np} panels"),
             }
         };
     }
@@ -427,13 +488,32 @@ mod x86 {
         }
     }
 
-    /// `sums[i][j] = Σ_k (a_ik + 128) · q_kj`; the caller subtracts the offsets.
+    /// The VNNI kernel's largest tile: 4 rows x 3 panels, 12 accumulators. Larger
+    /// tiles (8 x 3, 6 x 2, 8 x 2, 4 x 4) measured no faster on Home Depot titles,
+    /// and 8 x 3 made the compiler spill accumulators to the stack.
+    const VNNI_ROWS: usize = 4;
+    const VNNI_PANELS: usize = 3;
+
+    /// `out = Σ_k a_ik · q_kj` scaled; `acts` hold unsigned codes (`a + 128`).
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-    pub(super) fn vnni(lin: &Int8Linear, codes: &[i8], rows: usize, sums: &mut [i32]) {
-        tiles(rows, lin.panels(), 6, 2, |i, nr, p, np| {
-            // The closure inherits this function's target features.
-            dispatch_tile!(vnni_tile, (nr, np), lin, codes, i, p, sums)
-        });
+    pub(super) fn vnni(lin: &Int8Linear, acts: &Activations, bias: &[f32], out: &mut [f32]) {
+        let rows = acts.steps.len();
+        tiles(
+            rows,
+            lin.panels(),
+            VNNI_ROWS,
+            VNNI_PANELS,
+            |i, nr, p, np| {
+                // The closure inherits this function's target features.
+                dispatch_tile!(
+                    vnni_tile,
+                    (nr, np),
+                    [1 2 3 4],
+                    [1 2 3],
+                    (lin, acts, bias, i, p, out)
+                )
+            },
+        );
     }
 
     /// One `R x P` tile (`R` rows, `P` panels of 16 columns): `R·P` accumulators.
@@ -441,17 +521,19 @@ mod x86 {
     #[inline]
     fn vnni_tile<const R: usize, const P: usize>(
         lin: &Int8Linear,
-        codes: &[i8],
+        acts: &Activations,
+        bias: &[f32],
         i: usize,
         p: usize,
-        sums: &mut [i32],
+        out: &mut [f32],
     ) {
-        let panel_len = lin.groups() * PANEL_GROUP_BYTES;
+        let groups = lin.groups();
+        let panel_len = groups * PANEL_GROUP_BYTES;
         let w = &lin.packed[p * panel_len..(p + P) * panel_len];
-        let a_rows = rows_from::<R>(lin, codes, i);
-        let flip = _mm512_set1_epi32(0x8080_8080u32 as i32);
+        // Cut to `groups` words so that indexing by `g < groups` needs no checks.
+        let a_rows = rows_from::<R>(acts, i).map(|row| &row[..groups]);
         let mut acc = [[_mm512_setzero_si512(); P]; R];
-        for g in 0..lin.groups() {
+        for g in 0..groups {
             let mut wv = [_mm512_setzero_si512(); P];
             for (q, v) in wv.iter_mut().enumerate() {
                 let at = q * panel_len + g * PANEL_GROUP_BYTES;
@@ -460,8 +542,7 @@ mod x86 {
                 *v = unsafe { _mm512_loadu_si512(bytes.as_ptr().cast()) };
             }
             for (acc_row, a_row) in acc.iter_mut().zip(&a_rows) {
-                // a + 128 as unsigned bytes: the top bit of each byte flipped.
-                let a = _mm512_xor_si512(_mm512_set1_epi32(lane(a_row, g)), flip);
+                let a = _mm512_set1_epi32(a_row[g]);
                 for (s, &v) in acc_row.iter_mut().zip(&wv) {
                     *s = _mm512_dpbusd_epi32(*s, a, v);
                 }
@@ -469,21 +550,33 @@ mod x86 {
         }
         let width = lin.steps.len();
         for (r, acc_row) in acc.iter().enumerate() {
+            let t = _mm512_set1_ps(acts.steps[i + r]);
             for (q, &s) in acc_row.iter().enumerate() {
-                let at = (i + r) * width + (p + q) * PANEL;
-                let out = &mut sums[at..at + PANEL];
-                // SAFETY: `out` holds 16 i32 (64 bytes).
-                unsafe { _mm512_storeu_si512(out.as_mut_ptr().cast(), s) };
+                let col = (p + q) * PANEL;
+                let offsets = &lin.offsets[col..col + PANEL];
+                let steps = &lin.steps[col..col + PANEL];
+                let b = &bias[col..col + PANEL];
+                let at = (i + r) * width + col;
+                let dst = &mut out[at..at + PANEL];
+                // SAFETY: each slice holds 16 i32 or f32 (64 bytes); no alignment need.
+                unsafe {
+                    let sum = _mm512_sub_epi32(s, _mm512_loadu_si512(offsets.as_ptr().cast()));
+                    let scale = _mm512_mul_ps(t, _mm512_loadu_ps(steps.as_ptr()));
+                    let y = _mm512_mul_ps(_mm512_cvtepi32_ps(sum), scale);
+                    let y = _mm512_add_ps(y, _mm512_loadu_ps(b.as_ptr()));
+                    _mm512_storeu_ps(dst.as_mut_ptr(), y);
+                }
             }
         }
     }
 
-    /// `sums[i][j] = Σ_k a_ik · q_kj`.
+    /// `out = Σ_k a_ik · q_kj` scaled; `acts` hold signed codes.
     #[target_feature(enable = "avx2")]
-    pub(super) fn avx2(lin: &Int8Linear, codes: &[i8], rows: usize, sums: &mut [i32]) {
+    pub(super) fn avx2(lin: &Int8Linear, acts: &Activations, bias: &[f32], out: &mut [f32]) {
+        let rows = acts.steps.len();
         tiles(rows, lin.panels(), 4, 1, |i, nr, p, np| {
             // The closure inherits this function's target feature.
-            dispatch_tile!(avx2_tile, (nr, np), lin, codes, i, p, sums)
+            dispatch_tile!(avx2_tile, (nr, np), [1 2 3], [1], (lin, acts, bias, i, p, out))
         });
     }
 
@@ -493,17 +586,19 @@ mod x86 {
     #[inline]
     fn avx2_tile<const R: usize, const P: usize>(
         lin: &Int8Linear,
-        codes: &[i8],
+        acts: &Activations,
+        bias: &[f32],
         i: usize,
         p: usize,
-        sums: &mut [i32],
+        out: &mut [f32],
     ) {
-        let panel_len = lin.groups() * PANEL_GROUP_BYTES;
+        let groups = lin.groups();
+        let panel_len = groups * PANEL_GROUP_BYTES;
         let w = &lin.packed[p * panel_len..(p + P) * panel_len];
-        let a_rows = rows_from::<R>(lin, codes, i);
+        let a_rows = rows_from::<R>(acts, i).map(|row| &row[..groups]);
         let ones = _mm256_set1_epi16(1);
         let mut acc = [[[_mm256_setzero_si256(); 2]; P]; R];
-        for g in 0..lin.groups() {
+        for g in 0..groups {
             let mut wv = [[_mm256_setzero_si256(); 2]; P];
             for (q, v) in wv.iter_mut().enumerate() {
                 let at = q * panel_len + g * PANEL_GROUP_BYTES;
@@ -517,7 +612,7 @@ mod x86 {
                 };
             }
             for (acc_row, a_row) in acc.iter_mut().zip(&a_rows) {
-                let a = _mm256_set1_epi32(lane(a_row, g));
+                let a = _mm256_set1_epi32(a_row[g]);
                 let a_abs = _mm256_sign_epi8(a, a);
                 for (s2, v2) in acc_row.iter_mut().zip(&wv) {
                     for (s, &v) in s2.iter_mut().zip(v2) {
@@ -530,13 +625,22 @@ mod x86 {
         }
         let width = lin.steps.len();
         for (r, acc_row) in acc.iter().enumerate() {
+            let t = _mm256_set1_ps(acts.steps[i + r]);
             for (q, s2) in acc_row.iter().enumerate() {
-                let at = (i + r) * width + (p + q) * PANEL;
-                let out = &mut sums[at..at + PANEL];
-                // SAFETY: `out` holds 16 i32: two unaligned 32-byte stores.
-                unsafe {
-                    _mm256_storeu_si256(out.as_mut_ptr().cast(), s2[0]);
-                    _mm256_storeu_si256(out[8..].as_mut_ptr().cast(), s2[1]);
+                let col = (p + q) * PANEL;
+                let steps = &lin.steps[col..col + PANEL];
+                let b = &bias[col..col + PANEL];
+                let at = (i + r) * width + col;
+                let dst = &mut out[at..at + PANEL];
+                for (h, &s) in s2.iter().enumerate() {
+                    // SAFETY: `steps`, `b` and `dst` hold 16 f32: two 8-lane halves,
+                    // unaligned loads and stores.
+                    unsafe {
+                        let scale = _mm256_mul_ps(t, _mm256_loadu_ps(steps[h * 8..].as_ptr()));
+                        let y = _mm256_mul_ps(_mm256_cvtepi32_ps(s), scale);
+                        let y = _mm256_add_ps(y, _mm256_loadu_ps(b[h * 8..].as_ptr()));
+                        _mm256_storeu_ps(dst[h * 8..].as_mut_ptr(), y);
+                    }
                 }
             }
         }
@@ -552,8 +656,8 @@ impl HostLinear for Int8Linear {
         self.outputs
     }
 
-    fn product(&self, x: &[f32]) -> Result<Vec<f32>> {
-        self.matmul(x)
+    fn product(&self, x: &[f32], bias: Option<&[f32]>) -> Result<Vec<f32>> {
+        self.matmul_bias_with(self.kernel, x, bias)
     }
 }
 
@@ -607,6 +711,72 @@ mod tests {
                 assert_eq!(got, want, "{kernel:?} on {rows}x{inputs}x{outputs}");
             }
         }
+    }
+
+    #[test]
+    fn the_bias_is_added_by_every_kernel_alike() {
+        for (rows, inputs, outputs) in [(5, 37, 45), (9, 384, 64)] {
+            let w = values(inputs as u64 + 7, inputs * outputs);
+            let x = values(rows as u64 + 200, rows * inputs);
+            let bias = values(3, outputs);
+            let lin = Int8Linear::new(&w, inputs, outputs).unwrap();
+            let plain = lin.matmul_with(Kernel::Scalar, &x).unwrap();
+            let want: Vec<f32> = plain
+                .iter()
+                .enumerate()
+                .map(|(n, v)| v + bias[n % outputs])
+                .collect();
+            for kernel in Kernel::available() {
+                let got = lin.matmul_bias_with(kernel, &x, Some(&bias)).unwrap();
+                assert_eq!(got, want, "{kernel:?} on {rows}x{inputs}x{outputs}");
+            }
+            assert!(lin
+                .matmul_bias_with(Kernel::Scalar, &x, Some(&bias[1..]))
+                .is_err());
+        }
+    }
+
+    #[test]
+    fn quantisation_rounds_half_to_even_clamps_and_zeroes_nan() {
+        for (x, want) in [
+            (0.0, 0),
+            (0.5, 0),
+            (1.5, 2),
+            (2.5, 2),
+            (-0.5, 0),
+            (-1.5, -2),
+            (-2.4, -2),
+            (126.6, 127),
+            (300.0, 127),
+            (-300.0, -127),
+            (f32::INFINITY, 127),
+            (f32::NEG_INFINITY, -127),
+            (f32::NAN, 0),
+        ] {
+            assert_eq!(quantize(x, 1.0), want, "{x}");
+        }
+        // Against the rounding the bit trick replaces, over a fine grid.
+        for n in -130_000..=130_000 {
+            let x = n as f32 / 1000.0;
+            let want = x.round_ties_even().clamp(-127.0, 127.0) as i8;
+            assert_eq!(quantize(x, 1.0), want, "{x}");
+        }
+    }
+
+    #[test]
+    fn the_largest_magnitude_is_found_in_every_lane_and_the_tail() {
+        for len in [0, 1, 15, 16, 17, 33, 384] {
+            for at in 0..len {
+                let mut v = values(len as u64, len);
+                for x in &mut v {
+                    *x = x.clamp(-1.0, 1.0);
+                }
+                v[at] = -5.0;
+                assert_eq!(max_abs(&v), 5.0, "len {len}, at {at}");
+            }
+        }
+        assert_eq!(max_abs(&[]), 0.0);
+        assert_eq!(max_abs(&[f32::NAN, -2.0]), 2.0);
     }
 
     #[test]
@@ -673,7 +843,7 @@ mod tests {
             &candle_core::Device::Cpu,
         )
         .unwrap();
-        let y = super::super::cpu_ops::host_matmul(&x, &lin).unwrap();
+        let y = super::super::cpu_ops::host_matmul(&x, &lin, None).unwrap();
         assert_eq!(y.dims(), &[2, 3, outputs]);
         let flat = lin
             .matmul(&x.flatten_all().unwrap().to_vec1::<f32>().unwrap())
