@@ -3,6 +3,13 @@
 
 mod cli;
 
+/// mimalloc keeps freed memory for reuse; with glibc's malloc the encoder's
+/// per-batch buffers were returned to the kernel and faulted in again, about 15%
+/// of an int8 encode (README, "int8 and bf16 on the CPU"). The library leaves the
+/// allocator to the program that embeds it.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
