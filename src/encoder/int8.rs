@@ -493,6 +493,12 @@ mod x86 {
     /// and 8 x 3 made the compiler spill accumulators to the stack.
     const VNNI_ROWS: usize = 4;
     const VNNI_PANELS: usize = 3;
+    /// The AVX2 kernel's largest tile: 4 rows x 1 panel, 8 of 16 registers.
+    const AVX2_ROWS: usize = 4;
+    const AVX2_PANELS: usize = 1;
+    // The `dispatch_tile!` lists in `vnni` and `avx2` name every size up to these.
+    const _: () = assert!(VNNI_ROWS == 4 && VNNI_PANELS == 3);
+    const _: () = assert!(AVX2_ROWS == 4 && AVX2_PANELS == 1);
 
     /// `out = Σ_k a_ik · q_kj` scaled; `acts` hold unsigned codes (`a + 128`).
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
@@ -574,10 +580,16 @@ mod x86 {
     #[target_feature(enable = "avx2")]
     pub(super) fn avx2(lin: &Int8Linear, acts: &Activations, bias: &[f32], out: &mut [f32]) {
         let rows = acts.steps.len();
-        tiles(rows, lin.panels(), 4, 1, |i, nr, p, np| {
-            // The closure inherits this function's target feature.
-            dispatch_tile!(avx2_tile, (nr, np), [1 2 3], [1], (lin, acts, bias, i, p, out))
-        });
+        tiles(
+            rows,
+            lin.panels(),
+            AVX2_ROWS,
+            AVX2_PANELS,
+            |i, nr, p, np| {
+                // The closure inherits this function's target feature.
+                dispatch_tile!(avx2_tile, (nr, np), [1 2 3 4], [1], (lin, acts, bias, i, p, out))
+            },
+        );
     }
 
     /// One `R x P` tile: each panel is two 256-bit halves, so `2·R·P` accumulators
