@@ -64,8 +64,8 @@ fn erf(z: f32) -> f32 {
     e.copysign(z)
 }
 
-/// `e^y` for `y ≤ 0` (softmax's `e^(x - max)`; inputs below -87 give e^-87 ≈ 1.6e-38, a normal f32), relative
-/// error below 5e-7: `e^y = 2^n · e^g` with `n = round(y·log2 e)` and
+/// `e^y` for `y ≤ 0`, softmax's `e^(x - max)` (inputs below -87 give e^-87 ≈
+/// 1.6e-38, a normal f32), relative error below 5e-7: `e^y = 2^n · e^g` with `n = round(y·log2 e)` and
 /// `g = y - n·ln2` (ln2 split in two parts, Cody & Waite's reduction, so that `g` is
 /// exact even for large `n`), `|g| ≤ ln2/2`, and `e^g` its Taylor series to degree 7.
 #[inline(always)]
@@ -249,8 +249,8 @@ impl WithSimd for NormPass<'_, '_> {
 }
 
 /// Softmax over the last dimension of a contiguous f32 tensor (attention
-/// probabilities): `e^(x - max)` by the same polynomial as GELU's (its argument is
-/// never positive), summed in 16 lanes, then scaled by the sum's reciprocal.
+/// probabilities): `e^(x - max)` by [`exp_non_positive`] (its argument is never
+/// positive), summed in 16 lanes, then scaled by the sum's reciprocal.
 pub(super) struct SoftmaxRows;
 
 impl CustomOp1 for SoftmaxRows {
