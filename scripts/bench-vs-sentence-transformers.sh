@@ -31,7 +31,7 @@ trap 'rm -f "$OUT"' EXIT
 for round in 1 2; do
     "$VENV/bin/python" scripts/st_speed.py "$MODEL" "$CATALOG" "$LIMIT" "$BATCH" "$MAX_TOKENS" "$THREADS" "$REPEAT" | tee -a "$OUT"
     for dtype in $PRECISIONS; do
-        target/release/shelfrank embed-bench --model "$MODEL" --catalog "$CATALOG" --limit "$LIMIT" \
+        "${CARGO_TARGET_DIR:-target}"/release/shelfrank embed-bench --model "$MODEL" --catalog "$CATALOG" --limit "$LIMIT" \
             --batch-size "$BATCH" --max-tokens "$MAX_TOKENS" --repeat "$REPEAT" --dtype "$dtype" | tee -a "$OUT"
     done
 done

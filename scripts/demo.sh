@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 
 scripts/fetch-model.sh
 cargo build --release --quiet
-BIN=target/release/shelfrank
+BIN="${CARGO_TARGET_DIR:-target}/release/shelfrank"
 IDX=index/sample
 # The fixture events are from Nov-Dec 2023: rank as of just after them.
 AS_OF=2024-01-01T00:00:00
