@@ -11,7 +11,10 @@
 //! - Query, key and value are one `in x 3·in` product instead of three, and the
 //!   `1/√head_dim` attention scale is folded into the query weights.
 //! - On the CPU, bias + GELU and bias + residual + LayerNorm each run as one
-//!   vectorised pass (`cpu_ops.rs`) instead of candle's separate element-wise ops.
+//!   vectorised pass (`cpu_ops.rs`) instead of candle's separate element-wise ops,
+//!   in place on the product they follow, and self-attention is one pass from the
+//!   `qkv` product to the context (`attention.rs`): no copies into and out of the
+//!   heads' layout, no per-head gemm calls, no scores tensor.
 //! - Token types are always 0 for sentence embeddings, so the token-type row is
 //!   added to the position table once at load time.
 //!
@@ -30,8 +33,9 @@ use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::{Embedding, VarBuilder};
 use candle_transformers::models::bert::{Config, HiddenAct};
 
+use super::attention::Attention;
 use super::bf16::Bf16Linear;
-use super::cpu_ops::{host_matmul, BiasGelu, BiasResidualNorm, SoftmaxRows};
+use super::cpu_ops::{host_matmul, BiasGelu, BiasResidualNorm};
 use super::int8::{Int8Linear, Kernel};
 use super::Precision;
 
@@ -122,9 +126,11 @@ impl Dense {
     fn forward_act(&self, x: &Tensor, act: HiddenAct, fused: bool) -> Result<Tensor> {
         let y = self.product(x)?;
         if fused && fused_kernels_apply(&y) && act == HiddenAct::Gelu {
-            return y.apply_op1_no_bwd(&BiasGelu {
+            // `y` is this call's own product: nothing else sees it change.
+            y.inplace_op1(&BiasGelu {
                 bias: &self.bias_host,
-            });
+            })?;
+            return Ok(y);
         }
         let y = y.broadcast_add(&self.bias)?;
         match act {
@@ -144,7 +150,8 @@ impl Dense {
     ) -> Result<Tensor> {
         let y = self.product(x)?;
         if fused && fused_kernels_apply(&y) && fused_kernels_apply(residual) {
-            return y.apply_op2_no_bwd(
+            // `y` is this call's own product, as in `forward_act`.
+            y.inplace_op2(
                 residual,
                 &BiasResidualNorm {
                     bias: &self.bias_host,
@@ -152,7 +159,8 @@ impl Dense {
                     beta: &norm.bias_host,
                     eps: norm.eps,
                 },
-            );
+            )?;
+            return Ok(y);
         }
         norm.forward(&(y.broadcast_add(&self.bias)? + residual)?)
     }
@@ -179,12 +187,9 @@ fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     a.matmul(b)
 }
 
-/// Softmax over the last dimension, summed in f32 (see the module docs); by the
-/// fused CPU kernel where it applies.
-fn softmax(scores: &Tensor, fused: bool) -> Result<Tensor> {
-    if fused && fused_kernels_apply(scores) {
-        return scores.apply_op1_no_bwd(&SoftmaxRows);
-    }
+/// Softmax over the last dimension, summed in f32 (see the module docs). The
+/// fused CPU attention (`attention.rs`) has its own.
+fn softmax(scores: &Tensor) -> Result<Tensor> {
     if scores.device().is_cpu() && scores.dtype() != DType::F32 {
         let probs = candle_nn::ops::softmax_last_dim(&scores.to_dtype(DType::F32)?)?;
         return probs.to_dtype(scores.dtype());
@@ -257,34 +262,42 @@ impl Layer {
         })
     }
 
-    /// `x` is `(batch·seq) x hidden`; `mask_bias` is `batch x 1 x 1 x seq`, or none
-    /// when nothing is padded.
+    /// `x` is `(batch·seq) x hidden`.
     fn forward(
         &self,
         x: &Tensor,
-        mask_bias: Option<&Tensor>,
+        mask: &MaskBias,
         shape: (usize, usize, usize, usize),
         act: HiddenAct,
         fused: bool,
     ) -> Result<Tensor> {
         let (batch, seq, heads, head_dim) = shape;
         let hidden = heads * head_dim;
-        // (batch, seq, 3, heads, head_dim) -> (3, batch, heads, seq, head_dim)
-        let qkv = self
-            .qkv
-            .forward(x)?
-            .reshape((batch, seq, 3, heads, head_dim))?
-            .permute((2, 0, 3, 1, 4))?
-            .contiguous()?;
-        let (q, k, v) = (qkv.get(0)?, qkv.get(1)?, qkv.get(2)?);
-        let mut scores = matmul(&q, &k.t()?)?;
-        if let Some(bias) = mask_bias {
-            scores = scores.broadcast_add(bias)?;
-        }
-        let probs = softmax(&scores, fused)?;
-        let context = matmul(&probs, &v)?
-            .transpose(1, 2)?
-            .reshape((batch * seq, hidden))?;
+        let qkv = self.qkv.forward(x)?;
+        let context = if fused && fused_kernels_apply(&qkv) {
+            qkv.apply_op1_no_bwd(&Attention {
+                batch,
+                seq,
+                heads,
+                head_dim,
+                mask_bias: mask.host.as_deref(),
+            })?
+        } else {
+            // (batch, seq, 3, heads, head_dim) -> (3, batch, heads, seq, head_dim)
+            let qkv = qkv
+                .reshape((batch, seq, 3, heads, head_dim))?
+                .permute((2, 0, 3, 1, 4))?
+                .contiguous()?;
+            let (q, k, v) = (qkv.get(0)?, qkv.get(1)?, qkv.get(2)?);
+            let mut scores = matmul(&q, &k.t()?)?;
+            if let Some(bias) = &mask.tensor {
+                scores = scores.broadcast_add(bias)?;
+            }
+            let probs = softmax(&scores)?;
+            matmul(&probs, &v)?
+                .transpose(1, 2)?
+                .reshape((batch * seq, hidden))?
+        };
         let x = self
             .attn_out
             .forward_residual_norm(&context, x, &self.attn_norm, fused)?;
@@ -427,16 +440,36 @@ impl FastBert {
         // padding: adding a zero bias to every score would change nothing.
         let padded = mask.to_dtype(DType::F32)?.min_all()?.to_scalar::<f32>()? < 1.0;
         let mask_bias = if padded {
-            Some(attention_bias(mask, self.positions.dtype())?.reshape((batch, 1, 1, seq))?)
+            let bias = attention_bias(mask, self.positions.dtype())?;
+            MaskBias {
+                host: if self.fused && fused_kernels_apply(&x) {
+                    Some(bias.flatten_all()?.to_vec1::<f32>()?)
+                } else {
+                    None
+                },
+                tensor: Some(bias.reshape((batch, 1, 1, seq))?),
+            }
         } else {
-            None
+            MaskBias {
+                tensor: None,
+                host: None,
+            }
         };
         let shape = (batch, seq, self.heads, hidden / self.heads);
         for layer in layers {
-            x = layer.forward(&x, mask_bias.as_ref(), shape, self.act, self.fused)?;
+            x = layer.forward(&x, &mask_bias, shape, self.act, self.fused)?;
         }
         x.reshape((batch, seq, hidden))
     }
+}
+
+/// What the attention scores of a padded batch get added; both none when nothing
+/// is padded.
+struct MaskBias {
+    /// `batch x 1 x 1 x seq`, for candle's attention.
+    tensor: Option<Tensor>,
+    /// `batch x seq` in host memory, for the fused CPU attention (f32 on the CPU).
+    host: Option<Vec<f32>>,
 }
 
 /// What the attention scores get added, in `dtype`: 0 where `mask` is 1, and where

@@ -12,7 +12,7 @@
 //! candle's own ops elsewhere (CUDA).
 
 use candle_core::backend::BackendStorage;
-use candle_core::{bail, CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape};
+use candle_core::{bail, CpuStorage, CustomOp1, InplaceOp1, InplaceOp2, Layout, Result, Shape};
 use pulp::{Simd, WithSimd};
 
 /// The widest x86 vector instructions the CPU kernels (these and gemm's matrix
@@ -69,7 +69,7 @@ fn erf(z: f32) -> f32 {
 /// `g = y - n·ln2` (ln2 split in two parts, Cody & Waite's reduction, so that `g` is
 /// exact even for large `n`), `|g| ≤ ln2/2`, and `e^g` its Taylor series to degree 7.
 #[inline(always)]
-fn exp_non_positive(y: f32) -> f32 {
+pub(super) fn exp_non_positive(y: f32) -> f32 {
     // 1.5·2^23: adding and subtracting it rounds an f32 of magnitude < 2^22 to an
     // integer without a call to `round` (which does not vectorise without SSE4.1).
     const ROUND: f32 = 12_582_912.0;
@@ -90,7 +90,11 @@ fn exp_non_positive(y: f32) -> f32 {
 }
 
 /// The f32 data of a contiguous CPU tensor.
-fn contiguous<'a>(storage: &'a CpuStorage, layout: &Layout, op: &str) -> Result<&'a [f32]> {
+pub(super) fn contiguous<'a>(
+    storage: &'a CpuStorage,
+    layout: &Layout,
+    op: &str,
+) -> Result<&'a [f32]> {
     let CpuStorage::F32(data) = storage else {
         bail!("{op}: expected f32, got {:?}", storage.dtype())
     };
@@ -100,33 +104,46 @@ fn contiguous<'a>(storage: &'a CpuStorage, layout: &Layout, op: &str) -> Result<
     }
 }
 
-/// `gelu_erf(x + bias)` with `x` of shape `rows x bias.len()`.
+/// The f32 data of a contiguous CPU tensor, to be overwritten in place.
+fn contiguous_mut<'a>(
+    storage: &'a mut CpuStorage,
+    layout: &Layout,
+    op: &str,
+) -> Result<&'a mut [f32]> {
+    let dtype = storage.dtype();
+    let CpuStorage::F32(data) = storage else {
+        bail!("{op}: expected f32, got {dtype:?}")
+    };
+    match layout.contiguous_offsets() {
+        Some((start, end)) => Ok(&mut data[start..end]),
+        None => bail!("{op}: input is not contiguous"),
+    }
+}
+
+/// `x ← gelu_erf(x + bias)` in place, with `x` of shape `rows x bias.len()`. In
+/// place because `x` is always a fresh product: a new buffer would cost an
+/// allocation and a pass of zeroing per layer.
 pub(super) struct BiasGelu<'a> {
     pub bias: &'a [f32],
 }
 
-impl CustomOp1 for BiasGelu<'_> {
+impl InplaceOp1 for BiasGelu<'_> {
     fn name(&self) -> &'static str {
         "shelfrank-bias-gelu"
     }
 
-    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        let x = contiguous(storage, layout, self.name())?;
+    fn cpu_fwd(&self, storage: &mut CpuStorage, layout: &Layout) -> Result<()> {
+        let name = self.name();
+        let x = contiguous_mut(storage, layout, name)?;
         let width = self.bias.len();
         if width == 0 || x.len() % width != 0 {
             bail!(
-                "{}: {} values do not split into rows of {width}",
-                self.name(),
+                "{name}: {} values do not split into rows of {width}",
                 x.len()
             );
         }
-        let mut out = vec![0f32; x.len()];
-        pulp::Arch::new().dispatch(BiasGeluPass {
-            out: &mut out,
-            x,
-            bias: self.bias,
-        });
-        Ok((CpuStorage::F32(out), layout.shape().clone()))
+        pulp::Arch::new().dispatch(BiasGeluPass { x, bias: self.bias });
+        Ok(())
     }
 }
 
@@ -134,8 +151,7 @@ impl CustomOp1 for BiasGelu<'_> {
 /// `#[target_feature]` entry point, so the loop is compiled for that instruction set
 /// (a closure handed to `dispatch` is not inlined there and stays baseline code).
 struct BiasGeluPass<'a> {
-    out: &'a mut [f32],
-    x: &'a [f32],
+    x: &'a mut [f32],
     bias: &'a [f32],
 }
 
@@ -144,21 +160,17 @@ impl WithSimd for BiasGeluPass<'_> {
 
     #[inline(always)]
     fn with_simd<S: Simd>(self, _simd: S) {
-        let width = self.bias.len();
-        for (o_row, x_row) in self
-            .out
-            .chunks_exact_mut(width)
-            .zip(self.x.chunks_exact(width))
-        {
-            for ((o, &v), &b) in o_row.iter_mut().zip(x_row).zip(self.bias) {
-                *o = gelu_erf(v + b);
+        for row in self.x.chunks_exact_mut(self.bias.len()) {
+            for (v, &b) in row.iter_mut().zip(self.bias) {
+                *v = gelu_erf(*v + b);
             }
         }
     }
 }
 
-/// `layer_norm(x + bias + residual)` over rows of `bias.len()`: the end of a BERT
-/// sub-layer (dense output, residual connection, LayerNorm) in one pass.
+/// `x ← layer_norm(x + bias + residual)` over rows of `bias.len()`: the end of a
+/// BERT sub-layer (dense output, residual connection, LayerNorm) in one pass, in
+/// place as [`BiasGelu`] is.
 pub(super) struct BiasResidualNorm<'a> {
     pub bias: &'a [f32],
     pub gamma: &'a [f32],
@@ -166,19 +178,19 @@ pub(super) struct BiasResidualNorm<'a> {
     pub eps: f32,
 }
 
-impl CustomOp2 for BiasResidualNorm<'_> {
+impl InplaceOp2 for BiasResidualNorm<'_> {
     fn name(&self) -> &'static str {
         "shelfrank-bias-residual-norm"
     }
 
     fn cpu_fwd(
         &self,
-        s1: &CpuStorage,
+        s1: &mut CpuStorage,
         l1: &Layout,
         s2: &CpuStorage,
         l2: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let x = contiguous(s1, l1, self.name())?;
+    ) -> Result<()> {
+        let x = contiguous_mut(s1, l1, self.name())?;
         let residual = contiguous(s2, l2, self.name())?;
         let width = self.bias.len();
         if width == 0
@@ -194,21 +206,18 @@ impl CustomOp2 for BiasResidualNorm<'_> {
                 residual.len()
             );
         }
-        let mut out = vec![0f32; x.len()];
         pulp::Arch::new().dispatch(NormPass {
-            out: &mut out,
             x,
             residual,
             op: self,
         });
-        Ok((CpuStorage::F32(out), l1.shape().clone()))
+        Ok(())
     }
 }
 
 /// The loop of [`BiasResidualNorm`] (see [`BiasGeluPass`] for why a struct).
 struct NormPass<'a, 'b> {
-    out: &'a mut [f32],
-    x: &'a [f32],
+    x: &'a mut [f32],
     residual: &'a [f32],
     op: &'a BiasResidualNorm<'b>,
 }
@@ -226,14 +235,13 @@ impl WithSimd for NormPass<'_, '_> {
         } = *self.op;
         let width = bias.len();
         let inv_width = 1.0 / width as f32;
-        for ((o_row, x_row), r_row) in self
-            .out
+        for (o_row, r_row) in self
+            .x
             .chunks_exact_mut(width)
-            .zip(self.x.chunks_exact(width))
             .zip(self.residual.chunks_exact(width))
         {
-            for ((o, &v), (&r, &b)) in o_row.iter_mut().zip(x_row).zip(r_row.iter().zip(bias)) {
-                *o = v + r + b;
+            for (o, (&r, &b)) in o_row.iter_mut().zip(r_row.iter().zip(bias)) {
+                *o += r + b;
             }
             let mean = lane_sum(o_row, |v| v) * inv_width;
             for o in o_row.iter_mut() {
@@ -248,67 +256,12 @@ impl WithSimd for NormPass<'_, '_> {
     }
 }
 
-/// Softmax over the last dimension of a contiguous f32 tensor (attention
-/// probabilities): `e^(x - max)` by [`exp_non_positive`] (its argument is never
-/// positive), summed in 16 lanes, then scaled by the sum's reciprocal.
-pub(super) struct SoftmaxRows;
-
-impl CustomOp1 for SoftmaxRows {
-    fn name(&self) -> &'static str {
-        "shelfrank-softmax"
-    }
-
-    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        let x = contiguous(storage, layout, self.name())?;
-        let width = layout.shape().dims().last().copied().unwrap_or(0);
-        if width == 0 || x.len() % width != 0 {
-            bail!("{}: {} values do not split into rows", self.name(), x.len());
-        }
-        let mut out = vec![0f32; x.len()];
-        pulp::Arch::new().dispatch(SoftmaxPass {
-            out: &mut out,
-            x,
-            width,
-        });
-        Ok((CpuStorage::F32(out), layout.shape().clone()))
-    }
-}
-
-/// The loop of [`SoftmaxRows`] (see [`BiasGeluPass`] for why a struct).
-struct SoftmaxPass<'a> {
-    out: &'a mut [f32],
-    x: &'a [f32],
-    width: usize,
-}
-
-impl WithSimd for SoftmaxPass<'_> {
-    type Output = ();
-
-    #[inline(always)]
-    fn with_simd<S: Simd>(self, _simd: S) {
-        for (o_row, x_row) in self
-            .out
-            .chunks_exact_mut(self.width)
-            .zip(self.x.chunks_exact(self.width))
-        {
-            let max = x_row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-            for (o, &v) in o_row.iter_mut().zip(x_row) {
-                *o = exp_non_positive(v - max);
-            }
-            let inv = 1.0 / lane_sum(o_row, |v| v);
-            for o in o_row.iter_mut() {
-                *o *= inv;
-            }
-        }
-    }
-}
-
 /// `Σ f(v)` over `values`, summed in 16 independent lanes (then the lanes and the
 /// tail in order), so that the loop vectorises: a single running sum is a chain
 /// the compiler may not reorder. The order is fixed, so the result does not
 /// depend on anything but `values`.
 #[inline(always)]
-fn lane_sum(values: &[f32], f: impl Fn(f32) -> f32) -> f32 {
+pub(super) fn lane_sum(values: &[f32], f: impl Fn(f32) -> f32) -> f32 {
     let mut lanes = [0.0f32; 16];
     let mut chunks = values.chunks_exact(16);
     for chunk in &mut chunks {
@@ -462,7 +415,8 @@ mod tests {
         let (bias, gamma, beta) = (vals(3, width), vals(4, width), vals(5, width));
         let t = |v: &[f32]| Tensor::new(v, &dev).unwrap();
 
-        let got = x.apply_op1_no_bwd(&BiasGelu { bias: &bias }).unwrap();
+        let got = x.copy().unwrap();
+        got.inplace_op1(&BiasGelu { bias: &bias }).unwrap();
         let want = x.broadcast_add(&t(&bias)).unwrap().gelu_erf().unwrap();
         let diff = (got - want).unwrap().abs().unwrap().max_all().unwrap();
         assert!(diff.to_scalar::<f32>().unwrap() < 1e-5);
@@ -473,7 +427,8 @@ mod tests {
             beta: &beta,
             eps: 1e-12,
         };
-        let got = x.apply_op2_no_bwd(&residual, &op).unwrap();
+        let got = x.copy().unwrap();
+        got.inplace_op2(&residual, &op).unwrap();
         let summed = (x.broadcast_add(&t(&bias)).unwrap() + &residual).unwrap();
         let want = candle_nn::ops::layer_norm(&summed, &t(&gamma), &t(&beta), 1e-12).unwrap();
         let diff = (got - want).unwrap().abs().unwrap().max_all().unwrap();
@@ -481,35 +436,16 @@ mod tests {
     }
 
     #[test]
-    fn softmax_matches_candles() {
-        let dev = Device::Cpu;
-        for (rows, width) in [(3, 1), (12, 7), (40, 16), (5, 33), (2, 64)] {
-            let mut v: Vec<f32> = (0..rows * width)
-                .map(|i| ((i * 7919 % 1000) as f32 / 50.0) - 10.0)
-                .collect();
-            // A masked position, as the attention bias makes it.
-            if width > 1 {
-                v[1] = -f32::MAX;
-            }
-            let x = Tensor::from_vec(v, (rows, width), &dev).unwrap();
-            let got = x.apply_op1_no_bwd(&SoftmaxRows).unwrap();
-            let want = candle_nn::ops::softmax_last_dim(&x).unwrap();
-            let diff = (got - want).unwrap().abs().unwrap().max_all().unwrap();
-            assert!(diff.to_scalar::<f32>().unwrap() < 1e-6, "{rows}x{width}");
-        }
-    }
-
-    #[test]
     fn mismatched_shapes_are_errors_not_panics() {
         let x = Tensor::zeros((2, 5), candle_core::DType::F32, &Device::Cpu).unwrap();
         let bias = [0.0f32; 4];
-        assert!(x.apply_op1_no_bwd(&BiasGelu { bias: &bias }).is_err());
+        assert!(x.inplace_op1(&BiasGelu { bias: &bias }).is_err());
         let op = BiasResidualNorm {
             bias: &bias,
             gamma: &bias,
             beta: &bias,
             eps: 1e-12,
         };
-        assert!(x.apply_op2_no_bwd(&x, &op).is_err());
+        assert!(x.inplace_op2(&x.copy().unwrap(), &op).is_err());
     }
 }

@@ -16,6 +16,7 @@
 //! Batches are built from texts of similar token length ([`Encoder::embed_many`]
 //! sorts by length) so that little work goes into padding.
 
+mod attention;
 mod batch;
 mod bert;
 pub mod bf16;
