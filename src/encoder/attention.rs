@@ -14,7 +14,7 @@
 use candle_core::{bail, CpuStorage, CustomOp1, Layout, Result, Shape};
 use pulp::{Simd, WithSimd};
 
-use super::cpu_ops::{contiguous, exp_non_positive, lane_sum};
+use super::cpu_ops::{contiguous, exp_non_positive, lane_max, lane_sum};
 
 /// `softmax(Q·Kᵀ + mask)·V` per batch item and head, from `qkv` of shape
 /// `(batch·seq) x 3·hidden` (each row: the query, key and value of one token, each
@@ -142,15 +142,7 @@ impl WithSimd for AttentionPass<'_, '_> {
                         }
                         s.copy_from_slice(&acc);
                     }
-                    // A running `max` is a chain the compiler keeps scalar (f32 max
-                    // is not associative for NaN); one maximum per lane is not.
-                    let mut lanes = [f32::NEG_INFINITY; LANES];
-                    for chunk in scores.chunks_exact(LANES) {
-                        for (l, &v) in lanes.iter_mut().zip(chunk) {
-                            *l = l.max(v);
-                        }
-                    }
-                    let max = lanes.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+                    let max = lane_max(&scores, f32::NEG_INFINITY, |v| v);
                     for s in scores.iter_mut() {
                         *s = exp_non_positive(*s - max);
                     }

@@ -273,6 +273,22 @@ pub(super) fn lane_sum(values: &[f32], f: impl Fn(f32) -> f32) -> f32 {
     lanes.iter().sum::<f32>() + tail
 }
 
+/// The largest `f(v)` over `values` and `init` (NaNs skipped, as `f32::max` does),
+/// over 16 independent lanes so that the loop vectorises: a running `max` is a
+/// chain the compiler keeps scalar (f32 max is not associative for NaN).
+#[inline(always)]
+pub(super) fn lane_max(values: &[f32], init: f32, f: impl Fn(f32) -> f32) -> f32 {
+    let mut lanes = [init; 16];
+    let mut chunks = values.chunks_exact(16);
+    for chunk in &mut chunks {
+        for (m, &v) in lanes.iter_mut().zip(chunk) {
+            *m = m.max(f(v));
+        }
+    }
+    let tail = chunks.remainder().iter().fold(init, |m, &v| m.max(f(v)));
+    lanes.iter().fold(tail, |m, &v| m.max(v))
+}
+
 /// A linear layer whose product runs on host memory (the int8 and bf16 layers).
 pub(super) trait HostLinear {
     /// Inputs (the last dimension of `x`).

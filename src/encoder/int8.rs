@@ -40,7 +40,7 @@ use std::mem::MaybeUninit;
 use candle_core::{bail, Result};
 use pulp::{Simd, WithSimd};
 
-use super::cpu_ops::{check_bias, check_kernel, whole_rows, HostLinear};
+use super::cpu_ops::{check_bias, check_kernel, lane_max, whole_rows, HostLinear};
 
 /// Output columns per packed panel (one 512-bit register of i32 sums).
 const PANEL: usize = 16;
@@ -153,22 +153,10 @@ fn quantize(x: f32, inv: f32) -> i8 {
     (v + ROUND).to_bits() as u8 as i8
 }
 
-/// The largest `|v|` in `values` (0 for none; NaNs are skipped), over 16
-/// independent lanes so that the loop vectorises.
+/// The largest `|v|` in `values` (0 for none; NaNs are skipped).
 #[inline(always)]
 fn max_abs(values: &[f32]) -> f32 {
-    let mut lanes = [0.0f32; 16];
-    let mut chunks = values.chunks_exact(16);
-    for chunk in &mut chunks {
-        for (m, v) in lanes.iter_mut().zip(chunk) {
-            *m = m.max(v.abs());
-        }
-    }
-    let tail = chunks
-        .remainder()
-        .iter()
-        .fold(0.0f32, |m, v| m.max(v.abs()));
-    lanes.iter().fold(tail, |m, &v| m.max(v))
+    lane_max(values, 0.0, f32::abs)
 }
 
 /// The step that maps `max_abs` onto 127 (1 for an all-zero vector, whose
