@@ -274,7 +274,10 @@ impl Layer {
         let (batch, seq, heads, head_dim) = shape;
         let hidden = heads * head_dim;
         let qkv = self.qkv.forward(x)?;
-        let context = if fused && fused_kernels_apply(&qkv) {
+        // The fused attention needs the mask in host memory whenever there is one
+        // (`run_layers` makes it for f32 on the CPU, as `qkv` is here).
+        let mask_ready = mask.tensor.is_none() || mask.host.is_some();
+        let context = if fused && fused_kernels_apply(&qkv) && mask_ready {
             qkv.apply_op1_no_bwd(&Attention {
                 batch,
                 seq,
