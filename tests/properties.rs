@@ -51,20 +51,114 @@ proptest! {
     }
 }
 
+/// Mean share of `b`'s rows in `a`, over queries.
+fn overlap(a: &[Vec<u32>], b: &[Vec<u32>]) -> f64 {
+    let shared: usize = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| y.iter().filter(|r| x.contains(r)).count())
+        .sum();
+    shared as f64 / b.iter().map(Vec::len).sum::<usize>() as f64
+}
+
+/// Recall@10 against exact search of each query's answer.
+fn recall_of(answers: &[Vec<u32>], truth: &[Vec<u32>]) -> f64 {
+    overlap(truth, answers)
+}
+
+fn ords(c: Vec<shelfrank::fuse::Candidate>) -> Vec<u32> {
+    c.into_iter().map(|c| c.ord).collect()
+}
+
 #[test]
-fn hnsw_saved_and_loaded_gives_the_same_results() {
-    let dim = 16;
-    let data = random_unit_vectors(500, dim, 1);
-    let index = HnswIndex::build(&data, dim, f32_params(), &|_| {}).unwrap();
+fn a_loaded_graph_finds_what_the_built_one_finds() {
+    // The loaded graph is searched by shelfrank's own walk over the compact copy,
+    // the built one by hnsw_rs: the same walk over the same graph gives the same
+    // answers (an int8 graph's integer distances tie more often, and ties may
+    // break the other way).
+    let (n, dim) = (4000, 24);
+    let data = random_unit_vectors(n, dim, 1);
+    let flat: Vec<f32> = data.iter().flatten().copied().collect();
+    let queries = random_unit_vectors(200, dim, 2);
+    let truth: Vec<Vec<u32>> = queries
+        .iter()
+        .map(|q| ords(exact_search(&flat, dim, q, 10)))
+        .collect();
+    for params in [f32_params(), int8_params()] {
+        let index = HnswIndex::build_with(
+            &data,
+            dim,
+            HnswParams {
+                ef_search: 32,
+                ..params
+            },
+            shelfrank::vector::Insertion::Deterministic,
+            &|_| {},
+        )
+        .unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        index.save(tmp.path(), "g").unwrap();
+        let loaded =
+            HnswIndex::load(tmp.path(), "g", dim, n, index.params(), index.int8_scale()).unwrap();
+        assert_eq!(loaded.int8_scale(), index.int8_scale());
+        let (mut built, mut served) = (Vec::new(), Vec::new());
+        for q in &queries {
+            built.push(ords(
+                index.search_rescored(q, 10, None, None, &flat).unwrap(),
+            ));
+            let got = loaded.search_rescored(q, 10, None, None, &flat).unwrap();
+            assert_eq!(got.len(), 10);
+            served.push(ords(got));
+        }
+        let (rb, rs) = (recall_of(&built, &truth), recall_of(&served, &truth));
+        let same = overlap(&built, &served);
+        if params.quantization == Quantization::F32 {
+            assert_eq!(built, served);
+        }
+        assert!(same >= 0.99, "{params:?}: answers share {same}");
+        assert!(
+            rs >= rb - 0.002,
+            "{params:?}: recall {rb} built, {rs} loaded"
+        );
+        assert!(rs >= 0.9, "{params:?}: recall {rs} at ef 32");
+    }
+}
+
+#[test]
+fn a_loaded_graph_returns_only_allowed_rows_and_finds_them() {
+    let (n, dim) = (3000, 16);
+    let data = random_unit_vectors(n, dim, 7);
+    let flat: Vec<f32> = data.iter().flatten().copied().collect();
+    let index = HnswIndex::build(&data, dim, int8_params(), &|_| {}).unwrap();
     let tmp = tempfile::tempdir().unwrap();
     index.save(tmp.path(), "g").unwrap();
-    let loaded = HnswIndex::load(tmp.path(), "g", dim, 500, f32_params(), None).unwrap();
-    for q in random_unit_vectors(20, dim, 2) {
-        assert_eq!(
-            index.search(&q, 10, None, None).unwrap(),
-            loaded.search(&q, 10, None, None).unwrap()
+    let loaded =
+        HnswIndex::load(tmp.path(), "g", dim, n, int8_params(), index.int8_scale()).unwrap();
+    // Every third row is allowed.
+    let allowed = |row: usize| row.is_multiple_of(3);
+    let rows: Vec<u32> = (0..n as u32).filter(|&r| allowed(r as usize)).collect();
+    let (mut truth, mut got) = (Vec::new(), Vec::new());
+    for q in random_unit_vectors(100, dim, 8) {
+        truth.push(ords(shelfrank::vector::exact_search_filtered(
+            &flat, dim, &q, 10, &rows,
+        )));
+        let found = ords(
+            loaded
+                .search_rescored(&q, 10, None, Some(&allowed), &flat)
+                .unwrap(),
         );
+        assert!(found.iter().all(|&r| allowed(r as usize)), "{found:?}");
+        assert_eq!(found.len(), 10);
+        got.push(found);
     }
+    let r = recall_of(&got, &truth);
+    assert!(r >= 0.95, "filtered recall@10 {r}");
+    // Nothing allowed: nothing found.
+    let none = |_: usize| false;
+    assert!(loaded
+        .search(&data[0], 10, None, Some(&none))
+        .unwrap()
+        .is_empty());
 }
 
 /// A float32 graph (the default is int8).
@@ -73,6 +167,34 @@ fn f32_params() -> HnswParams {
         quantization: Quantization::F32,
         ..HnswParams::default()
     }
+}
+
+#[test]
+fn the_default_ef_search_grows_with_the_graph() {
+    use shelfrank::vector::EF_SEARCH_AUTO;
+    assert_eq!(HnswParams::default().ef_search, EF_SEARCH_AUTO);
+    assert_eq!(HnswParams::ef_search_for(0), 128);
+    assert_eq!(HnswParams::ef_search_for(55_000), 128);
+    assert_eq!(HnswParams::ef_search_for(100_000), 128);
+    assert_eq!(HnswParams::ef_search_for(200_000), 192);
+    assert_eq!(HnswParams::ef_search_for(1_000_000), 352);
+    let mut last = 0;
+    for n in (0..30).map(|i| 1usize << i) {
+        let ef = HnswParams::ef_search_for(n);
+        assert!(ef >= last && ef.is_multiple_of(16) && ef <= shelfrank::vector::MAX_EF_SEARCH);
+        last = ef;
+    }
+    assert_eq!(HnswParams::ef_search_for(usize::MAX), 3168);
+    // A built graph records the value it picked; an explicit one is kept.
+    let data = random_unit_vectors(300, 8, 3);
+    let auto = HnswIndex::build(&data, 8, HnswParams::default(), &|_| {}).unwrap();
+    assert_eq!(auto.params().ef_search, 128);
+    let fixed = HnswParams {
+        ef_search: 40,
+        ..HnswParams::default()
+    };
+    let set = HnswIndex::build(&data, 8, fixed, &|_| {}).unwrap();
+    assert_eq!(set.params().ef_search, 40);
 }
 
 #[test]
@@ -172,7 +294,7 @@ fn rescoring_returns_exact_scores_in_exact_order() {
 }
 
 #[test]
-fn int8_graph_saved_and_loaded_gives_the_same_results_and_needs_its_scale() {
+fn int8_graph_saved_and_loaded_finds_the_same_rows_and_needs_its_scale() {
     let dim = 16;
     let data = random_unit_vectors(500, dim, 3);
     let flat: Vec<f32> = data.iter().flatten().copied().collect();
@@ -186,12 +308,17 @@ fn int8_graph_saved_and_loaded_gives_the_same_results_and_needs_its_scale() {
         .len();
     assert_eq!(data_bytes, 4 + 8 + 500 * (20 + dim as u64));
     let loaded = HnswIndex::load(tmp.path(), "g", dim, 500, int8_params(), Some(scale)).unwrap();
+    assert_eq!(loaded.int8_scale(), Some(scale));
+    let (mut built, mut served) = (Vec::new(), Vec::new());
     for q in random_unit_vectors(20, dim, 4) {
-        assert_eq!(
+        built.push(ords(
             index.search_rescored(&q, 10, None, None, &flat).unwrap(),
-            loaded.search_rescored(&q, 10, None, None, &flat).unwrap()
-        );
+        ));
+        served.push(ords(
+            loaded.search_rescored(&q, 10, None, None, &flat).unwrap(),
+        ));
     }
+    assert!(overlap(&built, &served) >= 0.97);
     let e = HnswIndex::load(tmp.path(), "g", dim, 500, int8_params(), None).unwrap_err();
     assert!(e.to_string().contains("int8_step"), "{e}");
     // Read as a float32 graph, the dump is refused, naming the file.

@@ -95,9 +95,11 @@ pub struct BuildArgs {
     /// HNSW candidate list size while building.
     #[arg(long, default_value_t = HnswParams::default().ef_construction)]
     hnsw_ef_construction: usize,
-    /// HNSW candidate list size while searching (saved with the index).
-    #[arg(long, default_value_t = HnswParams::default().ef_search)]
-    hnsw_ef_search: usize,
+    /// HNSW candidate list size while searching (saved with the index). Default:
+    /// from the catalog's size, 128 up to 100,000 products and 64 more per doubling
+    /// beyond (352 at a million).
+    #[arg(long)]
+    hnsw_ef_search: Option<usize>,
     /// How the HNSW graph stores its vectors: f32, or int8 (a quarter of the
     /// memory; the graph's candidates are rescored with the float32 vectors).
     /// Recorded in the manifest.
@@ -131,7 +133,9 @@ pub fn run(a: BuildArgs) -> Result<()> {
         .hnsw(HnswParams {
             m: a.hnsw_m,
             ef_construction: a.hnsw_ef_construction,
-            ef_search: a.hnsw_ef_search,
+            ef_search: a
+                .hnsw_ef_search
+                .unwrap_or(shelfrank::vector::EF_SEARCH_AUTO),
             quantization: a.quantization,
         })
         .batch_size(a.batch_size)

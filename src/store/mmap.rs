@@ -41,6 +41,10 @@ impl VectorFile {
         // not change while mapped, unless another program edits the index files,
         // which the on-disk format documentation forbids.
         let map = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
+        // Searches read scattered rows (rescoring, profiles): no read-ahead and no
+        // fault-around, so a search maps the pages it reads and not their neighbours.
+        #[cfg(unix)]
+        let _ = map.advise(memmap2::Advice::Random);
         if !(map.as_ptr() as usize).is_multiple_of(std::mem::align_of::<f32>()) {
             return Err(Error::corrupt(path, "mapping is not 4-byte aligned"));
         }

@@ -1,11 +1,13 @@
-//! A structural check of hnsw_rs's dump files, run before hnsw_rs reads them.
+//! Reading hnsw_rs's dump files into the compact graph a served index searches
+//! (`frozen.rs`), checking every field on the way.
 //!
-//! hnsw_rs trusts its dump: it allocates whatever lengths the files claim, asserts
-//! on a bad magic number or id, indexes its layers with ids read from the file, and
-//! calls `std::process::exit(1)` when a vector cannot be read. None of that can be
-//! caught. So every field hnsw_rs will read is read here first, with bounds, and
-//! checked against the manifest; only a dump that passes reaches hnsw_rs. The
-//! format (hnsw_rs 0.3.5, `hnswio.rs`, native byte order, "full" dump mode):
+//! hnsw_rs's own loader trusts its dump (it allocates whatever lengths the files
+//! claim, asserts on a bad magic number or id, and calls `std::process::exit(1)`
+//! when a vector cannot be read) and builds about 2 KB of `Arc`s, locks and
+//! per-layer vectors per point. So a served graph never goes through it: every
+//! field is read here, with bounds, checked against the manifest, and the links are
+//! kept as `u32` ids. The format (hnsw_rs 0.3.5, `hnswio.rs`, native byte order,
+//! "full" dump mode):
 //!
 //! ```text
 //! NAME.hnsw.graph
@@ -199,10 +201,63 @@ impl Cursor {
     }
 }
 
-/// Checks the dump `dir/BASENAME.hnsw.{graph,data}` against `exp` (see the module
-/// docs). Reads the graph twice (first its points, then that every neighbour names
-/// one of them) and the data once; keeps one `usize` per point.
-pub(super) fn check(dir: &Path, basename: &str, exp: &Expected) -> Result<()> {
+/// The links of one layer: for each member point, its neighbours' data ids.
+#[derive(Debug, Default)]
+pub(super) struct LayerLinks {
+    /// Where each member's list is in `links`: (start, length). Layer 0 holds every
+    /// point, so it is indexed by data id; the upper layers hold few.
+    pub index: LayerIndex,
+    pub links: Vec<u32>,
+}
+
+/// How a layer finds a point's list.
+#[derive(Debug)]
+pub(super) enum LayerIndex {
+    /// By data id (layer 0).
+    Dense(Vec<(u32, u32)>),
+    /// Members only (the layers above 0).
+    Sparse(std::collections::HashMap<u32, (u32, u32)>),
+}
+
+impl Default for LayerIndex {
+    fn default() -> Self {
+        LayerIndex::Sparse(Default::default())
+    }
+}
+
+impl LayerLinks {
+    /// The neighbours of `id` in this layer (none when it is not a member).
+    #[inline]
+    pub fn of(&self, id: u32) -> &[u32] {
+        let span = match &self.index {
+            LayerIndex::Dense(v) => v.get(id as usize).copied(),
+            LayerIndex::Sparse(m) => m.get(&id).copied(),
+        };
+        match span {
+            Some((start, len)) => self
+                .links
+                .get(start as usize..start as usize + len as usize)
+                .unwrap_or(&[]),
+            None => &[],
+        }
+    }
+}
+
+/// What a dump holds, as the served graph keeps it.
+#[derive(Debug)]
+pub(super) struct Layout {
+    /// Byte offset of each point's vector (by data id) in the data file.
+    pub offsets: Vec<u64>,
+    /// The links of each stored layer, from layer 0 up.
+    pub layers: Vec<LayerLinks>,
+    /// The entry point's data id and layer (`None` for an empty graph).
+    pub entry: Option<(u32, u8)>,
+}
+
+/// Reads the dump `dir/BASENAME.hnsw.{graph,data}`, checking it against `exp`
+/// (see the module docs). Reads the graph twice (first its points, then that every
+/// neighbour names one of them, keeping the links) and the data once.
+pub(super) fn read(dir: &Path, basename: &str, exp: &Expected) -> Result<Layout> {
     let graph_path = dir.join(format!("{basename}.hnsw.graph"));
     let data_path = dir.join(format!("{basename}.hnsw.data"));
     let size = |p: &Path| {
@@ -231,25 +286,49 @@ pub(super) fn check(dir: &Path, basename: &str, exp: &Expected) -> Result<()> {
             ),
         ));
     }
+    if u32::try_from(exp.len).is_err() {
+        return Err(Error::corrupt(
+            &graph_path,
+            format!("{} points, more than a graph can index (2^32)", exp.len),
+        ));
+    }
     let mut data = Cursor::open(&data_path)?;
     data.expect_magic("the data magic number", MAGIC_DATA)?;
     data.expect_usize("the data dimension", exp.dim)?;
-    let layers = walk_graph(&graph_path, exp, Some(&mut data), None)?;
+    let mut offsets = vec![0u64; exp.len];
+    let first = walk_graph(&graph_path, exp, Pass::Points(&mut data, &mut offsets))?;
     data.expect_end()?;
-    walk_graph(&graph_path, exp, None, Some(&layers))?;
-    Ok(())
+    let mut layers = Vec::new();
+    let entry = walk_graph(&graph_path, exp, Pass::Links(&first.ids, &mut layers))?.entry;
+    Ok(Layout {
+        offsets,
+        layers,
+        entry,
+    })
 }
 
-/// One pass over the graph file. With `data`, reads each point's vector from it
-/// and returns the data id of every point by (layer, rank); with `layers` (the
-/// first pass's answer), checks that every neighbour and the entry point name an
-/// existing point with the same data id.
-fn walk_graph(
-    path: &Path,
-    exp: &Expected,
-    mut data: Option<&mut Cursor>,
-    layers: Option<&[Vec<usize>]>,
-) -> Result<Vec<Vec<usize>>> {
+/// What one pass over the graph file does besides checking it.
+enum Pass<'a> {
+    /// Reads each point's vector from the data file, records its offset there,
+    /// and returns the data id of every point by (layer, rank).
+    Points(&'a mut Cursor, &'a mut [u64]),
+    /// Given the first pass's ids, checks that every neighbour and the entry point
+    /// name an existing point with the same data id, and keeps the links.
+    Links(&'a [Vec<usize>], &'a mut Vec<LayerLinks>),
+}
+
+/// One pass's answer.
+struct Walked {
+    ids: Vec<Vec<usize>>,
+    entry: Option<(u32, u8)>,
+}
+
+/// One pass over the graph file (see [`Pass`]).
+fn walk_graph(path: &Path, exp: &Expected, pass: Pass<'_>) -> Result<Walked> {
+    let (mut points, refs, mut kept) = match pass {
+        Pass::Points(data, offsets) => (Some((data, offsets)), None, None),
+        Pass::Links(refs, kept) => (None, Some(refs), Some(kept)),
+    };
     let mut g = Cursor::open(path)?;
     // Description.
     g.expect_magic("the description magic number (format 4)", MAGIC_DESCRIPTION)?;
@@ -282,6 +361,15 @@ fn walk_graph(
     }
     let mut seen = vec![false; exp.len];
     let mut out: Vec<Vec<usize>> = Vec::with_capacity(usize::from(stored_layers));
+    if let Some(kept) = kept.as_deref_mut() {
+        kept.clear();
+        kept.extend((0..stored_layers).map(|_| LayerLinks::default()));
+        if let Some(layer0) = kept.first_mut() {
+            layer0.index = LayerIndex::Dense(vec![(0, 0); exp.len]);
+        }
+    }
+    let mut position = 0u64;
+    let stride = 20 + exp.dim as u64 * exp.component_bytes();
     let mut total = 0usize;
     let max_neighbours = 2 * exp.m;
     for l in 0..stored_layers {
@@ -306,10 +394,29 @@ fn walk_graph(
             if layer != l || usize::try_from(rank).ok() != Some(r) {
                 return Err(g.fail(format!("point ({layer}, {rank}) is stored at ({l}, {r})")));
             }
-            for _ in 0..LAYERS {
+            for li in 0..LAYERS {
                 let n = g.usize("a neighbour count")?;
                 if n > max_neighbours {
                     return Err(g.fail(format!("{n} neighbours, at most 2M = {max_neighbours}")));
+                }
+                // A point has lists in the layers up to its own; hnsw_rs leaves the
+                // ones above empty, and a search never reads them.
+                let mut keep = match kept.as_deref_mut() {
+                    Some(kept) if li <= l => kept.get_mut(usize::from(li)),
+                    _ => None,
+                };
+                if let Some(kept) = keep.as_deref_mut() {
+                    let start = u32::try_from(kept.links.len())
+                        .ok()
+                        .filter(|s| s.checked_add(n as u32).is_some())
+                        .ok_or_else(|| g.fail("more than 2^32 links in one layer"))?;
+                    let span = (start, n as u32);
+                    match &mut kept.index {
+                        LayerIndex::Dense(v) => v[id] = span,
+                        LayerIndex::Sparse(m) => {
+                            m.insert(id as u32, span);
+                        }
+                    }
                 }
                 for _ in 0..n {
                     let n_id = g.usize("a neighbour's data id")?;
@@ -319,12 +426,18 @@ fn walk_graph(
                     if !(d.is_finite() && d >= 0.0) {
                         return Err(g.fail(format!("neighbour distance {d}")));
                     }
-                    if let Some(layers) = layers {
+                    if let Some(layers) = refs {
                         check_ref(&g, layers, n_id, n_layer, n_rank, "neighbour")?;
+                    }
+                    if let Some(kept) = keep.as_deref_mut() {
+                        // check_ref above: n_id < len <= 2^32.
+                        kept.links.push(n_id as u32);
                     }
                 }
             }
-            if let Some(data) = data.as_deref_mut() {
+            if let Some((data, offsets)) = points.as_mut() {
+                offsets[id] = 4 + USIZE + position * stride + 20;
+                position += 1;
                 data.expect_magic("a vector magic number", MAGIC_DATA)?;
                 let data_id = data.u64("a vector's data id")?;
                 if data_id != id as u64 {
@@ -364,14 +477,18 @@ fn walk_graph(
     let ep_rank = g.i32("the entry point's rank")?;
     check_ref(
         &g,
-        layers.unwrap_or(&out),
+        refs.unwrap_or(&out),
         ep_id,
         ep_layer,
         ep_rank,
         "entry point",
     )?;
     g.expect_end()?;
-    Ok(out)
+    // check_ref: ep_id is a point, so below len <= 2^32.
+    Ok(Walked {
+        ids: out,
+        entry: Some((ep_id as u32, ep_layer)),
+    })
 }
 
 /// `(layer, rank)` names a point of `layers` whose data id is `id`.

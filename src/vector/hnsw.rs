@@ -5,11 +5,11 @@ use std::path::{Path, PathBuf};
 
 use hnsw_rs::api::AnnT;
 use hnsw_rs::hnsw::Hnsw;
-use hnsw_rs::hnswio::HnswIo;
 use hnsw_rs::prelude::Distance;
 use serde::{Deserialize, Serialize};
 
 use super::flat;
+use super::frozen::Frozen;
 use super::quant::{dot_i8, Int8Scale, Quantization};
 use crate::error::{Error, Result};
 use crate::fuse::{sort_candidates, Candidate};
@@ -55,8 +55,10 @@ pub struct HnswParams {
     pub m: usize,
     /// Candidate list size while building. 200 follows hnswlib's recommendation.
     pub ef_construction: usize,
-    /// Candidate list size while searching (raised to k when smaller). Chosen from
-    /// the ef/recall table in README.md (Home Depot embeddings).
+    /// Candidate list size while searching (raised to k when smaller).
+    /// [`EF_SEARCH_AUTO`] (the default) picks it from the number of vectors when
+    /// the graph is built ([`HnswParams::ef_search_for`]); the index records the
+    /// value picked.
     pub ef_search: usize,
     /// How the graph stores its vectors. With [`Quantization::Int8`] (the
     /// default) the graph holds int8 copies (a quarter of the memory) and
@@ -73,11 +75,14 @@ impl Default for HnswParams {
         HnswParams {
             m: 16,
             ef_construction: 200,
-            ef_search: 128,
+            ef_search: EF_SEARCH_AUTO,
             quantization: Quantization::Int8,
         }
     }
 }
+
+/// `ef_search` value that asks for [`HnswParams::ef_search_for`] the graph's size.
+pub const EF_SEARCH_AUTO: usize = 0;
 
 /// Largest M accepted: hnsw_rs stores M in one byte of its dump (and exits the
 /// process for M > 256). Graphs beyond M = 64 gain no recall on text embeddings
@@ -111,9 +116,39 @@ impl HnswParams {
             .or_else(|| out("ef_search", self.ef_search, 1, MAX_EF_SEARCH))
     }
 
-    /// Checks the ranges hnsw_rs accepts and that keep its allocations bounded.
+    /// The default `ef_search` for a graph of `n` vectors: 128 up to 100,000 (the
+    /// flat part of the ef/recall curve on Home Depot, README), then 64 more for
+    /// each doubling, rounded up to a multiple of 16 (240 at 300,000, 352 at a
+    /// million). Recall at a fixed ef falls as a graph grows (README, "Scale":
+    /// 0.976, 0.961 and 0.931 at 100k, 300k and 1M generated products at ef 128),
+    /// and a walk's length grows with the logarithm of the size, so ef does too.
+    pub fn ef_search_for(n: usize) -> usize {
+        const BASE_EF: f64 = 128.0;
+        const BASE_N: f64 = 100_000.0;
+        let n = n as f64;
+        if n <= BASE_N {
+            return BASE_EF as usize;
+        }
+        let ef = BASE_EF * (1.0 + 0.5 * (n / BASE_N).log2());
+        ((ef / 16.0).ceil() as usize * 16).min(MAX_EF_SEARCH)
+    }
+
+    /// These parameters with [`EF_SEARCH_AUTO`] replaced by the value for `n`
+    /// vectors.
+    pub fn resolved(self, n: usize) -> Self {
+        HnswParams {
+            ef_search: match self.ef_search {
+                EF_SEARCH_AUTO => Self::ef_search_for(n),
+                ef => ef,
+            },
+            ..self
+        }
+    }
+
+    /// Checks the ranges hnsw_rs accepts and that keep its allocations bounded
+    /// (`ef_search` may be [`EF_SEARCH_AUTO`]).
     pub fn validate(&self) -> Result<()> {
-        match self.problem() {
+        match self.resolved(0).problem() {
             Some((field, reason)) => Err(Error::invalid(format!("hnsw {field}"), reason)),
             None => Ok(()),
         }
@@ -126,41 +161,12 @@ const MAX_LAYERS: usize = 16;
 type GraphF32<'a> = Hnsw<'a, f32, UnitDot>;
 type GraphI8<'a> = Hnsw<'a, i8, Int8Dot>;
 
-self_cell::self_cell!(
-    /// A float32 graph reloaded from disk borrows from its loader; keep both together.
-    struct LoadedF32 {
-        owner: HnswIo,
-        #[not_covariant]
-        dependent: GraphF32,
-    }
-);
-
-self_cell::self_cell!(
-    /// An int8 graph reloaded from disk, with its loader.
-    struct LoadedI8 {
-        owner: HnswIo,
-        #[not_covariant]
-        dependent: GraphI8,
-    }
-);
-
 enum Inner {
+    /// Just built by hnsw_rs, in its own in-memory form.
     BuiltF32(GraphF32<'static>),
-    LoadedF32(LoadedF32),
     BuiltI8(GraphI8<'static>, Int8Scale),
-    LoadedI8(LoadedI8, Int8Scale),
-}
-
-/// Runs `$body` with `$g` bound to the graph of whichever variant `$inner` is.
-macro_rules! with_graph {
-    ($inner:expr, |$g:ident| $body:expr) => {
-        match $inner {
-            Inner::BuiltF32($g) => $body,
-            Inner::LoadedF32(l) => l.with_dependent(|_, $g| $body),
-            Inner::BuiltI8($g, _) => $body,
-            Inner::LoadedI8(l, _) => l.with_dependent(|_, $g| $body),
-        }
-    };
+    /// Read back from its dump into the compact, read-only form (`frozen.rs`).
+    Loaded(Frozen),
 }
 
 /// The graph's answer before conversion: (row, distance).
@@ -269,6 +275,7 @@ impl HnswIndex {
         progress: &dyn Fn(usize),
     ) -> Result<Self> {
         params.validate()?;
+        let params = params.resolved(vectors.len());
         if let Some((i, v)) = vectors.iter().enumerate().find(|(_, v)| v.len() != dim) {
             return Err(Error::invalid(
                 "vectors",
@@ -315,14 +322,25 @@ impl HnswIndex {
     /// a float32 one.
     pub fn int8_scale(&self) -> Option<Int8Scale> {
         match &self.inner {
-            Inner::BuiltI8(_, s) | Inner::LoadedI8(_, s) => Some(*s),
-            Inner::BuiltF32(_) | Inner::LoadedF32(_) => None,
+            Inner::BuiltI8(_, s) => Some(*s),
+            Inner::BuiltF32(_) => None,
+            Inner::Loaded(f) => f.scale(),
         }
     }
 
-    /// Writes the graph into `dir` (hnsw_rs's dump format, base name `basename`).
+    /// Writes a graph built by [`build`](Self::build) into `dir` (hnsw_rs's dump
+    /// format, base name `basename`). A loaded graph is already on disk: copy its
+    /// files instead.
     pub fn save(&self, dir: &Path, basename: &str) -> Result<()> {
-        let res = with_graph!(&self.inner, |g| g.file_dump(dir, basename));
+        let res = match &self.inner {
+            Inner::BuiltF32(g) => g.file_dump(dir, basename),
+            Inner::BuiltI8(g, _) => g.file_dump(dir, basename),
+            Inner::Loaded(_) => {
+                return Err(Error::VectorIndex(
+                    "a graph loaded from disk is not written again; copy its files".into(),
+                ))
+            }
+        };
         match res {
             Ok(written) if written == basename => Ok(()),
             Ok(other) => Err(Error::VectorIndex(format!(
@@ -338,10 +356,11 @@ impl HnswIndex {
 
     /// Loads a graph written by [`HnswIndex::save`], holding `len` vectors of `dim`
     /// components built with `params` (and, for an int8 graph, `scale`, which it
-    /// requires). The dump files are checked field by field first (sizes, magic
-    /// numbers, ids, lengths; see `dump.rs`), because hnsw_rs aborts the process on
-    /// some damaged input; a damaged dump is a [`Error::CorruptIndex`] naming the
-    /// file, and a panic inside hnsw_rs one naming `dir`.
+    /// requires), into the compact read-only form searches use (`frozen.rs`): the
+    /// links as `u32` ids, the vectors read in place from the memory-mapped data
+    /// file. Every field of the dump is checked on the way (sizes, magic numbers,
+    /// ids, lengths; see `dump.rs`): a damaged dump is a [`Error::CorruptIndex`]
+    /// naming the file.
     pub fn load(
         dir: &Path,
         basename: &str,
@@ -350,7 +369,18 @@ impl HnswIndex {
         params: HnswParams,
         scale: Option<Int8Scale>,
     ) -> Result<Self> {
-        super::dump::check(
+        let params = params.resolved(len);
+        let scale = match (params.quantization, scale) {
+            (Quantization::F32, _) => None,
+            (Quantization::Int8, Some(scale)) => Some(scale),
+            (Quantization::Int8, None) => {
+                return Err(Error::invalid(
+                    "hnsw quantization",
+                    "an int8 graph needs its scale (the manifest's hnsw.int8_step)",
+                ))
+            }
+        };
+        let layout = super::dump::read(
             dir,
             basename,
             &super::dump::Expected {
@@ -361,53 +391,10 @@ impl HnswIndex {
                 quantization: params.quantization,
             },
         )?;
-        let io = HnswIo::new(dir, basename);
-        fn fail<L>(dir: &Path, e: std::thread::Result<anyhow::Result<L>>) -> Result<L> {
-            match e {
-                Ok(Ok(l)) => Ok(l),
-                Ok(Err(e)) => Err(Error::corrupt(
-                    dir,
-                    format!("cannot load the HNSW graph: {e}"),
-                )),
-                Err(_) => Err(Error::corrupt(dir, "the HNSW graph files are inconsistent")),
-            }
-        }
-        let inner = match (params.quantization, scale) {
-            (Quantization::F32, _) => Inner::LoadedF32(fail(
-                dir,
-                catch_unwind(AssertUnwindSafe(|| {
-                    LoadedF32::try_new(io, |io| io.load_hnsw_with_dist::<f32, UnitDot>(UnitDot))
-                })),
-            )?),
-            (Quantization::Int8, Some(scale)) => {
-                let dist = Int8Dot::new(scale);
-                let loaded = fail(
-                    dir,
-                    catch_unwind(AssertUnwindSafe(|| {
-                        LoadedI8::try_new(io, |io| io.load_hnsw_with_dist::<i8, Int8Dot>(dist))
-                    })),
-                )?;
-                Inner::LoadedI8(loaded, scale)
-            }
-            (Quantization::Int8, None) => {
-                return Err(Error::invalid(
-                    "hnsw quantization",
-                    "an int8 graph needs its scale (the manifest's hnsw.int8_step)",
-                ))
-            }
-        };
-        let (found_len, found_dim) = with_graph!(&inner, |g| (
-            g.get_nb_point(),
-            g.get_point_indexation().get_data_dimension()
-        ));
-        if found_len != len || (len > 0 && found_dim != dim) {
-            return Err(Error::corrupt(
-                dir,
-                format!("the HNSW graph holds {found_len} vectors of {found_dim} dims, the manifest says {len} of {dim}"),
-            ));
-        }
+        let data = dir.join(format!("{basename}.hnsw.data"));
+        let frozen = Frozen::open(&data, layout, dim, scale)?;
         Ok(HnswIndex {
-            inner,
+            inner: Inner::Loaded(frozen),
             dim,
             len,
             params,
@@ -452,12 +439,8 @@ impl HnswIndex {
         let filter = filter.as_ref().map(|f| f as &dyn hnsw_rs::filter::FilterT);
         let found = catch_unwind(AssertUnwindSafe(|| match &self.inner {
             Inner::BuiltF32(g) => walk(g, query, n, ef, filter),
-            Inner::LoadedF32(l) => l.with_dependent(|_, g| walk(g, query, n, ef, filter)),
             Inner::BuiltI8(g, s) => walk(g, &s.quantize(query), n, ef, filter),
-            Inner::LoadedI8(l, s) => {
-                let q = s.quantize(query);
-                l.with_dependent(|_, g| walk(g, &q, n, ef, filter))
-            }
+            Inner::Loaded(f) => f.search(query, n, ef, allowed),
         }))
         .map_err(|_| match &self.dir {
             Some(dir) => Error::corrupt(dir, "hnsw_rs panicked while searching the graph"),

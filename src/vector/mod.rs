@@ -11,9 +11,12 @@
 
 mod dump;
 mod flat;
+mod frozen;
 mod hnsw;
 mod quant;
 
 pub use flat::{dot, exact_search, exact_search_filtered};
-pub use hnsw::{HnswIndex, HnswParams, Insertion, MAX_EF_CONSTRUCTION, MAX_EF_SEARCH, MAX_M};
+pub use hnsw::{
+    HnswIndex, HnswParams, Insertion, EF_SEARCH_AUTO, MAX_EF_CONSTRUCTION, MAX_EF_SEARCH, MAX_M,
+};
 pub use quant::{dot_i8, Int8Scale, Quantization, CALIBRATION_QUANTILE};
