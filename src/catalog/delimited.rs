@@ -203,10 +203,10 @@ fn parse_row(
         }
     };
 
-    let mut attributes = std::collections::BTreeMap::new();
+    let mut attributes = Vec::with_capacity(columns.attributes.len());
     for (key, index) in &columns.attributes {
         if let Some(value) = cell(&format!("attributes.{key}"), Some(*index))? {
-            attributes.insert(key.clone(), value);
+            attributes.push((key.clone(), value));
         }
     }
     Ok(Product {
@@ -218,7 +218,7 @@ fn parse_row(
             .unwrap_or_default(),
         brand: cell("brand", columns.brand)?,
         price: number("price", columns.price)?,
-        attributes,
+        attributes: attributes.into_iter().collect(),
         popularity: number("popularity", columns.popularity)?,
     })
 }

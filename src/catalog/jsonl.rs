@@ -7,11 +7,11 @@
 //! booleans). `null` means absent, as does an empty or whitespace-only optional string. Text
 //! fields are trimmed.
 
-use std::collections::BTreeMap;
 use std::io::Read;
 
 use serde_json::{Map, Value};
 
+use super::attributes::Attributes;
 use super::error::{CatalogError, CatalogErrorKind};
 use super::options::TextEncoding;
 use super::product::{deserialize_id, parse_category_path, parse_number_text, shorten, Product};
@@ -165,17 +165,17 @@ fn number_field(field: &str, value: Option<Value>) -> Result<Option<f64>, RowErr
 
 /// The attributes: an object of strings, numbers or booleans (kept as text); null values are
 /// dropped.
-fn attributes_field(value: Option<Value>) -> Result<BTreeMap<String, String>, RowError> {
+fn attributes_field(value: Option<Value>) -> Result<Attributes, RowError> {
     match value {
-        None | Some(Value::Null) => Ok(BTreeMap::new()),
+        None | Some(Value::Null) => Ok(Attributes::new()),
         Some(Value::Object(obj)) => attribute_map(obj),
         Some(other) => Err(wrong_type("attributes", "an object", &other)),
     }
 }
 
 /// Converts the attribute object's values to text.
-fn attribute_map(obj: Map<String, Value>) -> Result<BTreeMap<String, String>, RowError> {
-    let mut attributes = BTreeMap::new();
+fn attribute_map(obj: Map<String, Value>) -> Result<Attributes, RowError> {
+    let mut attributes = Vec::with_capacity(obj.len());
     for (key, value) in obj {
         let text = match value {
             Value::Null => continue,
@@ -190,9 +190,9 @@ fn attribute_map(obj: Map<String, Value>) -> Result<BTreeMap<String, String>, Ro
                 ))
             }
         };
-        attributes.insert(key, text);
+        attributes.push((key, text));
     }
-    Ok(attributes)
+    Ok(attributes.into_iter().collect())
 }
 
 #[cfg(test)]

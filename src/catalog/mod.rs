@@ -39,6 +39,7 @@
 //! # Ok::<(), shelfrank::catalog::CatalogError>(())
 //! ```
 
+mod attributes;
 mod columns;
 mod delimited;
 mod error;
@@ -50,6 +51,7 @@ use std::collections::HashMap;
 use std::io::Read;
 use std::path::Path;
 
+pub use attributes::Attributes;
 pub use columns::{ColumnMap, ATTRIBUTE_PREFIX, MAPPABLE_FIELDS};
 pub use error::{CatalogError, CatalogErrorKind, LATIN1_HINT};
 pub use options::{Format, ParseOptionError, ReadOptions, TextEncoding, DEFAULT_MAX_REPORTED};

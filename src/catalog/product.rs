@@ -1,11 +1,11 @@
 //! The [`Product`] record and the validation rules every product must pass, whether it was read
 //! from a file or built in code.
 
-use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use super::attributes::Attributes;
 use super::error::{CatalogError, CatalogErrorKind};
 
 /// The separator between category path segments in text form (`"Bath > Faucets"`).
@@ -34,8 +34,8 @@ pub struct Product {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub price: Option<f64>,
     /// Free-form attributes (`"color" -> "white"`); keys are non-empty.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub attributes: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Attributes::is_empty")]
+    pub attributes: Attributes,
     /// A popularity signal (sales, clicks), finite and >= 0. Reranking counts it like
     /// that many earlier events on the item (the `popularity` feature and the fallback
     /// formula's prior).
@@ -53,7 +53,7 @@ impl Product {
             category: Vec::new(),
             brand: None,
             price: None,
-            attributes: BTreeMap::new(),
+            attributes: Attributes::new(),
             popularity: None,
         }
     }

@@ -799,7 +799,11 @@ impl From<&Product> for ProductBody {
             category: p.category.clone(),
             brand: p.brand.clone(),
             price: p.price,
-            attributes: p.attributes.clone(),
+            attributes: p
+                .attributes
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
             popularity: p.popularity,
         }
     }
@@ -812,7 +816,7 @@ impl From<ProductBody> for Product {
         out.category = p.category;
         out.brand = p.brand;
         out.price = p.price;
-        out.attributes = p.attributes;
+        out.attributes = p.attributes.into_iter().collect();
         out.popularity = p.popularity;
         out
     }
