@@ -363,7 +363,11 @@ impl IndexBuilder {
         store::write_products(&paths.products(), products)?;
         VectorFile::write(&paths.vectors(), &vectors)?;
         let files = store::verify::checksum_tree(&dir)?;
-        let hnsw_settings = HnswSettings::new(hnsw.params(), hnsw.int8_scale());
+        let hnsw_settings = HnswSettings::new(
+            hnsw.params(),
+            hnsw.int8_scale(),
+            self.hnsw.ef_search == crate::vector::EF_SEARCH_AUTO,
+        );
         let manifest = Manifest {
             format_version: Manifest::version_for(&hnsw_settings),
             shelfrank_version: env!("CARGO_PKG_VERSION").to_string(),

@@ -299,3 +299,47 @@ fn a_manifest_written_before_precision_existed_opens_as_f32() {
         shelfrank::encoder::Precision::F32
     );
 }
+
+/// Sets the generation's recorded `ef_search` (as an index built when it was a
+/// different size would hold) and whether it was picked from the size.
+fn record_ef(index: &std::path::Path, ef: usize, auto: bool) {
+    let generation = Engine::open(index).unwrap().generation_dir().to_path_buf();
+    let path = generation.join("manifest.json");
+    let mut json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    json["hnsw"]["ef_search"] = ef.into();
+    json["hnsw"]["ef_search_auto"] = auto.into();
+    std::fs::write(&path, serde_json::to_string_pretty(&json).unwrap()).unwrap();
+}
+
+fn merged_ef(index: &std::path::Path) -> (usize, bool) {
+    let engine = Engine::open(index).unwrap();
+    engine
+        .upsert_products(vec![new_product("new-1", "Zebrawood Garden Hose Reel")])
+        .unwrap();
+    engine
+        .merge_updates(&shelfrank::progress::Silent)
+        .unwrap()
+        .expect("something to merge");
+    let hnsw = Engine::open(index).unwrap().manifest().hnsw;
+    (hnsw.ef_search, hnsw.ef_search_auto)
+}
+
+#[test]
+fn a_merge_picks_the_size_aware_ef_again_but_keeps_one_that_was_asked_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = common::build_index(dir.path(), "idx");
+    let built = Engine::open(&index).unwrap().manifest().hnsw;
+    assert!(
+        built.ef_search_auto,
+        "the default build picks ef from the size"
+    );
+    let n = common::products().len() + 1;
+    let picked = shelfrank::vector::HnswParams::ef_search_for(n);
+    // Picked from the size when built: the merged graph gets its own size's value.
+    record_ef(&index, 999, true);
+    assert_eq!(merged_ef(&index), (picked, true));
+    // Asked for: the merge keeps it.
+    record_ef(&index, 999, false);
+    assert_eq!(merged_ef(&index), (999, false));
+}

@@ -426,7 +426,7 @@ impl Engine {
         }
         let summary = IndexBuilder::new(&self.dir, PathBuf::from(&opts.model_dir))
             .encoder_options(opts)
-            .hnsw(self.manifest.hnsw.params())
+            .hnsw(self.manifest.hnsw.rebuild_params())
             .source(self.manifest.source.clone())
             .wait_for_lock(true)
             .known_embeddings(known)

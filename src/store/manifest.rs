@@ -100,22 +100,48 @@ pub struct HnswSettings {
     /// when `quantization` is `int8`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub int8_step: Option<f32>,
+    /// `ef_search` was picked from the graph's size (no value was asked for), so a
+    /// rebuild (a live-update merge) picks it again for its own size instead of
+    /// keeping this one. Absent: false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ef_search_auto: bool,
 }
 
 impl HnswSettings {
-    /// The settings recorded for a graph built with `params` (and `scale`, for an
-    /// int8 graph).
-    pub fn new(params: crate::vector::HnswParams, scale: Option<Int8Scale>) -> Self {
+    /// The settings recorded for a graph built with `params` (as resolved for its
+    /// size, and `scale` for an int8 graph); `ef_search_auto` says whether the
+    /// builder asked for [`EF_SEARCH_AUTO`](crate::vector::EF_SEARCH_AUTO).
+    pub fn new(
+        params: crate::vector::HnswParams,
+        scale: Option<Int8Scale>,
+        ef_search_auto: bool,
+    ) -> Self {
         HnswSettings {
             m: params.m,
             ef_construction: params.ef_construction,
             ef_search: params.ef_search,
             quantization: params.quantization,
             int8_step: scale.map(|s| s.step()),
+            ef_search_auto,
         }
     }
 
-    /// The build and search parameters.
+    /// The parameters to build this index again with: as [`params`](Self::params),
+    /// except that an `ef_search` picked from the size is asked for again
+    /// ([`EF_SEARCH_AUTO`](crate::vector::EF_SEARCH_AUTO)), so a graph that grew
+    /// gets the value for its new size.
+    pub fn rebuild_params(&self) -> crate::vector::HnswParams {
+        crate::vector::HnswParams {
+            ef_search: if self.ef_search_auto {
+                crate::vector::EF_SEARCH_AUTO
+            } else {
+                self.ef_search
+            },
+            ..self.params()
+        }
+    }
+
+    /// The build and search parameters (with the `ef_search` in use).
     pub fn params(&self) -> crate::vector::HnswParams {
         crate::vector::HnswParams {
             m: self.m,
