@@ -286,13 +286,10 @@ fn a_merge_served_at_another_precision_reuses_every_vector_and_keeps_the_index_p
 fn a_manifest_written_before_precision_existed_opens_as_f32() {
     let dir = tempfile::tempdir().unwrap();
     let index = common::build_index(dir.path(), "idx");
-    let generation = Engine::open(&index).unwrap().generation_dir().to_path_buf();
-    let path = generation.join("manifest.json");
-    let text = std::fs::read_to_string(&path).unwrap();
-    let mut json: serde_json::Value = serde_json::from_str(&text).unwrap();
-    let removed = json["model"].as_object_mut().unwrap().remove("precision");
-    assert!(removed.is_some(), "the manifest records the precision");
-    std::fs::write(&path, serde_json::to_string_pretty(&json).unwrap()).unwrap();
+    common::edit_manifest(&index, |json| {
+        let removed = json["model"].as_object_mut().unwrap().remove("precision");
+        assert!(removed.is_some(), "the manifest records the precision");
+    });
     let engine = Engine::open(&index).unwrap();
     assert_eq!(
         engine.manifest().model.precision,
@@ -303,13 +300,10 @@ fn a_manifest_written_before_precision_existed_opens_as_f32() {
 /// Sets the generation's recorded `ef_search` (as an index built when it was a
 /// different size would hold) and whether it was picked from the size.
 fn record_ef(index: &std::path::Path, ef: usize, auto: bool) {
-    let generation = Engine::open(index).unwrap().generation_dir().to_path_buf();
-    let path = generation.join("manifest.json");
-    let mut json: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    json["hnsw"]["ef_search"] = ef.into();
-    json["hnsw"]["ef_search_auto"] = auto.into();
-    std::fs::write(&path, serde_json::to_string_pretty(&json).unwrap()).unwrap();
+    common::edit_manifest(index, |json| {
+        json["hnsw"]["ef_search"] = ef.into();
+        json["hnsw"]["ef_search_auto"] = auto.into();
+    });
 }
 
 fn merged_ef(index: &std::path::Path) -> (usize, bool) {

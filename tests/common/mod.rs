@@ -69,6 +69,17 @@ pub fn build_index_quantized(
     index
 }
 
+/// Rewrites the `manifest.json` of the generation `index` serves now, passing its
+/// JSON to `edit` (to make what an older or damaged index would hold).
+pub fn edit_manifest(index: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
+    let generation = Engine::open(index).unwrap().generation_dir().to_path_buf();
+    let path = generation.join("manifest.json");
+    let mut json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    edit(&mut json);
+    std::fs::write(&path, serde_json::to_string_pretty(&json).unwrap()).unwrap();
+}
+
 /// The directory holding the index's `manifest.json` and the files it lists: the
 /// index directory itself, or the one sub-directory of it that holds a manifest.
 pub fn data_dir(index: &Path) -> PathBuf {
