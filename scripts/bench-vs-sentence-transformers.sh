@@ -24,7 +24,7 @@ cargo build --release --quiet
 
 # Alternate sentence-transformers and each shelfrank precision, twice, so that
 # machine noise hits all of them. embed-bench prints the machine (CPU model,
-# family/model, cores, SIMD level and int8 kernel) first.
+# family/model, cores, SIMD level, int8 and bf16 kernels) first.
 PRECISIONS="${PRECISIONS:-f32 bf16 int8}"
 OUT="$(mktemp)"
 trap 'rm -f "$OUT"' EXIT

@@ -204,28 +204,54 @@ fn lower_precision_stays_close_to_f32_on_the_real_model() {
     assert_lower_precision_close(dir, &LOWER_PRECISION_BOUNDS);
 }
 
-/// int8 on every kernel this CPU has (the AVX2 and portable fallbacks forced):
-/// the integer sums are exact, so every kernel gives the same embeddings.
-#[test]
-fn every_int8_kernel_gives_the_same_embeddings() {
+/// The tiny model's embeddings of varied texts at `precision` on each of
+/// `kernels` (installed into the options by `set`), all required to equal the
+/// first kernel's bit for bit.
+fn assert_kernels_agree<K: Copy + std::fmt::Debug>(
+    precision: Precision,
+    kernels: Vec<K>,
+    set: impl Fn(&mut EncoderOptions, K),
+) {
     let texts = varied_texts();
     let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
     let mut opts = EncoderOptions::new("fixtures/tiny-bert");
-    opts.precision = Precision::Int8;
+    opts.precision = precision;
     let mut results = Vec::new();
-    for kernel in shelfrank::encoder::int8::Kernel::available() {
-        opts.int8_kernel = Some(kernel);
+    for kernel in kernels {
+        set(&mut opts, kernel);
         let enc = Encoder::load(&opts).unwrap();
         results.push((kernel, enc.embed_many(&texts, 3, &|_| {}).unwrap()));
     }
     // The portable kernel always runs; an AVX2 CPU adds at least one SIMD kernel.
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
+    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
         assert!(results.len() >= 2, "only {:?} ran", results[0].0);
     }
     for (kernel, got) in &results[1..] {
         assert_eq!(got, &results[0].1, "{kernel:?} vs {:?}", results[0].0);
     }
+}
+
+/// int8 on every kernel this CPU has (the AVX2 and portable fallbacks forced):
+/// the integer sums are exact, so every kernel gives the same embeddings.
+#[test]
+fn every_int8_kernel_gives_the_same_embeddings() {
+    assert_kernels_agree(
+        Precision::Int8,
+        shelfrank::encoder::int8::Kernel::available(),
+        |opts, kernel| opts.int8_kernel = Some(kernel),
+    );
+}
+
+/// bf16 on every kernel this CPU has: each makes the same f32 roundings in the
+/// same order as `vdpbf16ps`, so every kernel gives the same embeddings.
+#[test]
+fn every_bf16_kernel_gives_the_same_embeddings() {
+    assert_kernels_agree(
+        Precision::Bf16,
+        shelfrank::encoder::bf16::Bf16Kernel::available(),
+        |opts, kernel| opts.bf16_kernel = Some(kernel),
+    );
 }
 
 #[test]

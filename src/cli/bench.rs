@@ -47,6 +47,10 @@ pub struct EmbedBenchArgs {
     /// instead of the fastest the CPU has, to measure a fallback.
     #[arg(long)]
     int8_kernel: Option<String>,
+    /// With --dtype bf16: run this bf16 kernel (avx512bf16, avx2 or portable)
+    /// instead of the fastest the CPU has; all give the same embeddings.
+    #[arg(long)]
+    bf16_kernel: Option<String>,
 }
 
 pub fn run(a: EmbedBenchArgs) -> Result<()> {
@@ -62,6 +66,12 @@ pub fn run(a: EmbedBenchArgs) -> Result<()> {
             bail!("--int8-kernel needs --dtype int8");
         }
         opts.int8_kernel = Some(kernel.parse()?);
+    }
+    if let Some(kernel) = &a.bf16_kernel {
+        if opts.precision != Precision::Bf16 {
+            bail!("--bf16-kernel needs --dtype bf16");
+        }
+        opts.bf16_kernel = Some(kernel.parse()?);
     }
     let enc = Encoder::load(&opts)?;
     let cat = catalog::read_catalog(
@@ -81,8 +91,8 @@ pub fn run(a: EmbedBenchArgs) -> Result<()> {
         bail!("{}: no titles to encode", a.catalog.display());
     }
     outln!("machine: {}", machine());
-    let format = match enc.int8_kernel() {
-        Some(kernel) => format!("{} ({})", enc.precision(), kernel.name()),
+    let format = match enc.kernel_name() {
+        Some(kernel) => format!("{} ({kernel})", enc.precision()),
         None => enc.precision().to_string(),
     };
     let at = format!("{}, {format}, {} workers", enc.device_name(), enc.workers());
@@ -119,6 +129,7 @@ pub fn run(a: EmbedBenchArgs) -> Result<()> {
         cpu_opts.device = DeviceSpec::Cpu;
         cpu_opts.precision = Precision::F32;
         cpu_opts.int8_kernel = None;
+        cpu_opts.bf16_kernel = None;
         cpu_opts.workers = None;
         let cpu = Encoder::load(&cpu_opts)?;
         let batch = encoder::DEFAULT_BATCH_SIZE;
@@ -147,12 +158,13 @@ fn machine() -> String {
     };
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     format!(
-        "{} (family {}, model {}), {cores} cores, SIMD {}, int8 kernel {}",
+        "{} (family {}, model {}), {cores} cores, SIMD {}, int8 kernel {}, bf16 kernel {}",
         field("model name").unwrap_or_else(|| std::env::consts::ARCH.to_string()),
         field("cpu family").unwrap_or_else(|| "?".into()),
         field("model").unwrap_or_else(|| "?".into()),
         encoder::simd_level(),
-        encoder::int8::Kernel::detect().name()
+        encoder::int8::Kernel::detect().name(),
+        encoder::bf16::Bf16Kernel::detect().name()
     )
 }
 

@@ -52,10 +52,11 @@ pub struct ModelArgs {
     /// stock BERT, slower; for checking the fast one).
     #[arg(long, default_value = "fast")]
     pub encoder: String,
-    /// Format of the encoder's weights and activations: f32; f16 / bf16 (for
-    /// GPUs; on the CPU they are slower than f32); or int8 (CPU only: the linear
-    /// layers in integers). Embeddings differ from f32 ones by rounding only
-    /// (README gives the measured cosine).
+    /// Format of the encoder's weights and activations: f32; f16 (for GPUs; on
+    /// the CPU slower than f32); bf16 (GPUs, and on the CPU the linear layers in
+    /// bfloat16: faster than f32 with AVX-512 BF16, slower without); or int8 (CPU
+    /// only: the linear layers in integers). Embeddings differ from f32 ones by
+    /// rounding only (README gives the measured cosine).
     #[arg(long, default_value = "f32", visible_alias = "precision")]
     pub dtype: String,
 }

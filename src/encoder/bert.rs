@@ -34,10 +34,18 @@ use candle_nn::{Embedding, VarBuilder};
 use candle_transformers::models::bert::{Config, HiddenAct};
 
 use super::attention::Attention;
-use super::bf16::Bf16Linear;
+use super::bf16::{Bf16Kernel, Bf16Linear};
 use super::cpu_ops::{host_matmul, BiasGelu, BiasResidualNorm};
 use super::int8::{Int8Linear, Kernel};
 use super::Precision;
+
+/// The kernels the int8 or bf16 layers run instead of the fastest this CPU has
+/// (`None`: the fastest).
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct LowerKernels {
+    pub(super) int8: Option<Kernel>,
+    pub(super) bf16: Option<Bf16Kernel>,
+}
 
 /// A linear layer's weight in a lower precision, multiplied on the host.
 enum HostWeight {
@@ -74,7 +82,7 @@ impl Dense {
 
     /// Converts the weight to `precision` (int8, run by `kernel` or the fastest
     /// this CPU has; or bf16) for the products of f32 CPU inputs.
-    fn lower(&mut self, precision: Precision, kernel: Option<Kernel>) -> Result<()> {
+    fn lower(&mut self, precision: Precision, kernels: LowerKernels) -> Result<()> {
         let (inputs, outputs) = self.weight_t.dims2()?;
         let host = self
             .weight_t
@@ -84,12 +92,18 @@ impl Dense {
         self.host = match precision {
             Precision::Int8 => {
                 let mut linear = Int8Linear::new(&host, inputs, outputs)?;
-                if let Some(kernel) = kernel {
+                if let Some(kernel) = kernels.int8 {
                     linear = linear.with_kernel(kernel)?;
                 }
                 Some(HostWeight::Int8(linear))
             }
-            Precision::Bf16 => Some(HostWeight::Bf16(Bf16Linear::new(&host, inputs, outputs)?)),
+            Precision::Bf16 => {
+                let mut linear = Bf16Linear::new(&host, inputs, outputs)?;
+                if let Some(kernel) = kernels.bf16 {
+                    linear = linear.with_kernel(kernel)?;
+                }
+                Some(HostWeight::Bf16(linear))
+            }
             Precision::F32 | Precision::F16 => None,
         };
         Ok(())
@@ -375,7 +389,7 @@ impl FastBert {
     pub(super) fn lower_linears(
         mut self,
         precision: Precision,
-        kernel: Option<Kernel>,
+        kernels: LowerKernels,
     ) -> Result<FastBert> {
         for layer in &mut self.layers {
             for dense in [
@@ -384,7 +398,7 @@ impl FastBert {
                 &mut layer.ffn_in,
                 &mut layer.ffn_out,
             ] {
-                dense.lower(precision, kernel)?;
+                dense.lower(precision, kernels)?;
             }
         }
         Ok(self)

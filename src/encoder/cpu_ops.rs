@@ -320,6 +320,34 @@ pub(super) fn check_bias(layer: &str, bias: &[f32], outputs: usize) -> Result<()
     Ok(())
 }
 
+/// `bias` (one value per output, checked) padded with zeros to `width` columns,
+/// the whole panels a kernel writes (adding 0 changes no value); all zeros for
+/// no bias.
+pub(super) fn padded_bias(
+    layer: &str,
+    bias: Option<&[f32]>,
+    outputs: usize,
+    width: usize,
+) -> Result<Vec<f32>> {
+    let mut padded = vec![0f32; width];
+    if let Some(bias) = bias {
+        check_bias(layer, bias, outputs)?;
+        padded[..outputs].copy_from_slice(bias);
+    }
+    Ok(padded)
+}
+
+/// Cuts `out`, `rows` rows of `width` values, to their first `outputs` values
+/// each, in place.
+pub(super) fn drop_padding(out: &mut Vec<f32>, rows: usize, width: usize, outputs: usize) {
+    if width != outputs {
+        for i in 1..rows {
+            out.copy_within(i * width..i * width + outputs, i * outputs);
+        }
+        out.truncate(rows * outputs);
+    }
+}
+
 /// The number of rows in `len` values for a layer of `inputs` inputs, or an
 /// error when they do not split into whole rows.
 pub(super) fn whole_rows(layer: &str, len: usize, inputs: usize) -> Result<usize> {

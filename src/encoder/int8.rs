@@ -40,7 +40,7 @@ use std::mem::MaybeUninit;
 use candle_core::{bail, Result};
 use pulp::{Simd, WithSimd};
 
-use super::cpu_ops::{check_bias, check_kernel, lane_max, whole_rows, HostLinear};
+use super::cpu_ops::{check_kernel, drop_padding, lane_max, padded_bias, whole_rows, HostLinear};
 
 /// Output columns per packed panel (one 512-bit register of i32 sums).
 const PANEL: usize = 16;
@@ -276,13 +276,8 @@ impl Int8Linear {
     ) -> Result<Vec<f32>> {
         check_kernel("int8", kernel.name(), Kernel::available().contains(&kernel))?;
         let rows = whole_rows("int8", x.len(), self.inputs)?;
-        // The bias padded to whole panels (zeros: adding 0 changes no value).
         let width = self.steps.len();
-        let mut bias_padded = vec![0f32; width];
-        if let Some(bias) = bias {
-            check_bias("int8", bias, self.outputs)?;
-            bias_padded[..self.outputs].copy_from_slice(bias);
-        }
+        let bias_padded = padded_bias("int8", bias, self.outputs, width)?;
         let acts = self.quantize_rows(x, kernel == Kernel::Avx512Vnni);
         // Each kernel writes `y_ij = (Σ_k a_ik · q_kj) as f32 · (t_i · s_j) + b_j`
         // for every column of every panel, padding included; the same i32 sums
@@ -310,12 +305,7 @@ impl Int8Linear {
         // every panel of every row, and the SIMD ones store every column of every
         // tile, whose positions (`tiles`) cover all rows and panels.
         unsafe { out.set_len(len) };
-        if width != self.outputs {
-            for i in 1..rows {
-                out.copy_within(i * width..i * width + self.outputs, i * self.outputs);
-            }
-            out.truncate(rows * self.outputs);
-        }
+        drop_padding(&mut out, rows, width, self.outputs);
         Ok(out)
     }
 
@@ -436,6 +426,7 @@ mod x86 {
     use std::arch::x86_64::*;
     use std::mem::MaybeUninit;
 
+    use super::super::tiling::{dispatch_tile, tiles};
     use super::{Activations, Int8Linear, PANEL, PANEL_GROUP_BYTES};
 
     /// The `R` activation rows from row `i`, each `groups` words long.
@@ -446,45 +437,6 @@ mod x86 {
             *row = acts.row(i + r);
         }
         out
-    }
-
-    /// Runs `$tile::<R, P>` for the runtime tile shape `($nr, $np)`, for every `R`
-    /// in `$rows` and `P` in `$panels` (the callers cut tiles within those).
-    macro_rules! dispatch_tile {
-        ($tile:ident, ($nr:expr, $np:expr), [$($r:literal)*], $panels:tt, $args:tt) => {
-            match $nr {
-                $($r => dispatch_tile!(@panels $tile, $r, $np, $panels, $args),)*
-                nr => unreachable!("no tile of {nr} rows"),
-            }
-        };
-        (@panels $tile:ident, $r:literal, $np:expr, [$($p:literal)*], $args:tt) => {
-            match $np {
-                $($p => $tile::<$r, $p> $args,)*
-                np => unreachable!("no tile of {np} panels"),
-            }
-        };
-    }
-
-    /// Walks the output in tiles of up to `max_rows` rows and `max_panels` panels.
-    #[inline(always)]
-    fn tiles(
-        rows: usize,
-        panels: usize,
-        max_rows: usize,
-        max_panels: usize,
-        mut f: impl FnMut(usize, usize, usize, usize),
-    ) {
-        let mut p = 0;
-        while p < panels {
-            let np = max_panels.min(panels - p);
-            let mut i = 0;
-            while i < rows {
-                let nr = max_rows.min(rows - i);
-                f(i, nr, p, np);
-                i += nr;
-            }
-            p += np;
-        }
     }
 
     /// The VNNI kernel's largest tile: 4 rows x 3 panels, 12 accumulators. Larger

@@ -25,6 +25,8 @@ mod device;
 pub mod int8;
 mod pooling;
 mod precision;
+#[cfg(target_arch = "x86_64")]
+mod tiling;
 mod tiny;
 pub mod tune;
 
@@ -80,6 +82,10 @@ pub struct EncoderOptions {
     /// With [`Precision::Int8`]: the integer kernel to run instead of the fastest
     /// this CPU has (to measure or test a fallback); one the CPU lacks is an error.
     pub int8_kernel: Option<int8::Kernel>,
+    /// With [`Precision::Bf16`] on the CPU: the bf16 kernel to run instead of the
+    /// fastest this CPU has (every kernel gives the same bits; this measures or
+    /// tests a fallback); one the CPU lacks is an error.
+    pub bf16_kernel: Option<bf16::Bf16Kernel>,
 }
 
 /// Which implementation of BERT's forward pass an [`Encoder`] runs. Both compute the
@@ -127,6 +133,7 @@ impl EncoderOptions {
             implementation: Implementation::default(),
             precision: Precision::default(),
             int8_kernel: None,
+            bf16_kernel: None,
         }
     }
 }
@@ -157,6 +164,8 @@ pub struct Encoder {
     workers: usize,
     precision: Precision,
     int8_kernel: Option<int8::Kernel>,
+    /// The bf16 kernel of a bf16 encoder whose linear layers run on the CPU.
+    bf16_kernel: Option<bf16::Bf16Kernel>,
 }
 
 impl std::fmt::Debug for Encoder {
@@ -262,9 +271,13 @@ impl Encoder {
         let model = match opts.implementation {
             Implementation::Fast => bert::FastBert::load(vb, &config)
                 .and_then(|m| match opts.precision {
-                    Precision::Int8 | Precision::Bf16 if host_linears => {
-                        m.lower_linears(opts.precision, opts.int8_kernel)
-                    }
+                    Precision::Int8 | Precision::Bf16 if host_linears => m.lower_linears(
+                        opts.precision,
+                        bert::LowerKernels {
+                            int8: opts.int8_kernel,
+                            bf16: opts.bf16_kernel,
+                        },
+                    ),
                     _ => Ok(m),
                 })
                 .map(Model::Fast),
@@ -294,6 +307,8 @@ impl Encoder {
             precision: opts.precision,
             int8_kernel: (opts.precision == Precision::Int8)
                 .then(|| opts.int8_kernel.unwrap_or_else(int8::Kernel::detect)),
+            bf16_kernel: (opts.precision == Precision::Bf16 && host_linears)
+                .then(|| opts.bf16_kernel.unwrap_or_else(bf16::Bf16Kernel::detect)),
             device,
             info: ModelInfo {
                 name,
@@ -319,6 +334,21 @@ impl Encoder {
     /// The integer kernel of an int8 encoder (`None` at other precisions).
     pub fn int8_kernel(&self) -> Option<int8::Kernel> {
         self.int8_kernel
+    }
+
+    /// The bf16 kernel of a bf16 encoder on the CPU (`None` at other precisions
+    /// and on GPUs, where bf16 runs as candle's tensors).
+    pub fn bf16_kernel(&self) -> Option<bf16::Bf16Kernel> {
+        self.bf16_kernel
+    }
+
+    /// The name of the kernel the lower-precision linear layers run (`None`
+    /// for f32, and for half formats on GPUs): what speed reports print beside the
+    /// precision.
+    pub fn kernel_name(&self) -> Option<&'static str> {
+        self.int8_kernel
+            .map(int8::Kernel::name)
+            .or(self.bf16_kernel.map(bf16::Bf16Kernel::name))
     }
 
     /// Where the model runs, as `cpu` or `cuda:N`.

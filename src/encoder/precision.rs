@@ -6,9 +6,10 @@
 //!
 //! Half precision changes the embeddings slightly (README gives the measured
 //! cosine to f32); it is the same model, so an index built at one precision
-//! answers queries encoded at another. On the CPU the half formats run through
-//! candle's generic kernels, not the fused f32 ones, and are slower than f32:
-//! they are there so that the GPU path can be tested on any machine.
+//! answers queries encoded at another. On the CPU, f16 runs through candle's
+//! generic kernels and is slower than f32 (it is there so that the GPU path can
+//! be tested on any machine); bf16 runs the fast f32 pass with its linear layers
+//! in bfloat16 (`bf16.rs`).
 
 use std::fmt;
 use std::str::FromStr;
