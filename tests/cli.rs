@@ -381,6 +381,32 @@ fn embed_bench_measures_each_batch_size_and_agreement_with_the_cpu() {
 }
 
 #[test]
+fn embed_bench_runs_a_forced_fallback_kernel_and_names_it() {
+    let quick = ["--batch-size", "4", "--repeat", "1", "--queries", "1"];
+    for (dtype, flag, kernel) in [
+        ("bf16", "--bf16-kernel", "portable"),
+        ("int8", "--int8-kernel", "scalar"),
+    ] {
+        let mut args = vec!["--dtype", dtype, flag, kernel];
+        args.extend_from_slice(&quick);
+        let (ok, stdout, stderr) = embed_bench(&args);
+        assert!(ok, "{stderr}");
+        let machine = stdout.lines().next().unwrap_or_default();
+        assert!(machine.contains(", bf16 kernel "), "{machine}");
+        let at = format!("(cpu, {dtype} ({kernel}), ");
+        assert!(stdout.contains(&format!("batch 4 {at}")), "{stdout}");
+        // A kernel flag for another precision, or a kernel that does not exist.
+        let (ok, _, stderr) = embed_bench(&["--dtype", "f32", flag, kernel]);
+        assert!(
+            !ok && stderr.contains(&format!("{flag} needs --dtype {dtype}")),
+            "{stderr}"
+        );
+        let (ok, _, stderr) = embed_bench(&["--dtype", dtype, flag, "sse9"]);
+        assert!(!ok && stderr.contains("expected "), "{stderr}");
+    }
+}
+
+#[test]
 fn tune_refuses_a_half_precision_dtype() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("tuned");
