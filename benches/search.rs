@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use shelfrank::catalog::{read_catalog, ReadOptions};
+use shelfrank::encoder::bf16::Bf16Kernel;
 use shelfrank::encoder::int8::Kernel;
 use shelfrank::encoder::{Encoder, EncoderOptions, Implementation, Precision};
 use shelfrank::{Engine, Fusion, IndexBuilder, Mode, SearchRequest};
@@ -56,25 +57,29 @@ fn bench_encode(c: &mut Criterion) {
     let batch: Vec<&str> = titles.iter().take(32).map(String::as_str).collect();
     let mut g = c.benchmark_group("encode");
     g.sample_size(20);
-    let mut variants = vec![
-        (Implementation::Fast, Precision::F32, None, String::new()),
-        (Implementation::Fast, Precision::Bf16, None, "_bf16".into()),
-    ];
-    for kernel in Kernel::available() {
-        let suffix = format!("_int8_{}", kernel.name());
-        variants.push((Implementation::Fast, Precision::Int8, Some(kernel), suffix));
-    }
-    variants.push((
-        Implementation::Reference,
-        Precision::F32,
-        None,
-        "_reference".into(),
-    ));
-    for (implementation, precision, kernel, suffix) in variants {
+    let with = |implementation, precision| {
         let mut opts = EncoderOptions::new(model_dir());
         opts.implementation = implementation;
         opts.precision = precision;
-        opts.int8_kernel = kernel;
+        opts
+    };
+    let mut variants = vec![(with(Implementation::Fast, Precision::F32), String::new())];
+    // Every kernel this CPU has, the fallbacks forced, for both lower precisions.
+    for kernel in Bf16Kernel::available() {
+        let mut opts = with(Implementation::Fast, Precision::Bf16);
+        opts.bf16_kernel = Some(kernel);
+        variants.push((opts, format!("_bf16_{}", kernel.name())));
+    }
+    for kernel in Kernel::available() {
+        let mut opts = with(Implementation::Fast, Precision::Int8);
+        opts.int8_kernel = Some(kernel);
+        variants.push((opts, format!("_int8_{}", kernel.name())));
+    }
+    variants.push((
+        with(Implementation::Reference, Precision::F32),
+        "_reference".into(),
+    ));
+    for (opts, suffix) in variants {
         let enc = Encoder::load(&opts).unwrap();
         g.bench_function(format!("batch1_query{suffix}"), |b| {
             b.iter(|| enc.embed(black_box("rain shower head")).unwrap())
