@@ -152,15 +152,6 @@ fn widen(bits: u16) -> f32 {
     f32::from_bits(u32::from(bits) << 16)
 }
 
-/// One product's inputs rounded to bf16, in the form its kernel reads.
-enum Rounded {
-    /// Each row as `inputs_padded / 2` 32-bit lanes, the even input's bits low
-    /// and the odd one's high (the operand `vdpbf16ps` broadcasts).
-    Lanes(Vec<u32>),
-    /// Each row's rounded values widened back to f32 (exact), `inputs_padded` a row.
-    Widened(Vec<f32>),
-}
-
 impl Bf16Linear {
     /// Rounds `weight_t` (`inputs x outputs`, row-major) to bf16 for the fastest
     /// kernel of this CPU.
@@ -228,31 +219,31 @@ impl Bf16Linear {
         check_kernel("bf16", kernel.name(), runnable)?;
         let rows = whole_rows("bf16", x.len(), self.inputs)?;
         let bias_padded = padded_bias("bf16", bias, self.outputs, self.width)?;
-        let rounded = pulp::Arch::new().dispatch(RoundPass {
+        let mut out = vec![0f32; rows * self.width];
+        let rounding = RoundPass {
             x,
             inputs: self.inputs,
             inputs_padded: self.inputs_padded,
-            lanes: kernel == Bf16Kernel::Avx512Bf16,
-        });
-        let mut out = vec![0f32; rows * self.width];
-        match (kernel, &rounded) {
+        };
+        match kernel {
             #[cfg(target_arch = "x86_64")]
-            (Bf16Kernel::Avx512Bf16, Rounded::Lanes(lanes)) => {
+            Bf16Kernel::Avx512Bf16 => {
+                let lanes = pulp::Arch::new().dispatch(PairPass(rounding));
                 // SAFETY: `available()` saw avx512f and avx512bf16.
-                unsafe { x86::avx512bf16(self, lanes, &bias_padded, &mut out) }
+                unsafe { x86::avx512bf16(self, &lanes, &bias_padded, &mut out) }
             }
             #[cfg(target_arch = "x86_64")]
-            (Bf16Kernel::Avx2, Rounded::Widened(values)) => {
+            Bf16Kernel::Avx2 => {
+                let values = pulp::Arch::new().dispatch(rounding);
                 // SAFETY: `available()` saw avx2 and fma.
-                unsafe { x86::avx2(self, values, &bias_padded, &mut out) }
+                unsafe { x86::avx2(self, &values, &bias_padded, &mut out) }
             }
-            (_, Rounded::Widened(values)) => pulp::Arch::new().dispatch(PortablePass {
+            _ => pulp::Arch::new().dispatch(PortablePass {
                 lin: self,
-                values,
+                values: &pulp::Arch::new().dispatch(rounding),
                 bias: &bias_padded,
                 out: &mut out,
             }),
-            (_, Rounded::Lanes(_)) => bail!("bf16 linear: no kernel reads paired lanes here"),
         }
         drop_padding(&mut out, rows, self.width, self.outputs);
         Ok(out)
@@ -271,53 +262,64 @@ impl Bf16Linear {
     }
 }
 
-/// Rounds each input row to bf16, padded with zeros to `inputs_padded`, as a
-/// `WithSimd` so that its loop compiles for the best instruction set present
-/// (see `cpu_ops::BiasGeluPass` for why a struct).
+/// Rounds each input row to bf16, padded with zeros to `inputs_padded`, and
+/// widens the values back to f32 (exact), as a `WithSimd` so that its loop
+/// compiles for the best instruction set present (see `cpu_ops::BiasGeluPass`
+/// for why a struct).
 struct RoundPass<'a> {
     x: &'a [f32],
     inputs: usize,
     inputs_padded: usize,
-    /// Paired lanes (for `vdpbf16ps`) rather than widened values.
-    lanes: bool,
 }
 
 impl WithSimd for RoundPass<'_> {
-    type Output = Rounded;
+    type Output = Vec<f32>;
 
     #[inline(always)]
-    fn with_simd<S: Simd>(self, _simd: S) -> Rounded {
+    fn with_simd<S: Simd>(self, _simd: S) -> Vec<f32> {
         let rows = self.x.len() / self.inputs;
-        if self.lanes {
-            let pairs = self.inputs_padded / PAIR;
-            let mut lanes = vec![0u32; rows * pairs];
-            for (row, out) in self
-                .x
-                .chunks_exact(self.inputs)
-                .zip(lanes.chunks_exact_mut(pairs))
-            {
-                let mut two = row.chunks_exact(PAIR);
-                for (o, p) in out.iter_mut().zip(&mut two) {
-                    *o = u32::from(bf16_bits(p[0])) | (u32::from(bf16_bits(p[1])) << 16);
-                }
-                if let (Some(o), [last]) = (out.last_mut(), two.remainder()) {
-                    *o = u32::from(bf16_bits(*last));
-                }
+        let mut values = vec![0f32; rows * self.inputs_padded];
+        for (row, out) in self
+            .x
+            .chunks_exact(self.inputs)
+            .zip(values.chunks_exact_mut(self.inputs_padded))
+        {
+            for (o, &v) in out.iter_mut().zip(row) {
+                *o = widen(bf16_bits(v));
             }
-            Rounded::Lanes(lanes)
-        } else {
-            let mut values = vec![0f32; rows * self.inputs_padded];
-            for (row, out) in self
-                .x
-                .chunks_exact(self.inputs)
-                .zip(values.chunks_exact_mut(self.inputs_padded))
-            {
-                for (o, &v) in out.iter_mut().zip(row) {
-                    *o = widen(bf16_bits(v));
-                }
-            }
-            Rounded::Widened(values)
         }
+        values
+    }
+}
+
+/// The same rounding, each row as `inputs_padded / 2` 32-bit lanes with the
+/// even input's bits low and the odd one's high: the operand `vdpbf16ps`
+/// broadcasts.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+struct PairPass<'a>(RoundPass<'a>);
+
+impl WithSimd for PairPass<'_> {
+    type Output = Vec<u32>;
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, _simd: S) -> Vec<u32> {
+        let RoundPass {
+            x,
+            inputs,
+            inputs_padded,
+        } = self.0;
+        let pairs = inputs_padded / PAIR;
+        let mut lanes = vec![0u32; x.len() / inputs * pairs];
+        for (row, out) in x.chunks_exact(inputs).zip(lanes.chunks_exact_mut(pairs)) {
+            let mut two = row.chunks_exact(PAIR);
+            for (o, p) in out.iter_mut().zip(&mut two) {
+                *o = u32::from(bf16_bits(p[0])) | (u32::from(bf16_bits(p[1])) << 16);
+            }
+            if let (Some(o), [last]) = (out.last_mut(), two.remainder()) {
+                *o = u32::from(bf16_bits(*last));
+            }
+        }
+        lanes
     }
 }
 
